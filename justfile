@@ -1,0 +1,46 @@
+# berth: run `just` for the list.
+
+target := "x86_64-unknown-linux-gnu"
+bin := "target/" + target + "/release/berth"
+
+default:
+    @just --list
+
+# Debug build of berth and the fixture program.
+build:
+    cargo build --workspace
+
+# The static release binary (crt-static, LTO, stripped); prints size and ldd.
+static:
+    cargo build --release -p berth
+    @ls -l {{bin}} | awk '{printf "%s: %.2f MiB\n", $9, $5/1048576}'
+    @ldd {{bin}} 2>&1 || true
+
+# Start a Docker engine in the background if none answers on the socket.
+docker-up:
+    scripts/docker-up
+
+# The fixture images (lightwave-sim 6.6.0, 6.7.0, 6.8.0-broken) and their docker save tarballs.
+fixtures: docker-up
+    cargo run -q -p berth --example fixtures
+
+# The whole test suite against the real engine (the command CI runs).
+test: docker-up
+    cargo nextest run --workspace --no-fail-fast
+
+# The main job on a built-in demo appliance.
+demo: docker-up
+    cargo build -q --release -p berth
+    cargo run -q --release -p berth --example demo
+
+# Backup/verify/restore benchmark: ratios against docker cp, measured in the same run.
+bench: docker-up
+    cargo build -q --release -p berth
+    scripts/bench
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,20 @@
+//! Volume archives: the bytes a backup is made of.
+//!
+//! Everything here is synchronous `std::io` and makes ONE pass over the data
+//! in CONSTANT memory, whatever the size of the volume:
+//!
+//! - [`tarscan`] checks a tar stream block by block (header checksums, strict
+//!   end-of-archive), passes it through byte for byte (optionally dropping
+//!   excluded subtrees) and produces the content index on the way;
+//! - [`index`] is that content index (one JSON object per entry) and the
+//!   comparison of two indexes;
+//! - [`pargz`] compresses on worker threads into concatenated gzip members;
+//! - [`hashio`] counts and sha256-hashes whatever flows through a reader or
+//!   writer.
+//!
+//! The caller bridges async HTTP bodies into `Read`.
+
+pub mod hashio;
+pub mod index;
+pub mod pargz;
+pub mod tarscan;

@@ -1,0 +1,331 @@
+//! Container calls: inspect (whole JSON), lifecycle, logs and the archive
+//! endpoints.
+
+use bytes::Bytes;
+use hyper::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::{self, BodyReader, ReqBody};
+use super::stream::{Channel, FrameDecoder};
+use super::transport::{collect, enc, Docker};
+use crate::error::{Error, Result};
+
+/// What HEAD/GET archive say about a path (X-Docker-Container-Path-Stat).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's os.FileMode bits: the directory bit is 1 << 31.
+    pub mode: u32,
+    pub mtime: String,
+    #[serde(rename = "linkTarget", default)]
+    pub link_target: String,
+}
+
+impl PathStat {
+    pub fn is_dir(&self) -> bool {
+        self.mode & (1 << 31) != 0
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// Unix seconds; 0 means from the start.
+    pub since: i64,
+    pub stdout: bool,
+    pub stderr: bool,
+    /// The container runs with a TTY: the stream is raw, not multiplexed.
+    pub tty: bool,
+}
+
+/// A container's log stream, decoded into (channel, bytes) pieces.
+pub struct LogStream {
+    reader: BodyReader,
+    frames: FrameDecoder,
+}
+
+impl LogStream {
+    pub async fn next(&mut self) -> Result<Option<(Channel, Bytes)>> {
+        loop {
+            if let Some(f) = self.frames.next_frame()? {
+                return Ok(Some(f));
+            }
+            match self.reader.chunk().await? {
+                Some(b) => self.frames.push(&b),
+                None => {
+                    self.frames.finish()?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+impl Docker {
+    /// The whole inspect JSON, kept as a Value so nothing is dropped when a
+    /// container is re-created from it.
+    pub async fn container_inspect(&self, id: &str) -> Result<Value> {
+        self.get_json(
+            &format!("/containers/{}/json", enc(id)),
+            &format!("inspecting container {id}"),
+        )
+        .await
+    }
+
+    /// Containers (all states) matching an engine filter, e.g. {"name": ["x"]}.
+    pub async fn container_list(&self, filters: &Value) -> Result<Vec<Value>> {
+        let v = self
+            .get_json(
+                &format!(
+                    "/containers/json?all=1&filters={}",
+                    enc(&filters.to_string())
+                ),
+                "listing containers",
+            )
+            .await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Create a container; returns its id.
+    pub async fn container_create(&self, name: &str, config: &Value) -> Result<String> {
+        let v = self
+            .post_json(
+                &format!("/containers/create?name={}", enc(name)),
+                Some(config),
+                &format!("creating container {name}"),
+            )
+            .await?;
+        id_of(&v, &format!("creating container {name}"))
+    }
+
+    pub async fn container_start(&self, id: &str) -> Result<()> {
+        let doing = format!("starting container {id}");
+        self.post_json(&format!("/containers/{}/start", enc(id)), None, &doing)
+            .await
+            .map(drop)
+    }
+
+    /// Stop gracefully: SIGTERM (or the image's stop signal), SIGKILL after
+    /// `timeout_s`. Stopping a stopped container is not an error.
+    pub async fn container_stop(&self, id: &str, timeout_s: u32) -> Result<()> {
+        let doing = format!("stopping container {id}");
+        let mut d = self.clone();
+        d.call_timeout += std::time::Duration::from_secs(timeout_s.into());
+        d.post_json(
+            &format!("/containers/{}/stop?t={timeout_s}", enc(id)),
+            None,
+            &doing,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn container_restart(&self, id: &str, timeout_s: u32) -> Result<()> {
+        let doing = format!("restarting container {id}");
+        let mut d = self.clone();
+        d.call_timeout += std::time::Duration::from_secs(timeout_s.into());
+        d.post_json(
+            &format!("/containers/{}/restart?t={timeout_s}", enc(id)),
+            None,
+            &doing,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn container_rename(&self, id: &str, new_name: &str) -> Result<()> {
+        let doing = format!("renaming container {id} to {new_name}");
+        self.post_json(
+            &format!("/containers/{}/rename?name={}", enc(id), enc(new_name)),
+            None,
+            &doing,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Remove a container; `volumes` also removes its anonymous volumes.
+    pub async fn container_remove(&self, id: &str, force: bool, volumes: bool) -> Result<()> {
+        self.delete(
+            &format!("/containers/{}?force={force}&v={volumes}", enc(id)),
+            &format!("removing container {id}"),
+        )
+        .await
+    }
+
+    /// Wait until the container is not running; returns its exit code.
+    pub async fn container_wait(&self, id: &str) -> Result<i64> {
+        let doing = format!("waiting for container {id}");
+        let mut d = self.clone();
+        d.call_timeout = std::time::Duration::from_secs(365 * 86400);
+        let v = d
+            .post_json(
+                &format!("/containers/{}/wait?condition=not-running", enc(id)),
+                None,
+                &doing,
+            )
+            .await?;
+        if let Some(msg) = v.pointer("/Error/Message").and_then(Value::as_str) {
+            if !msg.is_empty() {
+                return Err(Error::failed(format!("{doing}: {msg}")));
+            }
+        }
+        v.get("StatusCode")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| Error::failed(format!("{doing}: no StatusCode in {v}")))
+    }
+
+    pub async fn container_logs(&self, id: &str, o: &LogOptions) -> Result<LogStream> {
+        let doing = format!("reading the logs of container {id}");
+        let path = format!(
+            "/containers/{}/logs?follow={}&since={}&stdout={}&stderr={}",
+            enc(id),
+            o.follow,
+            o.since,
+            o.stdout,
+            o.stderr
+        );
+        let resp = self
+            .send(Method::GET, &path, body::empty(), None, &doing)
+            .await?;
+        // A followed log may stay silent for as long as the app likes.
+        let idle = (!o.follow).then_some(self.idle_timeout);
+        let reader = BodyReader::new(resp.into_body(), idle, doing);
+        Ok(LogStream {
+            reader,
+            frames: FrameDecoder::new(o.tty),
+        })
+    }
+
+    /// HEAD archive: what is at `path` in the container.
+    pub async fn archive_stat(&self, id: &str, path: &str) -> Result<PathStat> {
+        let doing = format!("looking at {id}:{path}");
+        let resp = self
+            .send(
+                Method::HEAD,
+                &archive_path(id, path),
+                body::empty(),
+                None,
+                &doing,
+            )
+            .await?;
+        let stat = path_stat(resp.headers(), &doing);
+        collect(resp.into_body(), &doing).await?;
+        stat
+    }
+
+    /// GET archive: a tar stream of `path` (its top entry named by the
+    /// path's last component) as a blocking reader.
+    pub async fn archive_get(&self, id: &str, path: &str) -> Result<(PathStat, BodyReader)> {
+        let doing = format!("reading the archive of {id}:{path}");
+        let resp = self
+            .send(
+                Method::GET,
+                &archive_path(id, path),
+                body::empty(),
+                None,
+                &doing,
+            )
+            .await?;
+        let stat = path_stat(resp.headers(), &doing)?;
+        Ok((stat, self.reader(resp, &doing)))
+    }
+
+    /// PUT archive: extract a tar (plain or gzip, streamed) into directory
+    /// `dir` of the container. Existing directories are merged into.
+    pub async fn archive_put(&self, id: &str, dir: &str, tar: ReqBody) -> Result<()> {
+        let doing = format!("writing an archive into {id}:{dir}");
+        let path = format!("{}&noOverwriteDirNonDir=false", archive_path(id, dir));
+        let mut d = self.clone();
+        // The answer comes only after the whole upload was extracted.
+        d.call_timeout = std::time::Duration::from_secs(24 * 3600);
+        let resp = d
+            .send(Method::PUT, &path, tar, Some("application/x-tar"), &doing)
+            .await?;
+        collect(resp.into_body(), &doing).await.map(drop)
+    }
+}
+
+fn archive_path(id: &str, path: &str) -> String {
+    format!("/containers/{}/archive?path={}", enc(id), enc(path))
+}
+
+fn path_stat(h: &hyper::HeaderMap, doing: &str) -> Result<PathStat> {
+    let raw = h
+        .get("x-docker-container-path-stat")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Error::failed(format!("{doing}: the engine sent no path stat")))?;
+    let json = base64_decode(raw)
+        .ok_or_else(|| Error::failed(format!("{doing}: unreadable path stat {raw:?}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::failed(format!("{doing}: unreadable path stat: {e}")))
+}
+
+pub(crate) fn id_of(v: &Value, doing: &str) -> Result<String> {
+    v.get("Id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::failed(format!("{doing}: the engine answered without an Id: {v}")))
+}
+
+/// Standard base64 (with or without padding), as the engine encodes the
+/// path stat header.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim().trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes[1..4]),
+            3 => out.extend_from_slice(&bytes[1..3]),
+            2 => out.push(bytes[1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A filter for `container_list` by exact-ish name.
+pub fn name_filter(name: &str) -> Value {
+    json!({ "name": [name] })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert!(base64_decode("a").is_none());
+        assert!(base64_decode("a$==").is_none());
+    }
+
+    #[test]
+    fn dir_bit() {
+        let s: PathStat = serde_json::from_str(
+            r#"{"name":"d","size":4096,"mode":2147484141,"mtime":"x","linkTarget":""}"#,
+        )
+        .unwrap();
+        assert!(s.is_dir());
+    }
+}

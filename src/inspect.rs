@@ -1,0 +1,156 @@
+//! `berth inspect`: a container's image, state and the data a backup would
+//! take. The JSON form is stable (see docs/inspect.md).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::docker::Docker;
+use crate::error::Result;
+use crate::mounts::{self, DataMap};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub container: ContainerInfo,
+    pub image: ImageInfo,
+    #[serde(flatten)]
+    pub data: DataMap,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageInfo {
+    pub id: String,
+    /// The reference the container was created from (Config.Image).
+    pub reference: String,
+    pub tags: Vec<String>,
+}
+
+pub fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The container's name without the engine's leading '/'.
+pub fn name_of(inspect: &Value) -> String {
+    str_at(inspect, "/Name").trim_start_matches('/').to_owned()
+}
+
+pub async fn inspect(docker: &Docker, container: &str) -> Result<Report> {
+    let c = docker.container_inspect(container).await?;
+    let image_id = str_at(&c, "/Image").to_owned();
+    // The image may be gone (removed by force): report what is known.
+    let tags = match docker.image_inspect(&image_id).await {
+        Ok(img) => img
+            .get("RepoTags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) if e.is_not_found() => vec![],
+        Err(e) => return Err(e),
+    };
+    Ok(Report {
+        schema: 1,
+        container: ContainerInfo {
+            id: str_at(&c, "/Id").to_owned(),
+            name: name_of(&c),
+            state: str_at(&c, "/State/Status").to_owned(),
+            running: c
+                .pointer("/State/Running")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        image: ImageInfo {
+            id: image_id,
+            reference: str_at(&c, "/Config/Image").to_owned(),
+            tags,
+        },
+        data: mounts::resolve(docker, &c).await?,
+    })
+}
+
+impl Report {
+    /// The human table.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let c = &self.container;
+        s += &format!("container  {} ({}) {}\n", c.name, short(&c.id), c.state);
+        let tags = if self.image.tags.is_empty() {
+            "<untagged>".to_owned()
+        } else {
+            self.image.tags.join(", ")
+        };
+        s += &format!("image      {} ({})\n\n", tags, short(&self.image.id));
+        let rows: Vec<[String; 5]> = self
+            .data
+            .mounts
+            .iter()
+            .map(|m| {
+                [
+                    m.destination.clone(),
+                    m.kind.clone(),
+                    m.name.clone().unwrap_or_else(|| m.source.clone()),
+                    m.from.clone().unwrap_or_else(|| "-".into()),
+                    if m.backup {
+                        "yes".into()
+                    } else {
+                        format!("NO: {}", m.reason.clone().unwrap_or_default())
+                    },
+                ]
+            })
+            .collect();
+        s += &table(
+            &["PATH", "TYPE", "SOURCE", "VOLUMES-FROM", "BACKED UP"],
+            &rows,
+        );
+        for e in &self.data.excluded {
+            s += &format!("\nleft out of {}: {} ({})", e.inside, e.path, e.reason);
+        }
+        if self.data.mounts.is_empty() {
+            s += "\nthis container has no mounts: there is no data to back up\n";
+        }
+        s
+    }
+}
+
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+/// A plain left-aligned text table.
+pub fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l += c;
+            } else {
+                l += &format!("{c:<width$}  ", width = w[i]);
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    let mut s = line(head.to_vec());
+    for r in rows {
+        s += &line(r.iter().map(String::as_str).collect());
+    }
+    s
+}

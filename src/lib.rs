@@ -1,0 +1,11 @@
+//! berth: upgrade stateful containers safely.
+//!
+//! Dependencies point one way: `upgrade` -> `archive`/`manifest` -> `docker`
+//! -> `error`. The docker client knows nothing about backups, and the
+//! archive code knows nothing about upgrades.
+
+pub mod archive;
+pub mod docker;
+pub mod error;
+pub mod inspect;
+pub mod mounts;

@@ -1,0 +1,7 @@
+//! Shared test support: a real engine, a per-test cleanup scope, test images
+//! imported through berth's own client, the lightwave-sim fixtures.
+//! Included by tests (`mod support;`) and by examples (`#[path]`).
+#![allow(dead_code)]
+
+pub mod engine;
+pub mod images;
