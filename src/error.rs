@@ -20,6 +20,8 @@ pub enum Kind {
     Api(u16),
     /// The engine could not be reached or the connection broke.
     Connection,
+    /// SIGINT/SIGTERM stopped berth at a safe point (exit 130).
+    Interrupted,
 }
 
 impl Kind {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::RolledBack => 3,
             Kind::RollbackIncomplete => 4,
             Kind::Integrity => 5,
+            Kind::Interrupted => 130,
             Kind::Failed | Kind::Api(_) | Kind::Connection => 1,
         }
     }

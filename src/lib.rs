@@ -5,7 +5,12 @@
 //! archive code knows nothing about upgrades.
 
 pub mod archive;
+pub mod cancel;
+pub mod clock;
 pub mod docker;
 pub mod error;
+pub mod files;
 pub mod inspect;
+pub mod manifest;
 pub mod mounts;
+pub mod progress;

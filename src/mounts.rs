@@ -6,13 +6,13 @@
 //! admin password lives in one) and are never backed up; a bind mount
 //! nested inside a backed-up volume is cut out of that volume's archive.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::docker::Docker;
 use crate::error::Result;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Mount {
     /// "volume", "bind", "tmpfs", ...
     #[serde(rename = "type")]
@@ -33,7 +33,7 @@ pub struct Mount {
 }
 
 /// A path cut out of a backed-up mount because another mount sits there.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Excluded {
     pub path: String,
     pub inside: String,

@@ -14,7 +14,9 @@
 //!
 //! The caller bridges async HTTP bodies into `Read`.
 
+pub mod backup;
 pub mod hashio;
 pub mod index;
 pub mod pargz;
 pub mod tarscan;
+pub mod verify;

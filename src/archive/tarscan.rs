@@ -794,3 +794,772 @@ impl<R: Read, W: Write> Scanner<R, W> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::hashio::sha256_file;
+    use crate::archive::index::path_to_bytes;
+    use crate::error::Kind;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+
+    type Scanned = (Vec<u8>, Vec<IndexEntry>, ScanSummary);
+
+    fn scan_vec(data: &[u8], exclude: &[&str]) -> Result<Scanned> {
+        let mut out = Vec::new();
+        let mut idx = Vec::new();
+        let ex: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
+        let sum = scan(data, &mut out, &ex, |e| {
+            idx.push(e.clone());
+            Ok(())
+        })?;
+        Ok((out, idx, sum))
+    }
+
+    fn sha_hex(b: &[u8]) -> String {
+        to_hex(&Sha256::digest(b))
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let d = std::env::temp_dir().join(format!("berth-tarscan-{name}-{}-{t}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    const LONG_DIR: &str = "long-directory-name-number-one-long-directory-name-number-one-xxxxxxxxxxxxxxxxxx";
+
+    fn long_path_300() -> String {
+        format!("{LONG_DIR}/{LONG_DIR}/{LONG_DIR}/file-at-the-end-of-a-path-over-255-bytes.txt")
+    }
+
+    /// A tree with every kind of entry GNU tar and Docker produce (no device
+    /// nodes: creating them needs privileges).
+    fn make_tree(root: &Path) -> bool {
+        let w = |p: &str, data: &[u8]| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        };
+        w("sub/nested/deep/file.txt", b"hello\n");
+        w(&format!("sub/{}", "c".repeat(120)), b"long name in the excluded tree");
+        std::fs::create_dir_all(root.join("sub/empty_dir")).unwrap();
+        std::fs::create_dir_all(root.join("subway")).unwrap(); // not below "sub"
+        w("subway/keep.txt", b"keep me");
+        w("empty_file", b"");
+        w("name with spaces.txt", b"spaces");
+        w("new\nline", b"newline");
+        w("h\u{e9}llo w\u{f6}rld \u{2603}.txt", "non-ascii \u{2603}".as_bytes());
+        w("back\\slash", b"backslash");
+        let bad = root.join(OsStr::from_bytes(b"caf\xe9-latin1"));
+        std::fs::write(bad, b"not utf-8").unwrap();
+        w(&format!("long/{}/{}.txt", "a".repeat(60), "b".repeat(60)), b"over 100");
+        w(&long_path_300(), b"over 255");
+        w("big.bin", &pseudo_random(700 * 1024 + 77, 9));
+        w("hl_a", b"hard linked content");
+        std::fs::hard_link(root.join("hl_a"), root.join("hl_b")).unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        };
+        link("/etc/passwd", "abs_link");
+        link("sub/nested/deep/file.txt", "rel_link");
+        link("does/not/exist", "dangling");
+        link(&format!("{}/{}", "t".repeat(90), "u".repeat(90)), "long_target_link");
+        let st = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
+        assert!(st.success());
+        w("setuid", b"#!/bin/sh\n");
+        let mode = |p: &str, m: u32| {
+            std::fs::set_permissions(root.join(p), std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode("setuid", 0o4755);
+        std::fs::create_dir(root.join("setgid_dir")).unwrap();
+        mode("setgid_dir", 0o2750);
+        std::fs::create_dir(root.join("sticky_dir")).unwrap();
+        mode("sticky_dir", 0o1777);
+        // An extended attribute, where the file system has them.
+        let p = std::ffi::CString::new(root.join("name with spaces.txt").as_os_str().as_bytes())
+            .unwrap();
+        let value = [0u8, 0xff, b'v'];
+        // SAFETY: valid NUL-terminated strings and a valid buffer.
+        let rc = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                c"user.berth".as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        rc == 0
+    }
+
+    fn gnu_tar(root: &Path, format: &str, xattrs: bool) -> Vec<u8> {
+        let mut cmd = Command::new("tar");
+        cmd.arg(format!("--format={format}"));
+        if xattrs {
+            cmd.arg("--xattrs");
+        }
+        let out = cmd
+            .args(["-cf", "-", "-C"])
+            .arg(root)
+            .arg(".")
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GNU tar --format={format} failed");
+        out.stdout
+    }
+
+    /// `tar tf -` on `data`: the number of names listed.
+    fn gnu_tar_list(data: &[u8]) -> Vec<String> {
+        let mut child = Command::new("tar")
+            .args(["tvf", "-", "--quoting-style=escape"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = data.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "tar tvf: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What the `tar` crate reads: (path, kind, mode, size, link, sha256).
+    type Seen = (String, EntryKind, u32, u64, Option<String>, Option<String>);
+
+    fn tar_crate_view(data: &[u8]) -> Vec<Seen> {
+        let mut a = tar::Archive::new(data);
+        let mut v = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let t = e.header().entry_type();
+            if t.is_pax_global_extensions() {
+                continue;
+            }
+            let kind = match t {
+                tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+                tar::EntryType::Directory => EntryKind::Dir,
+                tar::EntryType::Symlink => EntryKind::Symlink,
+                tar::EntryType::Link => EntryKind::Hardlink,
+                tar::EntryType::Fifo => EntryKind::Fifo,
+                tar::EntryType::Char => EntryKind::Char,
+                tar::EntryType::Block => EntryKind::Block,
+                other => panic!("unexpected {other:?}"),
+            };
+            let path = e.path_bytes().into_owned();
+            let path = path_from_bytes(path.strip_suffix(b"/").unwrap_or(&path));
+            let link = e.link_name_bytes().map(|l| path_from_bytes(&l));
+            let mode = e.header().mode().unwrap() & 0o7777;
+            let (size, sha) = if kind == EntryKind::File {
+                let mut c = Vec::new();
+                e.read_to_end(&mut c).unwrap();
+                (c.len() as u64, Some(sha_hex(&c)))
+            } else {
+                (0, None)
+            };
+            v.push((path, kind, mode, size, link, sha));
+        }
+        v
+    }
+
+    fn view_of(idx: &[IndexEntry]) -> Vec<Seen> {
+        idx.iter()
+            .map(|e| {
+                (
+                    e.path.clone(),
+                    e.kind,
+                    e.mode,
+                    e.size,
+                    e.link.clone(),
+                    e.sha256.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Checks every index entry against the file it came from.
+    fn check_against_fs(root: &Path, idx: &[IndexEntry]) {
+        let fs_path = |p: &str| root.join(OsStr::from_bytes(&path_to_bytes(p).unwrap()));
+        for e in idx {
+            let p = fs_path(&e.path);
+            let md = std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+            let ft = md.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            let kind = if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_fifo() {
+                EntryKind::Fifo
+            } else {
+                assert!(ft.is_file());
+                if e.kind == EntryKind::Hardlink {
+                    EntryKind::Hardlink
+                } else {
+                    EntryKind::File
+                }
+            };
+            assert_eq!(e.kind, kind, "{}", e.path);
+            assert_eq!(e.mode, md.mode() & 0o7777, "{}", e.path);
+            assert_eq!((e.uid, e.gid), (md.uid() as u64, md.gid() as u64), "{}", e.path);
+            assert_eq!(e.mtime, md.mtime(), "{}", e.path);
+            assert_eq!(e.dev, None);
+            match e.kind {
+                EntryKind::File => {
+                    let (sha, size) = sha256_file(&p).unwrap();
+                    assert_eq!((e.size, e.sha256.as_deref()), (size, Some(sha.as_str())), "{}", e.path);
+                    assert_eq!(e.link, None);
+                }
+                EntryKind::Symlink => {
+                    let t = std::fs::read_link(&p).unwrap();
+                    assert_eq!(e.link.as_deref(), Some(&*path_from_bytes(t.as_os_str().as_bytes())));
+                    assert_eq!((e.size, &e.sha256), (0, &None));
+                }
+                EntryKind::Hardlink => {
+                    let target = fs_path(e.link.as_deref().unwrap());
+                    assert_eq!(std::fs::metadata(target).unwrap().ino(), md.ino());
+                    assert_eq!((e.size, &e.sha256), (0, &None));
+                }
+                _ => assert_eq!((e.size, &e.sha256, &e.link), (0, &None, &None)),
+            }
+        }
+    }
+
+    /// Every truncation before the end-of-archive marker is an error.
+    fn check_truncations(data: &[u8]) {
+        let last = data.iter().rposition(|&b| b != 0).unwrap();
+        let marker = (last / BLOCK + 1) * BLOCK;
+        let mut cuts: Vec<usize> = (0..=marker + BLOCK).step_by(BLOCK).collect();
+        cuts.extend([1, 100, 511, 513, 700, marker - 1, marker + 1, marker + 1023]);
+        cuts.extend((0..marker).step_by(4099));
+        for k in cuts {
+            match scan_vec(&data[..k], &[]) {
+                Ok(_) => panic!("truncated at {k} of {} and still Ok", data.len()),
+                Err(e) => {
+                    assert_eq!(e.kind, Kind::Integrity, "{e}");
+                    assert!(e.msg.contains("ended early"), "cut at {k}: {e}");
+                    assert!(e.msg.contains(&format!("after {k} bytes")), "cut at {k}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gnu_tar_archives_pass_through_and_index() {
+        let root = temp_dir("gnu");
+        let has_xattrs = make_tree(&root);
+        for format in ["pax", "gnu"] {
+            let data = gnu_tar(&root, format, has_xattrs && format == "pax");
+            let (out, idx, sum) = scan_vec(&data, &[]).unwrap();
+            assert!(out == data, "{format}: pass-through differs");
+            assert_eq!(sum.tar_bytes, data.len() as u64);
+            assert_eq!(sum.entries, idx.len() as u64);
+            assert!(sum.excluded.is_empty());
+            assert_eq!(view_of(&idx), tar_crate_view(&data), "{format}");
+            check_against_fs(&root, &idx);
+
+            let find = |p: &str| idx.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p}"));
+            assert_eq!(find(".").kind, EntryKind::Dir);
+            assert_eq!(find("./sub/empty_dir").kind, EntryKind::Dir);
+            assert_eq!(find("./fifo").kind, EntryKind::Fifo);
+            assert_eq!(find("./setuid").mode, 0o4755);
+            assert_eq!(find("./setgid_dir").mode, 0o2750);
+            assert_eq!(find("./sticky_dir").mode, 0o1777);
+            assert_eq!(find("./abs_link").link.as_deref(), Some("/etc/passwd"));
+            assert_eq!(find("./dangling").link.as_deref(), Some("does/not/exist"));
+            assert_eq!(find("./long_target_link").link.as_ref().unwrap().len(), 181);
+            assert_eq!(find("./new\nline").size, 7);
+            assert_eq!(find("./back\\\\slash").size, 9);
+            assert_eq!(find("./caf\\xe9-latin1").size, 9);
+            assert!(find(&format!("./{}", long_path_300())).path.len() > 255);
+            let hl: Vec<_> = idx.iter().filter(|e| e.kind == EntryKind::Hardlink).collect();
+            assert_eq!(hl.len(), 1);
+            assert!(hl[0].link.as_deref().unwrap().starts_with("./hl_"));
+            if has_xattrs && format == "pax" {
+                let x = &find("./name with spaces.txt").xattrs;
+                assert_eq!(x.get("user.berth").map(|s| s.as_str()), Some("00ff76"));
+            }
+
+            // Excluding a subtree drops exactly it, extension headers and all.
+            for ex in ["sub", "./sub/", "/sub"] {
+                let (out2, idx2, sum2) = scan_vec(&data, &[ex, "not/there"]).unwrap();
+                let expected: Vec<IndexEntry> = idx
+                    .iter()
+                    .filter(|e| e.path != "./sub" && !e.path.starts_with("./sub/"))
+                    .cloned()
+                    .collect();
+                assert_eq!(idx2, expected);
+                assert_eq!(idx.len() - idx2.len(), 6, "{format}");
+                assert_eq!(sum2.excluded, vec![ex.to_string()]);
+                assert!(!out2.windows(120).any(|w| w == "c".repeat(120).as_bytes()));
+                // Still a valid tar, identical when scanned again.
+                let (out3, idx3, _) = scan_vec(&out2, &[]).unwrap();
+                assert!(out3 == out2);
+                assert_eq!(idx3, expected);
+                assert_eq!(view_of(&idx3), tar_crate_view(&out2));
+                let listed = gnu_tar_list(&out2);
+                assert_eq!(listed.len(), expected.len(), "{listed:#?}");
+                assert!(listed.iter().all(|l| !l.contains(" ./sub/")), "{listed:#?}");
+                assert!(listed.iter().any(|l| l.ends_with(" ./subway/keep.txt")));
+            }
+            check_truncations(&data);
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn header(name: &str, t: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(t);
+        h.set_size(size);
+        h.set_mode(0o640);
+        h.set_mtime(1_700_000_000);
+        if !name.is_empty() && name.len() <= 100 {
+            h.set_path(name).unwrap();
+        }
+        h.set_cksum();
+        h
+    }
+
+    /// An archive made by the tar crate: GNU long names and links,
+    /// devices, a base-256 uid.
+    fn builder_archive() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header("d/", tar::EntryType::Directory, 0);
+        b.append(&h, &[][..]).unwrap();
+        let content = pseudo_random(300_000, 3);
+        h = header("d/f.bin", tar::EntryType::Regular, content.len() as u64);
+        b.append(&h, &content[..]).unwrap();
+        let long = format!("d/{}", "n".repeat(150));
+        h = header("", tar::EntryType::Regular, 5);
+        b.append_data(&mut h, &long, &b"12345"[..]).unwrap();
+        h = header("", tar::EntryType::Symlink, 0);
+        b.append_link(&mut h, "d/sym", "t".repeat(130)).unwrap();
+        h = header("d/hard", tar::EntryType::Link, 0);
+        b.append_link(&mut h, "d/hard", "d/f.bin").unwrap();
+        h = header("dev/null", tar::EntryType::Char, 0);
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        h = header("dev/sda1", tar::EntryType::Block, 0);
+        h.set_device_major(8).unwrap();
+        h.set_device_minor(1).unwrap();
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        h = header("bigid", tar::EntryType::Regular, 0);
+        h.set_uid(3_000_000_000);
+        h.set_gid(3_000_000);
+        h.set_cksum();
+        b.append(&h, &[][..]).unwrap();
+        h = header("d/empty", tar::EntryType::Regular, 0);
+        b.append(&h, &[][..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_crate_archive_with_devices_and_base256() {
+        let data = builder_archive();
+        let at = (0..data.len())
+            .step_by(BLOCK)
+            .find(|&i| data[i..].starts_with(b"bigid\0"))
+            .unwrap();
+        assert_eq!(data[at + 108], 0x80, "uid is base-256");
+        let (out, idx, sum) = scan_vec(&data, &[]).unwrap();
+        assert!(out == data);
+        assert_eq!(sum.entries, 9);
+        assert_eq!(view_of(&idx), tar_crate_view(&data));
+        let find = |p: &str| idx.iter().find(|e| e.path == p).unwrap();
+        assert_eq!(find("d").kind, EntryKind::Dir);
+        assert_eq!(find("dev/null").dev, Some([1, 3]));
+        assert_eq!(find("dev/sda1").kind, EntryKind::Block);
+        assert_eq!(find("dev/sda1").dev, Some([8, 1]));
+        assert_eq!(find("bigid").uid, 3_000_000_000);
+        assert_eq!(find("bigid").gid, 3_000_000);
+        assert_eq!(find("d/hard").link.as_deref(), Some("d/f.bin"));
+        assert_eq!(find("d/sym").link.as_deref().map(str::len), Some(130));
+        assert_eq!(find(&format!("d/{}", "n".repeat(150))).size, 5);
+        assert_eq!(find("d/empty").sha256.as_deref(), Some(&*sha_hex(b"")));
+        assert_eq!(find("d/f.bin").mtime, 1_700_000_000);
+        assert_eq!(find("d/f.bin").mode, 0o640);
+        check_truncations(&data);
+
+        // Exclude the long-named file (GNU 'L' header and all) and the dir.
+        let (out, idx, sum) = scan_vec(&data, &["dev", "bigid"]).unwrap();
+        assert_eq!(idx.len(), 6);
+        assert_eq!(sum.excluded, vec!["dev", "bigid"]);
+        assert_eq!(view_of(&idx), tar_crate_view(&out));
+        let (_, idx, _) = scan_vec(&data, &["d"]).unwrap();
+        assert_eq!(idx.len(), 3);
+        assert_eq!(gnu_tar_list(&scan_vec(&data, &["d"]).unwrap().0).len(), 3);
+    }
+
+    fn block(h: &tar::Header) -> Vec<u8> {
+        h.as_bytes().to_vec()
+    }
+
+    fn padded(data: &[u8]) -> Vec<u8> {
+        let mut v = data.to_vec();
+        v.resize(data.len().div_ceil(BLOCK) * BLOCK, 0);
+        v
+    }
+
+    fn pax_records(recs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in recs {
+            let body = k.len() + v.len() + 3; // ' ', '=', '\n'
+            let mut len = body + 1;
+            while len != body + len.to_string().len() {
+                len = body + len.to_string().len();
+            }
+            out.extend_from_slice(format!("{len} {k}=").as_bytes());
+            out.extend_from_slice(v);
+            out.push(b'\n');
+        }
+        out
+    }
+
+    fn ext(t: u8, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::new(t));
+        h.set_path("PaxHeaders/x").unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        [block(&h), padded(data)].concat()
+    }
+
+    fn file(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header(name, tar::EntryType::Regular, data.len() as u64);
+        h.set_uid(5);
+        h.set_cksum();
+        [block(&h), padded(data)].concat()
+    }
+
+    const END: [u8; 1024] = [0; 1024];
+
+    #[test]
+    fn pax_local_and_global_records() {
+        let g = ext(b'g', &pax_records(&[("uid", b"77"), ("comment", b"ignored")]));
+        let x1 = ext(
+            b'x',
+            &pax_records(&[
+                ("path", "a/\u{e9}t\u{e9}".as_bytes()),
+                ("mtime", b"-1.5"),
+                ("SCHILY.xattr.user.k", b"\x00\xff"),
+                ("atime", b"1.25"),
+                ("size", b"3"),
+            ]),
+        );
+        let x2 = ext(b'x', &pax_records(&[("mtime", b"1700000000.999")]));
+        let data = [
+            g.clone(),
+            x1.clone(),
+            file("short", b"abc"),
+            x2.clone(),
+            file("b", b"x"),
+            file("c", b""),
+            END.to_vec(),
+            vec![0; 3000], // record padding
+        ]
+        .concat();
+        let (out, idx, sum) = scan_vec(&data, &[]).unwrap();
+        assert!(out == data);
+        assert_eq!(sum.tar_bytes, data.len() as u64);
+        assert_eq!(idx[0].path, "a/\u{e9}t\u{e9}");
+        assert_eq!((idx[0].mtime, idx[0].uid, idx[0].size), (-2, 77, 3));
+        assert_eq!(idx[0].xattrs.get("user.k").unwrap(), "00ff");
+        assert_eq!(idx[0].sha256.as_deref(), Some(&*sha_hex(b"abc")));
+        assert_eq!((idx[1].path.as_str(), idx[1].uid, idx[1].mtime), ("b", 77, 1_700_000_000));
+        assert_eq!((idx[2].path.as_str(), idx[2].uid), ("c", 77));
+        assert!(idx[1].xattrs.is_empty());
+
+        // Dropping the first entry keeps the global header, drops its 'x'.
+        let (out, idx, _) = scan_vec(&data, &["a"]).unwrap();
+        let expected = [
+            g,
+            x2,
+            file("b", b"x"),
+            file("c", b""),
+            END.to_vec(),
+            vec![0; 3000],
+        ]
+        .concat();
+        assert!(out == expected);
+        assert_eq!(idx[1].uid, 77);
+        assert_eq!(gnu_tar_list(&out).len(), 2);
+
+        // An empty local value falls back to the header field (POSIX; GNU
+        // tar rejects "uid=" though).
+        let g = ext(b'g', &pax_records(&[("uid", b"77")]));
+        let x = ext(b'x', &pax_records(&[("uid", b"")]));
+        let data = [g, x, file("b", b"x"), END.to_vec()].concat();
+        let (_, idx, _) = scan_vec(&data, &[]).unwrap();
+        assert_eq!(idx[0].uid, 5);
+    }
+
+    #[test]
+    fn malformed_archives_are_errors() {
+        let good = [file("a", b"hello"), END.to_vec()].concat();
+        assert!(scan_vec(&good, &[]).is_ok());
+        let err = |data: &[u8]| match scan_vec(data, &[]) {
+            Ok((_, idx, _)) => panic!("accepted: {idx:?}"),
+            Err(e) => e,
+        };
+
+        // Missing second zero block; a lone zero block followed by data.
+        let e = err(&good[..good.len() - BLOCK]);
+        assert!(e.msg.contains("ended early") && e.msg.contains("end-of-archive"), "{e}");
+        let lone = [file("a", b"hello"), vec![0; BLOCK], file("b", b"x"), END.to_vec()].concat();
+        assert!(err(&lone).msg.contains("lone zero block"));
+        // Garbage after the end.
+        let mut trailing = [good.clone(), vec![0; 100]].concat();
+        trailing[good.len() + 50] = 1;
+        let e = err(&trailing);
+        assert!(e.msg.contains(&format!("offset {}", good.len() + 50)), "{e}");
+        // Corrupt header checksum: names the offset.
+        let mut bad = [file("a", b"hello"), file("b", b"x"), END.to_vec()].concat();
+        bad[2 * BLOCK + 3] ^= 0x20;
+        let e = err(&bad);
+        assert!(e.msg.contains("checksum at byte offset 1024"), "{e}");
+        assert!(e.msg.contains("after entry a"), "{e}");
+        assert_eq!(e.kind, Kind::Integrity);
+        // Unknown type and GNU sparse.
+        for (t, what) in [(b'Z', "unsupported tar entry type 'Z'"), (b'S', "sparse")] {
+            let mut h = header("x", tar::EntryType::new(t), 0);
+            h.set_cksum();
+            let e = err(&[block(&h), END.to_vec()].concat());
+            assert!(e.msg.contains(what), "{e}");
+        }
+        let e = err(&[ext(b'x', &pax_records(&[("GNU.sparse.major", b"1")])), good.clone()].concat());
+        assert!(e.msg.contains("sparse"), "{e}");
+        // Extension header without an entry; bad PAX record; oversized.
+        let e = err(&[ext(b'x', &pax_records(&[("path", b"p")])), END.to_vec()].concat());
+        assert!(e.msg.contains("not followed by an entry"), "{e}");
+        let e = err(&[ext(b'x', b"12 path=p\n"), good.clone()].concat());
+        assert!(e.msg.contains("bad length"), "{e}");
+        let mut h = header("x", tar::EntryType::XHeader, (MAX_EXT + 1) as u64);
+        h.set_cksum();
+        let e = err(&[block(&h), vec![b'1'; MAX_EXT + 512], END.to_vec()].concat());
+        assert!(e.msg.contains("limit"), "{e}");
+        // Bad octal.
+        let mut h = header("x", tar::EntryType::Regular, 0);
+        h.as_mut_bytes()[100..108].copy_from_slice(b"0000x44\0");
+        h.set_cksum();
+        let e = err(&[block(&h), END.to_vec()].concat());
+        assert!(e.msg.contains("mode") && e.msg.contains("octal"), "{e}");
+        // Empty input.
+        assert!(err(&[]).msg.contains("after 0 bytes"));
+        // Excluding everything is refused.
+        let e = scan_vec(&good, &["./"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+    }
+
+    #[test]
+    fn odd_but_valid_headers() {
+        // Signed checksum (bytes >= 0x80 in the name), negative base-256
+        // mtime, ustar prefix, old-style directory (type '\0' + slash),
+        // contiguous file ('7').
+        let mut h = tar::Header::new_ustar();
+        h.set_path("pre/fix/\u{e9}\u{e9}").unwrap();
+        h.set_size(0);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_mut_bytes()[136..148].copy_from_slice(&[0xff; 12]);
+        let bytes = h.as_mut_bytes();
+        bytes[148..156].copy_from_slice(b"        ");
+        let signed: i64 = bytes.iter().map(|&b| b as i8 as i64).sum();
+        bytes[148..156].copy_from_slice(format!("{signed:06o}\0 ").as_bytes());
+        let signed_hdr = block(&h);
+
+        let mut h = tar::Header::new_ustar();
+        let long = format!("{}/{}", "p".repeat(120), "n".repeat(90));
+        h.set_path(&long).unwrap(); // uses the prefix field
+        h.set_size(2);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Continuous);
+        h.set_cksum();
+        let prefixed = [block(&h), padded(b"ok")].concat();
+
+        let mut h = tar::Header::new_old();
+        h.as_mut_bytes()[..7].copy_from_slice(b"olddir/");
+        h.set_size(0);
+        h.set_mode(0o755);
+        h.as_mut_bytes()[156] = 0;
+        h.set_cksum();
+        let old = block(&h);
+
+        let data = [signed_hdr, prefixed, old, END.to_vec()].concat();
+        let (out, idx, _) = scan_vec(&data, &[]).unwrap();
+        assert!(out == data);
+        assert_eq!(idx[0].path, "pre/fix/\u{e9}\u{e9}");
+        assert_eq!(idx[0].mtime, -1);
+        assert_eq!((idx[1].path.as_str(), idx[1].kind, idx[1].size), (&*long, EntryKind::File, 2));
+        assert_eq!((idx[2].path.as_str(), idx[2].kind), ("olddir", EntryKind::Dir));
+    }
+
+    /// Returns `data` in small pieces, then fails with a berth error.
+    struct Broken<'a> {
+        data: &'a [u8],
+        fail_at: usize,
+    }
+
+    impl Read for Broken<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.fail_at == 0 {
+                return Err(Error::new(Kind::Connection, "the daemon hung up").into_io());
+            }
+            let n = buf.len().min(self.fail_at).min(self.data.len()).min(1000);
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.fail_at -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn input_errors_keep_their_kind_and_callback_errors_propagate() {
+        let data = builder_archive();
+        for fail_at in [0, 100, 512, 2000, 200_000, data.len() - 10] {
+            let r = scan(Broken { data: &data, fail_at }, io::sink(), &[], |_| Ok(()));
+            let e = r.unwrap_err();
+            assert_eq!(e.kind, Kind::Connection, "{e}");
+            assert!(e.msg.contains("the daemon hung up"), "{e}");
+            assert!(e.msg.contains(&format!("at byte {fail_at}")), "{e}");
+        }
+        let e = scan(&data[..], io::sink(), &[], |e| {
+            if e.path == "d/f.bin" {
+                Err(Error::failed("stop"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert_eq!(e.msg, "stop");
+        // Output errors (e.g. a full disk) surface too.
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(libc::ENOSPC))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let e = scan(&data[..], Full, &[], |_| Ok(())).unwrap_err();
+        assert!(e.msg.contains("No space left"), "{e}");
+    }
+
+    /// Generates a tar of `files` files of `size` bytes without holding it.
+    struct Synth {
+        files: u64,
+        size: u64,
+        pattern: Vec<u8>,
+        /// Current piece: header, data, padding or end.
+        hdr: Vec<u8>,
+        hdr_pos: usize,
+        data_left: u64,
+        done_files: u64,
+        end_left: usize,
+    }
+
+    impl Read for Synth {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.hdr_pos < self.hdr.len() {
+                let n = buf.len().min(self.hdr.len() - self.hdr_pos);
+                buf[..n].copy_from_slice(&self.hdr[self.hdr_pos..self.hdr_pos + n]);
+                self.hdr_pos += n;
+                return Ok(n);
+            }
+            if self.data_left > 0 {
+                let off = ((self.size - self.data_left) % self.pattern.len() as u64) as usize;
+                let n = buf
+                    .len()
+                    .min(self.pattern.len() - off)
+                    .min(self.data_left as usize);
+                buf[..n].copy_from_slice(&self.pattern[off..off + n]);
+                self.data_left -= n as u64;
+                return Ok(n);
+            }
+            if self.done_files < self.files {
+                let h = header(
+                    &format!("vmware/big{}.bin", self.done_files),
+                    tar::EntryType::Regular,
+                    self.size,
+                );
+                self.hdr = block(&h);
+                self.hdr_pos = 0;
+                self.data_left = self.size;
+                self.done_files += 1;
+                return self.read(buf);
+            }
+            let n = buf.len().min(self.end_left);
+            buf[..n].fill(0);
+            self.end_left -= n;
+            Ok(n)
+        }
+    }
+
+    /// `cargo test --release --lib archive::tarscan -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_scan() {
+        let size = 1u64 << 30; // a multiple of 512: no padding
+        let files = 4;
+        let synth = Synth {
+            files,
+            size,
+            pattern: pseudo_random(1 << 20, 11),
+            hdr: Vec::new(),
+            hdr_pos: 0,
+            data_left: 0,
+            done_files: 0,
+            end_left: 1024,
+        };
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        let sum = scan(synth, io::sink(), &[], |e| {
+            assert_eq!(e.size, size);
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(n, files);
+        println!(
+            "tarscan: {} bytes in {secs:.3} s = {:.2} GB/s",
+            sum.tar_bytes,
+            sum.tar_bytes as f64 / secs / 1e9
+        );
+    }
+}

@@ -3,5 +3,7 @@
 //! Included by tests (`mod support;`) and by examples (`#[path]`).
 #![allow(dead_code)]
 
+pub mod appliance;
 pub mod engine;
+pub mod fixtures;
 pub mod images;

@@ -1,0 +1,350 @@
+//! `berth backup`: every data volume of a container into a checksummed
+//! .tar.gz with a content index, in one pass per path and flat memory.
+//!
+//! Per path: GET archive -> scan (checks the tar, cuts nested mounts out,
+//! indexes every entry) -> sha256 of the tar -> parallel gzip -> sha256 of
+//! the file -> `<slug>.tar.gz`. The directory is written as `.partial` and
+//! renamed only when every file, the manifest and SHA256SUMS are fsynced:
+//! a backup directory is whole or absent.
+
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::hashio::HashWriter;
+use super::index::write_line;
+use super::pargz::ParGzWriter;
+use super::tarscan::scan;
+use crate::docker::Docker;
+use crate::error::{Context, Error, Result};
+use crate::files::{create_new, create_private_dir, sync_dir};
+use crate::inspect::{name_of, str_at};
+use crate::manifest::{self, Manifest, PathEntry};
+use crate::mounts::{self, DataMap, Mount};
+use crate::progress::Meter;
+use crate::{cancel, clock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Fast,
+    Default,
+    Best,
+}
+
+impl Level {
+    pub fn gzip_level(self) -> u32 {
+        match self {
+            Level::Fast => 1,
+            Level::Default => 3,
+            Level::Best => 9,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Paths to back up; empty: every volume mount.
+    pub paths: Vec<String>,
+    /// Where backup directories go.
+    pub out: PathBuf,
+    pub level: Level,
+    /// Stop the container for a consistent copy (started again after).
+    pub stop: bool,
+    pub stop_timeout: u32,
+    /// Draw a progress meter on a terminal.
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+    pub manifest: Manifest,
+}
+
+/// What to copy for one path.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub path: String,
+    pub mount: Option<Mount>,
+    /// Paths relative to `path` to leave out.
+    pub excluded: Vec<String>,
+}
+
+/// Choose the paths: the given ones, or every volume mount. Mounts nested
+/// inside a chosen path are cut out of it when they are host files (binds,
+/// tmpfs) or are backed up on their own.
+pub fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<Target>> {
+    let chosen: Vec<String> = if paths.is_empty() {
+        data.backed_up().map(|m| m.destination.clone()).collect()
+    } else {
+        paths.iter().map(|p| normalise(p)).collect::<Result<_>>()?
+    };
+    if chosen.is_empty() {
+        return Err(Error::failed(format!(
+            "container {container} has no volumes: there is nothing to back up (name a path with --path)"
+        )));
+    }
+    chosen
+        .iter()
+        .map(|p| {
+            let mount = data.mounts.iter().find(|m| &m.destination == p).cloned();
+            if let Some(m) = mount.as_ref().filter(|m| !m.backup) {
+                return Err(Error::usage(format!(
+                    "{p} in {container} is a {} mount ({}): berth does not back it up",
+                    m.kind,
+                    m.reason.clone().unwrap_or_default()
+                )));
+            }
+            let excluded = data
+                .mounts
+                .iter()
+                .filter(|m| !m.backup || chosen.contains(&m.destination))
+                .filter_map(|m| mounts::nested_rel(p, &m.destination))
+                .collect();
+            Ok(Target { path: p.clone(), mount, excluded })
+        })
+        .collect()
+}
+
+fn normalise(p: &str) -> Result<String> {
+    let t = p.trim_end_matches('/');
+    if !p.starts_with('/') || t.split('/').any(|c| c == "..") {
+        return Err(Error::usage(format!("--path {p:?}: give an absolute path inside the container")));
+    }
+    Ok(if t.is_empty() { "/".into() } else { t.into() })
+}
+
+/// Back up a container. On any failure nothing is left in `out` and a
+/// container that berth stopped is started again.
+pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> {
+    let t0 = Instant::now();
+    let inspect = d.container_inspect(container).await?;
+    let id = str_at(&inspect, "/Id").to_owned();
+    let name = name_of(&inspect);
+    let data = mounts::resolve(d, &inspect).await?;
+    let targets = targets(&name, &data, &o.paths)?;
+    let running = inspect.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false);
+    let mut warnings = vec![];
+    if running && !o.stop {
+        warnings.push(format!(
+            "{name} is running: its data may change under the copy (use --stop for a consistent backup)"
+        ));
+    }
+    let stopped = running && o.stop;
+    if stopped {
+        d.container_stop(&id, o.stop_timeout).await?;
+    }
+    let result = write_backup(d, &inspect, &data, &targets, stopped, o).await;
+    if stopped {
+        if let Err(e) = d.container_start(&id).await {
+            let restart = format!("and starting {name} again failed: {e}");
+            return Err(match result {
+                Ok(_) => Error::failed(format!("the backup succeeded, {restart}")),
+                Err(b) => b.context("").context(restart),
+            });
+        }
+    }
+    let (dir, manifest) = result?;
+    Ok(Report { dir, seconds: t0.elapsed().as_secs_f64(), warnings, manifest })
+}
+
+/// The backup directory: written as `.partial`, renamed when complete.
+pub async fn write_backup(
+    d: &Docker,
+    inspect: &serde_json::Value,
+    data: &DataMap,
+    targets: &[Target],
+    stopped: bool,
+    o: &Options,
+) -> Result<(PathBuf, Manifest)> {
+    let name = name_of(inspect);
+    create_private_dir(&o.out)?;
+    let (partial, fin) = new_dir(&o.out, &name)?;
+    let result = fill_dir(d, inspect, data, targets, stopped, o, &partial).await;
+    let result = result.and_then(|m| {
+        fs::rename(&partial, &fin).ctx(format!("renaming {} into place", partial.display()))?;
+        sync_dir(&o.out)?;
+        Ok(m)
+    });
+    match result {
+        Ok(m) => Ok((fin, m)),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// A fresh `<name>-<UTC timestamp>` (with a counter on a clash).
+fn new_dir(out: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let stamp = clock::compact(clock::now_unix());
+    for n in 0..1000 {
+        let base = if n == 0 { format!("{name}-{stamp}") } else { format!("{name}-{stamp}-{n}") };
+        let fin = out.join(&base);
+        let partial = out.join(format!("{base}.partial"));
+        if fin.exists() {
+            continue;
+        }
+        match fs::create_dir(&partial) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&partial, fs::Permissions::from_mode(0o700))
+                    .ctx(format!("creating {}", partial.display()))?;
+                return Ok((partial, fin));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).ctx(format!("creating {}", partial.display())),
+        }
+    }
+    Err(Error::failed(format!("no free backup directory name for {name} in {}", out.display())))
+}
+
+async fn fill_dir(
+    d: &Docker,
+    inspect: &serde_json::Value,
+    data: &DataMap,
+    targets: &[Target],
+    stopped: bool,
+    o: &Options,
+    dir: &Path,
+) -> Result<Manifest> {
+    let name = name_of(inspect);
+    let id = str_at(inspect, "/Id").to_owned();
+    let mut paths = vec![];
+    for t in targets {
+        cancel::check()?;
+        let meter = Meter::start(format!("backing up {name}:{}", t.path), o.progress);
+        let entry = copy_path(d, &id, t, dir, o.level.gzip_level(), meter)
+            .await
+            .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
+        paths.push(entry);
+    }
+    let version = d.get_json("/version", "asking the engine for its version").await?;
+    let image_id = str_at(inspect, "/Image").to_owned();
+    let tags = match d.image_inspect(&image_id).await {
+        Ok(i) => serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default(),
+        Err(e) if e.is_not_found() => vec![],
+        Err(e) => return Err(e),
+    };
+    let targeted: Vec<&str> = targets.iter().map(|t| t.path.as_str()).collect();
+    let m = Manifest {
+        schema: manifest::SCHEMA,
+        berth_version: env!("CARGO_PKG_VERSION").into(),
+        created: clock::rfc3339(clock::now_unix()),
+        engine: manifest::Engine {
+            version: str_at(&version, "/Version").into(),
+            api: d.api().to_string(),
+        },
+        container: manifest::Container {
+            id,
+            name,
+            was_running: inspect.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false),
+            stopped_for_backup: stopped,
+            inspect: inspect.clone(),
+        },
+        image: manifest::Image { id: image_id, reference: str_at(inspect, "/Config/Image").into(), tags },
+        compression: manifest::Compression { format: "gzip".into(), level: o.level.gzip_level() },
+        paths,
+        excluded: data.excluded.iter().filter(|e| targeted.contains(&e.inside.as_str())).cloned().collect(),
+    };
+    let bytes = serde_json::to_vec_pretty(&m).expect("serializable");
+    let (msha, _) = write_file(&dir.join(manifest::MANIFEST), &bytes)?;
+    let mut sums = vec![];
+    for p in &m.paths {
+        sums.push((p.archive.clone(), p.sha256.clone()));
+        sums.push((p.index.clone(), p.index_sha256.clone()));
+    }
+    sums.push((manifest::MANIFEST.to_owned(), msha));
+    write_file(&dir.join(manifest::SUMS), manifest::sums_text(&sums).as_bytes())?;
+    sync_dir(dir)?;
+    Ok(m)
+}
+
+/// Write a small file durably; returns its sha256 and size.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(String, u64)> {
+    let mut w = HashWriter::new(create_new(path, 0o600)?);
+    w.write_all(bytes).ctx(format!("writing {}", path.display()))?;
+    let (f, sha, n) = w.finish();
+    f.sync_all().ctx(format!("syncing {}", path.display()))?;
+    Ok((sha, n))
+}
+
+/// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index`.
+async fn copy_path(d: &Docker, id: &str, t: &Target, dir: &Path, level: u32, meter: Meter) -> Result<PathEntry> {
+    let t0 = Instant::now();
+    let (_, reader) = d.archive_get(id, &t.path).await.map_err(|e| {
+        if e.is_not_found() {
+            Error::failed(format!("{} does not exist in the container", t.path))
+        } else {
+            e
+        }
+    })?;
+    let base = t.path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(".").to_owned();
+    let roots: Vec<String> = t.excluded.iter().map(|r| format!("{base}/{r}")).collect();
+    let slug = manifest::slug(&t.path);
+    let (t, dir) = (t.clone(), dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let input = Metered { inner: reader, meter: &meter };
+        let mut e = stream_to_files(input, &dir, &slug, &roots, level)?;
+        e.path = t.path;
+        e.mount = t.mount;
+        e.excluded = t.excluded;
+        e.seconds = t0.elapsed().as_secs_f64();
+        Ok(e)
+    })
+    .await
+    .map_err(|e| Error::failed(format!("the copy thread failed: {e}")))?
+}
+
+/// The synchronous data path of one archive. Fills every field of the
+/// entry but `path`, `mount`, `excluded` and `seconds`.
+pub fn stream_to_files(input: impl Read, dir: &Path, slug: &str, roots: &[String], level: u32) -> Result<PathEntry> {
+    let archive = format!("{slug}.tar.gz");
+    let index = format!("{slug}.index");
+    let apath = dir.join(&archive);
+    let ipath = dir.join(&index);
+    let file = BufWriter::with_capacity(1 << 20, create_new(&apath, 0o600)?);
+    let mut tar = HashWriter::new(ParGzWriter::new(HashWriter::new(file), level, 0));
+    let mut idx = HashWriter::new(BufWriter::new(create_new(&ipath, 0o600)?));
+    let summary = scan(input, &mut tar, roots, |e| write_line(&mut idx, e))?;
+    let (gz, tar_sha256, tar_bytes) = tar.finish();
+    let writing = || format!("writing {}", apath.display());
+    let (file, sha256, bytes) = gz.finish().map_err(|e| e.context(writing()))?.finish();
+    file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(writing())?;
+    let (ifile, index_sha256, _) = idx.finish();
+    ifile.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(format!("writing {}", ipath.display()))?;
+    Ok(PathEntry {
+        path: String::new(),
+        mount: None,
+        archive,
+        index,
+        sha256,
+        bytes,
+        tar_sha256,
+        tar_bytes,
+        index_sha256,
+        entries: summary.entries,
+        excluded: vec![],
+        seconds: 0.0,
+    })
+}
+
+/// Counts bytes for the progress meter and stops at a signal.
+struct Metered<'a, R> {
+    inner: R,
+    meter: &'a Meter,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        cancel::check().map_err(Error::into_io)?;
+        let n = self.inner.read(buf)?;
+        self.meter.add(n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,152 @@
+//! `berth verify`: is a backup directory exactly what berth wrote?
+//!
+//! Fast check: every file listed in SHA256SUMS hashes to its sum (files are
+//! hashed in parallel; sha2 uses the CPU's SHA extensions), the manifest is
+//! listed, readable, of a known schema and agrees with SHA256SUMS on every
+//! archive and index. Deep check: also decompress every archive, re-scan
+//! the tar and compare its content index and tar digest with the stored ones.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use serde::Serialize;
+
+use super::hashio::{sha256_file, HashReader};
+use super::index::{compare, read_index, IndexEntry};
+use super::tarscan::scan;
+use crate::error::{Context, Error, Result};
+use crate::manifest::{self, Manifest, PathEntry};
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub files: usize,
+    pub bytes: u64,
+    pub deep: bool,
+    pub seconds: f64,
+}
+
+/// Verify `dir`; Ok gives the checked manifest. Every problem found is
+/// named in one Integrity error.
+pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
+    let t0 = std::time::Instant::now();
+    if !dir.is_dir() {
+        return Err(Error::usage(format!("{} is not a backup directory", dir.display())));
+    }
+    let sums_path = dir.join(manifest::SUMS);
+    let text = std::fs::read_to_string(&sums_path).map_err(|e| {
+        Error::integrity(format!("{}: {}", sums_path.display(), io_reason(&e)))
+    })?;
+    let sums = manifest::parse_sums(&text)?;
+    let mut problems = vec![];
+    let hashed = hash_all(dir, &sums);
+    let mut bytes = 0;
+    for ((name, want), got) in sums.iter().zip(&hashed) {
+        match got {
+            Ok((hex, n)) if hex == want => bytes += n,
+            Ok(_) => problems.push(format!("{name}: checksum mismatch (the file was changed or is corrupt)")),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    let listed = |n: &str| sums.iter().find(|(name, _)| name == n).map(|(_, h)| h.as_str());
+    if listed(manifest::MANIFEST).is_none() {
+        problems.push(format!("{}: not listed in {}", manifest::MANIFEST, manifest::SUMS));
+    }
+    fail_if(dir, &problems)?;
+    let m = Manifest::load(dir)?;
+    for p in &m.paths {
+        for (file, sha) in [(&p.archive, &p.sha256), (&p.index, &p.index_sha256)] {
+            if listed(file) != Some(sha.as_str()) {
+                problems.push(format!("{file}: the manifest and {} disagree on its checksum", manifest::SUMS));
+            }
+        }
+    }
+    fail_if(dir, &problems)?;
+    if deep {
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let hs: Vec<_> = m.paths.iter().map(|p| s.spawn(|| deep_check(dir, p))).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::failed("deep check thread panicked")))).collect()
+        });
+        problems.extend(results.into_iter().filter_map(|r| r.err()).map(|e| e.msg));
+        fail_if(dir, &problems)?;
+    }
+    let report = Report { files: sums.len(), bytes, deep, seconds: t0.elapsed().as_secs_f64() };
+    Ok((m, report))
+}
+
+fn fail_if(dir: &Path, problems: &[String]) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::integrity(format!(
+        "backup {} failed verification: {}",
+        dir.display(),
+        problems.join("; ")
+    )))
+}
+
+fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::NotFound => "missing".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Hash the listed files on all cores, in list order.
+fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<std::result::Result<(String, u64), String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(sums.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<std::result::Result<(String, u64), String>>>> =
+        sums.iter().map(|_| Default::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((name, _)) = sums.get(i) else { return };
+                let p = dir.join(name);
+                let r = match std::fs::symlink_metadata(&p) {
+                    Err(e) => Err(io_reason(&e)),
+                    Ok(md) if !md.is_file() => Err("not a regular file".into()),
+                    Ok(_) => sha256_file(&p).map_err(|e| e.msg),
+                };
+                *slots[i].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every slot filled")).collect()
+}
+
+/// Decompress one archive, re-index it and compare with what was stored.
+fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
+    let apath = dir.join(&p.archive);
+    let f = File::open(&apath).ctx(format!("opening {}", p.archive))?;
+    let mut tar = HashReader::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)));
+    let mut found: Vec<IndexEntry> = vec![];
+    scan(&mut tar, io::sink(), &[], |e| {
+        found.push(e.clone());
+        Ok(())
+    })
+    .map_err(|e| Error::integrity(format!("{}: {}", p.archive, e.msg)))?;
+    let (_, sha, n) = tar.finish();
+    if sha != p.tar_sha256 || n != p.tar_bytes {
+        return Err(Error::integrity(format!(
+            "{}: the tar inside differs from the one backed up ({n} bytes, sha256 {sha}; expected {} bytes, {})",
+            p.archive, p.tar_bytes, p.tar_sha256
+        )));
+    }
+    let ipath = dir.join(&p.index);
+    let stored = read_index(BufReader::new(File::open(&ipath).ctx(format!("opening {}", p.index))?))
+        .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
+    let diffs = compare(&stored, &found);
+    if !diffs.is_empty() || stored.len() as u64 != p.entries {
+        let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
+        return Err(Error::integrity(format!(
+            "{}: the archive's content does not match its index ({} differences: {})",
+            p.archive,
+            diffs.len(),
+            shown.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The backup manifest (schema 1, documented in docs/backup-format.md) and
+//! the SHA256SUMS file beside it.
+//!
+//! A backup directory holds manifest.json, one `<slug>.tar.gz` and one
+//! `<slug>.index` per path, and SHA256SUMS over every other file. Names in
+//! a manifest or in SHA256SUMS are plain file names inside the directory:
+//! anything with a '/' or a leading '.' is refused, so a hostile manifest
+//! cannot make berth read or write outside its directory.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+use crate::mounts::{Excluded, Mount};
+
+pub const SCHEMA: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const SUMS: &str = "SHA256SUMS";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub berth_version: String,
+    /// RFC 3339 UTC.
+    pub created: String,
+    pub engine: Engine,
+    pub container: Container,
+    pub image: Image,
+    pub compression: Compression,
+    pub paths: Vec<PathEntry>,
+    /// Mounts nested inside backed-up paths that were left out.
+    #[serde(default)]
+    pub excluded: Vec<Excluded>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Engine {
+    pub version: String,
+    pub api: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// Whether it ran when the backup started.
+    pub was_running: bool,
+    /// Whether berth stopped it for a consistent copy.
+    pub stopped_for_backup: bool,
+    /// The whole inspect JSON, as the engine gave it.
+    pub inspect: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub reference: String,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Compression {
+    pub format: String,
+    pub level: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PathEntry {
+    /// Absolute path in the container.
+    pub path: String,
+    /// The mount that holds it, when it is one.
+    pub mount: Option<Mount>,
+    /// File names inside the backup directory.
+    pub archive: String,
+    pub index: String,
+    /// sha256 and size of the .tar.gz file.
+    pub sha256: String,
+    pub bytes: u64,
+    /// sha256 and size of the tar inside it.
+    pub tar_sha256: String,
+    pub tar_bytes: u64,
+    pub index_sha256: String,
+    pub entries: u64,
+    /// Paths relative to `path` cut out of the archive (nested mounts).
+    pub excluded: Vec<String>,
+    pub seconds: f64,
+}
+
+impl Manifest {
+    /// Read and check a manifest: schema known, file names confined.
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let p = dir.join(MANIFEST);
+        let text = std::fs::read(&p).ctx(format!("reading {}", p.display()))?;
+        let v: Value = serde_json::from_slice(&text)
+            .map_err(|e| Error::integrity(format!("{}: not valid JSON: {e}", p.display())))?;
+        let schema = v.get("schema").and_then(Value::as_u64).unwrap_or(0);
+        if schema > u64::from(SCHEMA) {
+            return Err(Error::integrity(format!(
+                "{}: schema {schema} is newer than this berth understands ({SCHEMA}): use a newer berth",
+                p.display()
+            )));
+        }
+        let m: Manifest = serde_json::from_value(v)
+            .map_err(|e| Error::integrity(format!("{}: not a berth manifest: {e}", p.display())))?;
+        for e in &m.paths {
+            plain_name(&e.archive)?;
+            plain_name(&e.index)?;
+            if !e.path.starts_with('/') {
+                return Err(Error::integrity(format!("{}: path {:?} is not absolute", p.display(), e.path)));
+            }
+        }
+        Ok(m)
+    }
+
+    pub fn entry(&self, path: &str) -> Option<&PathEntry> {
+        self.paths.iter().find(|e| e.path == path)
+    }
+}
+
+/// A file name that stays inside the backup directory.
+pub fn plain_name(name: &str) -> Result<&str> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains('/')
+        && !name.contains('\0')
+        && !name.contains('\n');
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::integrity(format!("refusing file name {name:?}: it points outside the backup directory")))
+    }
+}
+
+/// A path's archive base name: "/var/lib/vmware" -> "var-lib-vmware".
+pub fn slug(path: &str) -> String {
+    let s: String = path
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+        .collect();
+    if s.is_empty() { "root".into() } else { s.trim_start_matches('.').to_owned() }
+}
+
+/// SHA256SUMS text in the format `sha256sum -c` reads.
+pub fn sums_text(files: &[(String, String)]) -> String {
+    files.iter().map(|(name, hex)| format!("{hex}  {name}\n")).collect()
+}
+
+/// Parse SHA256SUMS into (name, hex) pairs; names must be plain.
+pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = || Error::integrity(format!("{SUMS} line {}: unreadable: {line:?}", i + 1));
+        let (hex, name) = line.split_once("  ").or_else(|| line.split_once(" *")).ok_or_else(bad)?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        out.push((plain_name(name)?.to_owned(), hex.to_ascii_lowercase()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("/var/lib/vmware"), "var-lib-vmware");
+        assert_eq!(slug("/etc/vmware-sso/"), "etc-vmware-sso");
+        assert_eq!(slug("/"), "root");
+        assert_eq!(slug("/a b/ü"), "a-b--");
+        assert_eq!(slug("/.hidden"), "hidden");
+    }
+
+    #[test]
+    fn names_are_confined() {
+        for bad in ["../x", "/etc/passwd", "a/b", ".hidden", "", "a\nb"] {
+            assert!(plain_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(plain_name("var-lib-vmware.tar.gz").is_ok());
+    }
+
+    #[test]
+    fn sums_round_trip() {
+        let h = "ab".repeat(32);
+        let t = sums_text(&[("a.tar.gz".into(), h.clone())]);
+        assert_eq!(parse_sums(&t).unwrap(), vec![("a.tar.gz".to_owned(), h.clone())]);
+        assert!(parse_sums(&format!("{h}  ../evil\n")).is_err());
+        assert!(parse_sums("zz  a\n").is_err());
+    }
+}
