@@ -6,10 +6,10 @@ use clap::{Parser, Subcommand};
 
 use std::path::PathBuf;
 
-use berth::archive::{backup, verify};
+use berth::archive::{backup, restore, verify};
 use berth::docker::{transport, Docker};
-use berth::progress::human;
 use berth::error::Result;
+use berth::progress::human;
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +57,27 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long)]
         deep: bool,
+    },
+    /// Put a backup back exactly (verified first, compared after).
+    Restore {
+        dir: PathBuf,
+        /// Target container (default: the one in the backup's manifest).
+        #[arg(long)]
+        container: Option<String>,
+        /// A path to restore (repeatable); default: every path in the backup.
+        #[arg(long = "path", value_name = "P")]
+        paths: Vec<String>,
+        /// Extract over what is there instead of emptying the volume first.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// (internal) Empty a directory: run by berth inside a helper container.
+    #[command(hide = true)]
+    Wipe {
+        path: PathBuf,
+        /// A mountpoint (relative to PATH) to leave in place (repeatable).
+        #[arg(long)]
+        keep: Vec<String>,
     },
 }
 
@@ -151,9 +172,23 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", r.render());
             }
         }
-        Cmd::Backup { container, paths, out, compression, stop, stop_timeout } => {
+        Cmd::Backup {
+            container,
+            paths,
+            out,
+            compression,
+            stop,
+            stop_timeout,
+        } => {
             let d = connect(host).await?;
-            let o = backup::Options { paths, out, level: compression.into(), stop, stop_timeout, progress: !cli.json };
+            let o = backup::Options {
+                paths,
+                out,
+                level: compression.into(),
+                stop,
+                stop_timeout,
+                progress: !cli.json,
+            };
             let r = backup::backup(&d, &container, &o).await?;
             for w in &r.warnings {
                 eprintln!("berth: warning: {w}");
@@ -177,12 +212,55 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", r.dir.display());
             }
         }
+        Cmd::Restore {
+            dir,
+            container,
+            paths,
+            merge,
+        } => {
+            let d = connect(host).await?;
+            let o = restore::Options {
+                container,
+                paths,
+                merge,
+                progress: !cli.json,
+            };
+            let r = restore::restore(&d, &dir, &o).await?;
+            for w in &r.warnings {
+                eprintln!("berth: warning: {w}");
+            }
+            if cli.json {
+                print_json(&r);
+            } else {
+                for p in &r.paths {
+                    println!(
+                        "{:<28} {:>8} entries  {:>10}  {}  verified  {:.1}s",
+                        p.path,
+                        p.entries,
+                        human(p.bytes as f64),
+                        if p.emptied { "exact" } else { "merged" },
+                        p.seconds
+                    );
+                }
+                println!(
+                    "restored {} into {}: every path reads back equal to the backup",
+                    r.dir.display(),
+                    r.container
+                );
+            }
+        }
+        Cmd::Wipe { path, keep } => {
+            let n = berth::archive::wipe::wipe_local(&path, &keep)?;
+            println!("removed {n} entries from {}", path.display());
+        }
         Cmd::Verify { dir, deep } => {
             let (m, r) = tokio::task::spawn_blocking(move || verify::verify(&dir, deep))
                 .await
                 .map_err(|e| berth::error::Error::failed(format!("verify thread failed: {e}")))??;
             if cli.json {
-                print_json(&serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r }));
+                print_json(
+                    &serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r }),
+                );
             } else {
                 println!(
                     "ok: {} files, {} verified in {:.2}s ({}/s){}",
@@ -190,7 +268,11 @@ async fn run(cli: Cli) -> Result<()> {
                     human(r.bytes as f64),
                     r.seconds,
                     human(r.bytes as f64 / r.seconds.max(1e-6)),
-                    if r.deep { ", every archive re-indexed" } else { "" }
+                    if r.deep {
+                        ", every archive re-indexed"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -108,7 +108,11 @@ impl Manifest {
             plain_name(&e.archive)?;
             plain_name(&e.index)?;
             if !e.path.starts_with('/') {
-                return Err(Error::integrity(format!("{}: path {:?} is not absolute", p.display(), e.path)));
+                return Err(Error::integrity(format!(
+                    "{}: path {:?} is not absolute",
+                    p.display(),
+                    e.path
+                )));
             }
         }
         Ok(m)
@@ -129,7 +133,9 @@ pub fn plain_name(name: &str) -> Result<&str> {
     if ok {
         Ok(name)
     } else {
-        Err(Error::integrity(format!("refusing file name {name:?}: it points outside the backup directory")))
+        Err(Error::integrity(format!(
+            "refusing file name {name:?}: it points outside the backup directory"
+        )))
     }
 }
 
@@ -138,14 +144,27 @@ pub fn slug(path: &str) -> String {
     let s: String = path
         .trim_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    if s.is_empty() { "root".into() } else { s.trim_start_matches('.').to_owned() }
+    if s.is_empty() {
+        "root".into()
+    } else {
+        s.trim_start_matches('.').to_owned()
+    }
 }
 
 /// SHA256SUMS text in the format `sha256sum -c` reads.
 pub fn sums_text(files: &[(String, String)]) -> String {
-    files.iter().map(|(name, hex)| format!("{hex}  {name}\n")).collect()
+    files
+        .iter()
+        .map(|(name, hex)| format!("{hex}  {name}\n"))
+        .collect()
 }
 
 /// Parse SHA256SUMS into (name, hex) pairs; names must be plain.
@@ -156,7 +175,10 @@ pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
             continue;
         }
         let bad = || Error::integrity(format!("{SUMS} line {}: unreadable: {line:?}", i + 1));
-        let (hex, name) = line.split_once("  ").or_else(|| line.split_once(" *")).ok_or_else(bad)?;
+        let (hex, name) = line
+            .split_once("  ")
+            .or_else(|| line.split_once(" *"))
+            .ok_or_else(bad)?;
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
@@ -190,7 +212,10 @@ mod tests {
     fn sums_round_trip() {
         let h = "ab".repeat(32);
         let t = sums_text(&[("a.tar.gz".into(), h.clone())]);
-        assert_eq!(parse_sums(&t).unwrap(), vec![("a.tar.gz".to_owned(), h.clone())]);
+        assert_eq!(
+            parse_sums(&t).unwrap(),
+            vec![("a.tar.gz".to_owned(), h.clone())]
+        );
         assert!(parse_sums(&format!("{h}  ../evil\n")).is_err());
         assert!(parse_sums("zz  a\n").is_err());
     }

@@ -31,7 +31,11 @@ impl Meter {
                 eprint!("\r\x1b[K");
             })
         });
-        Meter { bytes, done, thread }
+        Meter {
+            bytes,
+            done,
+            thread,
+        }
     }
 
     pub fn add(&self, n: u64) {
@@ -56,5 +60,9 @@ pub fn human(n: f64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }

@@ -106,7 +106,11 @@ pub fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<
                 .filter(|m| !m.backup || chosen.contains(&m.destination))
                 .filter_map(|m| mounts::nested_rel(p, &m.destination))
                 .collect();
-            Ok(Target { path: p.clone(), mount, excluded })
+            Ok(Target {
+                path: p.clone(),
+                mount,
+                excluded,
+            })
         })
         .collect()
 }
@@ -114,7 +118,9 @@ pub fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<
 fn normalise(p: &str) -> Result<String> {
     let t = p.trim_end_matches('/');
     if !p.starts_with('/') || t.split('/').any(|c| c == "..") {
-        return Err(Error::usage(format!("--path {p:?}: give an absolute path inside the container")));
+        return Err(Error::usage(format!(
+            "--path {p:?}: give an absolute path inside the container"
+        )));
     }
     Ok(if t.is_empty() { "/".into() } else { t.into() })
 }
@@ -128,7 +134,10 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
     let name = name_of(&inspect);
     let data = mounts::resolve(d, &inspect).await?;
     let targets = targets(&name, &data, &o.paths)?;
-    let running = inspect.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false);
+    let running = inspect
+        .pointer("/State/Running")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let mut warnings = vec![];
     if running && !o.stop {
         warnings.push(format!(
@@ -150,7 +159,12 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
         }
     }
     let (dir, manifest) = result?;
-    Ok(Report { dir, seconds: t0.elapsed().as_secs_f64(), warnings, manifest })
+    Ok(Report {
+        dir,
+        seconds: t0.elapsed().as_secs_f64(),
+        warnings,
+        manifest,
+    })
 }
 
 /// The backup directory: written as `.partial`, renamed when complete.
@@ -184,7 +198,11 @@ pub async fn write_backup(
 fn new_dir(out: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
     let stamp = clock::compact(clock::now_unix());
     for n in 0..1000 {
-        let base = if n == 0 { format!("{name}-{stamp}") } else { format!("{name}-{stamp}-{n}") };
+        let base = if n == 0 {
+            format!("{name}-{stamp}")
+        } else {
+            format!("{name}-{stamp}-{n}")
+        };
         let fin = out.join(&base);
         let partial = out.join(format!("{base}.partial"));
         if fin.exists() {
@@ -201,7 +219,10 @@ fn new_dir(out: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
             Err(e) => return Err(e).ctx(format!("creating {}", partial.display())),
         }
     }
-    Err(Error::failed(format!("no free backup directory name for {name} in {}", out.display())))
+    Err(Error::failed(format!(
+        "no free backup directory name for {name} in {}",
+        out.display()
+    )))
 }
 
 async fn fill_dir(
@@ -224,7 +245,9 @@ async fn fill_dir(
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
         paths.push(entry);
     }
-    let version = d.get_json("/version", "asking the engine for its version").await?;
+    let version = d
+        .get_json("/version", "asking the engine for its version")
+        .await?;
     let image_id = str_at(inspect, "/Image").to_owned();
     let tags = match d.image_inspect(&image_id).await {
         Ok(i) => serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default(),
@@ -243,14 +266,29 @@ async fn fill_dir(
         container: manifest::Container {
             id,
             name,
-            was_running: inspect.pointer("/State/Running").and_then(|v| v.as_bool()).unwrap_or(false),
+            was_running: inspect
+                .pointer("/State/Running")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
             stopped_for_backup: stopped,
             inspect: inspect.clone(),
         },
-        image: manifest::Image { id: image_id, reference: str_at(inspect, "/Config/Image").into(), tags },
-        compression: manifest::Compression { format: "gzip".into(), level: o.level.gzip_level() },
+        image: manifest::Image {
+            id: image_id,
+            reference: str_at(inspect, "/Config/Image").into(),
+            tags,
+        },
+        compression: manifest::Compression {
+            format: "gzip".into(),
+            level: o.level.gzip_level(),
+        },
         paths,
-        excluded: data.excluded.iter().filter(|e| targeted.contains(&e.inside.as_str())).cloned().collect(),
+        excluded: data
+            .excluded
+            .iter()
+            .filter(|e| targeted.contains(&e.inside.as_str()))
+            .cloned()
+            .collect(),
     };
     let bytes = serde_json::to_vec_pretty(&m).expect("serializable");
     let (msha, _) = write_file(&dir.join(manifest::MANIFEST), &bytes)?;
@@ -260,7 +298,10 @@ async fn fill_dir(
         sums.push((p.index.clone(), p.index_sha256.clone()));
     }
     sums.push((manifest::MANIFEST.to_owned(), msha));
-    write_file(&dir.join(manifest::SUMS), manifest::sums_text(&sums).as_bytes())?;
+    write_file(
+        &dir.join(manifest::SUMS),
+        manifest::sums_text(&sums).as_bytes(),
+    )?;
     sync_dir(dir)?;
     Ok(m)
 }
@@ -268,14 +309,22 @@ async fn fill_dir(
 /// Write a small file durably; returns its sha256 and size.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(String, u64)> {
     let mut w = HashWriter::new(create_new(path, 0o600)?);
-    w.write_all(bytes).ctx(format!("writing {}", path.display()))?;
+    w.write_all(bytes)
+        .ctx(format!("writing {}", path.display()))?;
     let (f, sha, n) = w.finish();
     f.sync_all().ctx(format!("syncing {}", path.display()))?;
     Ok((sha, n))
 }
 
 /// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index`.
-async fn copy_path(d: &Docker, id: &str, t: &Target, dir: &Path, level: u32, meter: Meter) -> Result<PathEntry> {
+async fn copy_path(
+    d: &Docker,
+    id: &str,
+    t: &Target,
+    dir: &Path,
+    level: u32,
+    meter: Meter,
+) -> Result<PathEntry> {
     let t0 = Instant::now();
     let (_, reader) = d.archive_get(id, &t.path).await.map_err(|e| {
         if e.is_not_found() {
@@ -284,12 +333,21 @@ async fn copy_path(d: &Docker, id: &str, t: &Target, dir: &Path, level: u32, met
             e
         }
     })?;
-    let base = t.path.rsplit('/').next().filter(|b| !b.is_empty()).unwrap_or(".").to_owned();
+    let base = t
+        .path
+        .rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(".")
+        .to_owned();
     let roots: Vec<String> = t.excluded.iter().map(|r| format!("{base}/{r}")).collect();
     let slug = manifest::slug(&t.path);
     let (t, dir) = (t.clone(), dir.to_owned());
     tokio::task::spawn_blocking(move || {
-        let input = Metered { inner: reader, meter: &meter };
+        let input = Metered {
+            inner: reader,
+            meter: &meter,
+        };
         let mut e = stream_to_files(input, &dir, &slug, &roots, level)?;
         e.path = t.path;
         e.mount = t.mount;
@@ -303,7 +361,13 @@ async fn copy_path(d: &Docker, id: &str, t: &Target, dir: &Path, level: u32, met
 
 /// The synchronous data path of one archive. Fills every field of the
 /// entry but `path`, `mount`, `excluded` and `seconds`.
-pub fn stream_to_files(input: impl Read, dir: &Path, slug: &str, roots: &[String], level: u32) -> Result<PathEntry> {
+pub fn stream_to_files(
+    input: impl Read,
+    dir: &Path,
+    slug: &str,
+    roots: &[String],
+    level: u32,
+) -> Result<PathEntry> {
     let archive = format!("{slug}.tar.gz");
     let index = format!("{slug}.index");
     let apath = dir.join(&archive);
@@ -315,9 +379,16 @@ pub fn stream_to_files(input: impl Read, dir: &Path, slug: &str, roots: &[String
     let (gz, tar_sha256, tar_bytes) = tar.finish();
     let writing = || format!("writing {}", apath.display());
     let (file, sha256, bytes) = gz.finish().map_err(|e| e.context(writing()))?.finish();
-    file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(writing())?;
+    file.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .ctx(writing())?;
     let (ifile, index_sha256, _) = idx.finish();
-    ifile.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).ctx(format!("writing {}", ipath.display()))?;
+    ifile
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .ctx(format!("writing {}", ipath.display()))?;
     Ok(PathEntry {
         path: String::new(),
         mount: None,

@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn compare_finds_each_difference() {
         let base = file("v/a");
-        assert!(compare(&[base.clone()], &[base.clone()]).is_empty());
+        assert!(compare(std::slice::from_ref(&base), std::slice::from_ref(&base)).is_empty());
 
         let mut all = base.clone();
         all.kind = EntryKind::Hardlink;

@@ -18,5 +18,7 @@ pub mod backup;
 pub mod hashio;
 pub mod index;
 pub mod pargz;
+pub mod restore;
 pub mod tarscan;
 pub mod verify;
+pub mod wipe;

@@ -24,7 +24,7 @@ use std::io::{self, Read, Write};
 use sha2::{Digest, Sha256};
 
 use super::hashio::to_hex;
-use super::index::{path_from_bytes, EntryKind, IndexEntry};
+use super::index::{path_from_bytes, path_to_bytes, EntryKind, IndexEntry};
 use crate::error::{Context, Error, Result};
 
 const BLOCK: usize = 512;
@@ -51,11 +51,14 @@ pub struct ScanSummary {
 /// and data of kept entries, then the end-of-archive trailer) and calls
 /// `on_entry` for each kept entry in stream order, after its data.
 ///
-/// `exclude`: paths in index form (e.g. `vmware/config`) whose entry and
-/// every entry below it are dropped entirely, with their PAX/GNU extension
-/// headers, from `out` and from the index. Matching is done on normalised
-/// paths (a leading `./` or `/` and trailing `/` ignored on both sides), so
-/// `vmware/config` also drops `./vmware/config/x`.
+/// `exclude`: paths in index form (escaped as in [`super::index`], e.g.
+/// `vmware/config`) whose entry and every entry below it are dropped
+/// entirely, with their PAX/GNU extension headers, from `out` and from the
+/// index. Matching is done on normalised paths (a leading `./` or `/` and
+/// trailing `/` ignored on both sides), so `vmware/config` also drops
+/// `./vmware/config/x`. A kept hard link to a dropped file is an error
+/// ([`Kind::Usage`](crate::error::Kind::Usage)): the copy could not be
+/// extracted.
 ///
 /// PAX global headers are passed through (also when the entry after them is
 /// dropped) and apply to all following entries.
@@ -71,7 +74,8 @@ pub fn scan(
     let roots = exclude
         .iter()
         .map(|r| {
-            let n = normalise(r.as_bytes());
+            let bytes = path_to_bytes(r).ctx(format_args!("excluding {r:?}"))?;
+            let n = normalise(&bytes);
             if n.is_empty() {
                 Err(Error::usage(format!(
                     "cannot exclude {r:?}: it names the whole archive"
@@ -123,6 +127,11 @@ fn normalise(mut p: &[u8]) -> &[u8] {
     } else {
         p
     }
+}
+
+/// Whether the normalised path `p` is `root` or below it.
+fn below(p: &[u8], root: &[u8]) -> bool {
+    p.starts_with(root) && (p.len() == root.len() || p[root.len()] == b'/')
 }
 
 /// The input, read through a large buffer, with the count of bytes consumed.
@@ -636,16 +645,15 @@ impl<R: Read, W: Write> Scanner<R, W> {
         // Only regular files have data; like Go's archive/tar (Docker's
         // writer), the size of other types is ignored.
         let data_len = if kind == EntryKind::File { size } else { 0 };
-        let link = match kind {
+        let link: Option<Vec<u8>> = match kind {
             EntryKind::Symlink | EntryKind::Hardlink => {
-                let l: Vec<u8> = if let Some(p) = self.pax(b"linkpath") {
+                Some(if let Some(p) = self.pax(b"linkpath") {
                     p.to_vec()
                 } else if let Some(l) = &self.pending.long_link {
                     l.clone()
                 } else {
                     cstr(&blk[157..257]).to_vec()
-                };
-                Some(path_from_bytes(&l))
+                })
             }
             _ => None,
         };
@@ -672,11 +680,22 @@ impl<R: Read, W: Write> Scanner<R, W> {
         let norm = normalise(&name);
         let mut keep = true;
         for (root, seen) in self.roots.iter().zip(self.root_seen.iter_mut()) {
-            if norm == root.as_slice()
-                || (norm.starts_with(root) && norm.get(root.len()) == Some(&b'/'))
-            {
+            if below(norm, root) {
                 keep = false;
                 *seen = true;
+            }
+        }
+        if keep && kind == EntryKind::Hardlink {
+            // The target came earlier in the stream; if it was dropped, the
+            // copy could not be extracted.
+            let target = normalise(link.as_deref().unwrap_or_default());
+            if let Some(root) = self.roots.iter().find(|root| below(target, root)) {
+                return Err(Error::usage(format!(
+                    "cannot exclude {}: the hard link {} (kept) points to {} inside it",
+                    show_bytes(root),
+                    show_bytes(&name),
+                    show_bytes(target),
+                )));
             }
         }
 
@@ -697,24 +716,24 @@ impl<R: Read, W: Write> Scanner<R, W> {
             gid,
             size: data_len,
             mtime,
-            link,
+            link: link.map(|l| path_from_bytes(&l)),
             xattrs,
             sha256: None,
             dev,
         };
 
         // The data and its padding, hashed and copied in large slices.
-        let place = format!("inside entry {shown}");
+        let place = || format!("inside entry {shown}");
         let padded = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
         let mut hasher = (keep && kind == EntryKind::File).then(Sha256::new);
         let mut left = padded;
         while left > 0 {
             let avail = match self.input.fill() {
                 Ok(a) => a,
-                Err(e) => return Err(self.read_err(e, &place)),
+                Err(e) => return Err(self.read_err(e, &place())),
             };
             if avail.is_empty() {
-                return Err(early(self.input.offset, &place));
+                return Err(early(self.input.offset, &place()));
             }
             let n = avail.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             let chunk = &avail[..n];
@@ -799,7 +818,6 @@ impl<R: Read, W: Write> Scanner<R, W> {
 mod tests {
     use super::*;
     use crate::archive::hashio::sha256_file;
-    use crate::archive::index::path_to_bytes;
     use crate::error::Kind;
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
@@ -829,7 +847,8 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let d = std::env::temp_dir().join(format!("berth-tarscan-{name}-{}-{t}", std::process::id()));
+        let d =
+            std::env::temp_dir().join(format!("berth-tarscan-{name}-{}-{t}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -846,7 +865,8 @@ mod tests {
             .collect()
     }
 
-    const LONG_DIR: &str = "long-directory-name-number-one-long-directory-name-number-one-xxxxxxxxxxxxxxxxxx";
+    const LONG_DIR: &str =
+        "long-directory-name-number-one-long-directory-name-number-one-xxxxxxxxxxxxxxxxxx";
 
     fn long_path_300() -> String {
         format!("{LONG_DIR}/{LONG_DIR}/{LONG_DIR}/file-at-the-end-of-a-path-over-255-bytes.txt")
@@ -861,18 +881,27 @@ mod tests {
             std::fs::write(p, data).unwrap();
         };
         w("sub/nested/deep/file.txt", b"hello\n");
-        w(&format!("sub/{}", "c".repeat(120)), b"long name in the excluded tree");
+        w(
+            &format!("sub/{}", "c".repeat(120)),
+            b"long name in the excluded tree",
+        );
         std::fs::create_dir_all(root.join("sub/empty_dir")).unwrap();
         std::fs::create_dir_all(root.join("subway")).unwrap(); // not below "sub"
         w("subway/keep.txt", b"keep me");
         w("empty_file", b"");
         w("name with spaces.txt", b"spaces");
         w("new\nline", b"newline");
-        w("h\u{e9}llo w\u{f6}rld \u{2603}.txt", "non-ascii \u{2603}".as_bytes());
+        w(
+            "h\u{e9}llo w\u{f6}rld \u{2603}.txt",
+            "non-ascii \u{2603}".as_bytes(),
+        );
         w("back\\slash", b"backslash");
         let bad = root.join(OsStr::from_bytes(b"caf\xe9-latin1"));
         std::fs::write(bad, b"not utf-8").unwrap();
-        w(&format!("long/{}/{}.txt", "a".repeat(60), "b".repeat(60)), b"over 100");
+        w(
+            &format!("long/{}/{}.txt", "a".repeat(60), "b".repeat(60)),
+            b"over 100",
+        );
         w(&long_path_300(), b"over 255");
         w("big.bin", &pseudo_random(700 * 1024 + 77, 9));
         w("hl_a", b"hard linked content");
@@ -883,8 +912,14 @@ mod tests {
         link("/etc/passwd", "abs_link");
         link("sub/nested/deep/file.txt", "rel_link");
         link("does/not/exist", "dangling");
-        link(&format!("{}/{}", "t".repeat(90), "u".repeat(90)), "long_target_link");
-        let st = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
+        link(
+            &format!("{}/{}", "t".repeat(90), "u".repeat(90)),
+            "long_target_link",
+        );
+        let st = Command::new("mkfifo")
+            .arg(root.join("fifo"))
+            .status()
+            .unwrap();
         assert!(st.success());
         w("setuid", b"#!/bin/sh\n");
         let mode = |p: &str, m: u32| {
@@ -1013,7 +1048,8 @@ mod tests {
         let fs_path = |p: &str| root.join(OsStr::from_bytes(&path_to_bytes(p).unwrap()));
         for e in idx {
             let p = fs_path(&e.path);
-            let md = std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+            let md =
+                std::fs::symlink_metadata(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
             let ft = md.file_type();
             use std::os::unix::fs::FileTypeExt;
             let kind = if ft.is_dir() {
@@ -1032,18 +1068,31 @@ mod tests {
             };
             assert_eq!(e.kind, kind, "{}", e.path);
             assert_eq!(e.mode, md.mode() & 0o7777, "{}", e.path);
-            assert_eq!((e.uid, e.gid), (md.uid() as u64, md.gid() as u64), "{}", e.path);
+            assert_eq!(
+                (e.uid, e.gid),
+                (md.uid() as u64, md.gid() as u64),
+                "{}",
+                e.path
+            );
             assert_eq!(e.mtime, md.mtime(), "{}", e.path);
             assert_eq!(e.dev, None);
             match e.kind {
                 EntryKind::File => {
                     let (sha, size) = sha256_file(&p).unwrap();
-                    assert_eq!((e.size, e.sha256.as_deref()), (size, Some(sha.as_str())), "{}", e.path);
+                    assert_eq!(
+                        (e.size, e.sha256.as_deref()),
+                        (size, Some(sha.as_str())),
+                        "{}",
+                        e.path
+                    );
                     assert_eq!(e.link, None);
                 }
                 EntryKind::Symlink => {
                     let t = std::fs::read_link(&p).unwrap();
-                    assert_eq!(e.link.as_deref(), Some(&*path_from_bytes(t.as_os_str().as_bytes())));
+                    assert_eq!(
+                        e.link.as_deref(),
+                        Some(&*path_from_bytes(t.as_os_str().as_bytes()))
+                    );
                     assert_eq!((e.size, &e.sha256), (0, &None));
                 }
                 EntryKind::Hardlink => {
@@ -1069,7 +1118,10 @@ mod tests {
                 Err(e) => {
                     assert_eq!(e.kind, Kind::Integrity, "{e}");
                     assert!(e.msg.contains("ended early"), "cut at {k}: {e}");
-                    assert!(e.msg.contains(&format!("after {k} bytes")), "cut at {k}: {e}");
+                    assert!(
+                        e.msg.contains(&format!("after {k} bytes")),
+                        "cut at {k}: {e}"
+                    );
                 }
             }
         }
@@ -1089,7 +1141,11 @@ mod tests {
             assert_eq!(view_of(&idx), tar_crate_view(&data), "{format}");
             check_against_fs(&root, &idx);
 
-            let find = |p: &str| idx.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p}"));
+            let find = |p: &str| {
+                idx.iter()
+                    .find(|e| e.path == p)
+                    .unwrap_or_else(|| panic!("{p}"))
+            };
             assert_eq!(find(".").kind, EntryKind::Dir);
             assert_eq!(find("./sub/empty_dir").kind, EntryKind::Dir);
             assert_eq!(find("./fifo").kind, EntryKind::Fifo);
@@ -1103,7 +1159,10 @@ mod tests {
             assert_eq!(find("./back\\\\slash").size, 9);
             assert_eq!(find("./caf\\xe9-latin1").size, 9);
             assert!(find(&format!("./{}", long_path_300())).path.len() > 255);
-            let hl: Vec<_> = idx.iter().filter(|e| e.kind == EntryKind::Hardlink).collect();
+            let hl: Vec<_> = idx
+                .iter()
+                .filter(|e| e.kind == EntryKind::Hardlink)
+                .collect();
             assert_eq!(hl.len(), 1);
             assert!(hl[0].link.as_deref().unwrap().starts_with("./hl_"));
             if has_xattrs && format == "pax" {
@@ -1133,6 +1192,10 @@ mod tests {
                 assert!(listed.iter().all(|l| !l.contains(" ./sub/")), "{listed:#?}");
                 assert!(listed.iter().any(|l| l.ends_with(" ./subway/keep.txt")));
             }
+            // Roots are in index form: escaped backslashes and bytes.
+            let (_, idx2, sum2) = scan_vec(&data, &["./back\\\\slash", "caf\\xe9-latin1"]).unwrap();
+            assert_eq!(idx2.len(), idx.len() - 2);
+            assert_eq!(sum2.excluded.len(), 2);
             check_truncations(&data);
         }
         std::fs::remove_dir_all(&root).unwrap();
@@ -1219,6 +1282,12 @@ mod tests {
         assert_eq!(idx.len(), 6);
         assert_eq!(sum.excluded, vec!["dev", "bigid"]);
         assert_eq!(view_of(&idx), tar_crate_view(&out));
+        // A kept hard link to an excluded file: refused.
+        let e = scan_vec(&data, &["d/f.bin"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        assert!(e.msg.contains("hard link \"d/hard\""), "{e}");
+        let (_, idx, _) = scan_vec(&data, &["d/f.bin", "d/hard"]).unwrap();
+        assert_eq!(idx.len(), 7);
         let (_, idx, _) = scan_vec(&data, &["d"]).unwrap();
         assert_eq!(idx.len(), 3);
         assert_eq!(gnu_tar_list(&scan_vec(&data, &["d"]).unwrap().0).len(), 3);
@@ -1270,7 +1339,10 @@ mod tests {
 
     #[test]
     fn pax_local_and_global_records() {
-        let g = ext(b'g', &pax_records(&[("uid", b"77"), ("comment", b"ignored")]));
+        let g = ext(
+            b'g',
+            &pax_records(&[("uid", b"77"), ("comment", b"ignored")]),
+        );
         let x1 = ext(
             b'x',
             &pax_records(&[
@@ -1300,7 +1372,10 @@ mod tests {
         assert_eq!((idx[0].mtime, idx[0].uid, idx[0].size), (-2, 77, 3));
         assert_eq!(idx[0].xattrs.get("user.k").unwrap(), "00ff");
         assert_eq!(idx[0].sha256.as_deref(), Some(&*sha_hex(b"abc")));
-        assert_eq!((idx[1].path.as_str(), idx[1].uid, idx[1].mtime), ("b", 77, 1_700_000_000));
+        assert_eq!(
+            (idx[1].path.as_str(), idx[1].uid, idx[1].mtime),
+            ("b", 77, 1_700_000_000)
+        );
         assert_eq!((idx[2].path.as_str(), idx[2].uid), ("c", 77));
         assert!(idx[1].xattrs.is_empty());
 
@@ -1332,6 +1407,8 @@ mod tests {
     fn malformed_archives_are_errors() {
         let good = [file("a", b"hello"), END.to_vec()].concat();
         assert!(scan_vec(&good, &[]).is_ok());
+        let (out, idx, _) = scan_vec(&END, &[]).unwrap(); // an empty archive
+        assert!(out == END && idx.is_empty());
         let err = |data: &[u8]| match scan_vec(data, &[]) {
             Ok((_, idx, _)) => panic!("accepted: {idx:?}"),
             Err(e) => e,
@@ -1339,14 +1416,26 @@ mod tests {
 
         // Missing second zero block; a lone zero block followed by data.
         let e = err(&good[..good.len() - BLOCK]);
-        assert!(e.msg.contains("ended early") && e.msg.contains("end-of-archive"), "{e}");
-        let lone = [file("a", b"hello"), vec![0; BLOCK], file("b", b"x"), END.to_vec()].concat();
+        assert!(
+            e.msg.contains("ended early") && e.msg.contains("end-of-archive"),
+            "{e}"
+        );
+        let lone = [
+            file("a", b"hello"),
+            vec![0; BLOCK],
+            file("b", b"x"),
+            END.to_vec(),
+        ]
+        .concat();
         assert!(err(&lone).msg.contains("lone zero block"));
         // Garbage after the end.
         let mut trailing = [good.clone(), vec![0; 100]].concat();
         trailing[good.len() + 50] = 1;
         let e = err(&trailing);
-        assert!(e.msg.contains(&format!("offset {}", good.len() + 50)), "{e}");
+        assert!(
+            e.msg.contains(&format!("offset {}", good.len() + 50)),
+            "{e}"
+        );
         // Corrupt header checksum: names the offset.
         let mut bad = [file("a", b"hello"), file("b", b"x"), END.to_vec()].concat();
         bad[2 * BLOCK + 3] ^= 0x20;
@@ -1361,7 +1450,11 @@ mod tests {
             let e = err(&[block(&h), END.to_vec()].concat());
             assert!(e.msg.contains(what), "{e}");
         }
-        let e = err(&[ext(b'x', &pax_records(&[("GNU.sparse.major", b"1")])), good.clone()].concat());
+        let e = err(&[
+            ext(b'x', &pax_records(&[("GNU.sparse.major", b"1")])),
+            good.clone(),
+        ]
+        .concat());
         assert!(e.msg.contains("sparse"), "{e}");
         // Extension header without an entry; bad PAX record; oversized.
         let e = err(&[ext(b'x', &pax_records(&[("path", b"p")])), END.to_vec()].concat());
@@ -1424,8 +1517,14 @@ mod tests {
         assert!(out == data);
         assert_eq!(idx[0].path, "pre/fix/\u{e9}\u{e9}");
         assert_eq!(idx[0].mtime, -1);
-        assert_eq!((idx[1].path.as_str(), idx[1].kind, idx[1].size), (&*long, EntryKind::File, 2));
-        assert_eq!((idx[2].path.as_str(), idx[2].kind), ("olddir", EntryKind::Dir));
+        assert_eq!(
+            (idx[1].path.as_str(), idx[1].kind, idx[1].size),
+            (&*long, EntryKind::File, 2)
+        );
+        assert_eq!(
+            (idx[2].path.as_str(), idx[2].kind),
+            ("olddir", EntryKind::Dir)
+        );
     }
 
     /// Returns `data` in small pieces, then fails with a berth error.
@@ -1451,7 +1550,15 @@ mod tests {
     fn input_errors_keep_their_kind_and_callback_errors_propagate() {
         let data = builder_archive();
         for fail_at in [0, 100, 512, 2000, 200_000, data.len() - 10] {
-            let r = scan(Broken { data: &data, fail_at }, io::sink(), &[], |_| Ok(()));
+            let r = scan(
+                Broken {
+                    data: &data,
+                    fail_at,
+                },
+                io::sink(),
+                &[],
+                |_| Ok(()),
+            );
             let e = r.unwrap_err();
             assert_eq!(e.kind, Kind::Connection, "{e}");
             assert!(e.msg.contains("the daemon hung up"), "{e}");
@@ -1534,32 +1641,34 @@ mod tests {
     #[test]
     #[ignore]
     fn bench_scan() {
-        let size = 1u64 << 30; // a multiple of 512: no padding
-        let files = 4;
-        let synth = Synth {
-            files,
-            size,
-            pattern: pseudo_random(1 << 20, 11),
-            hdr: Vec::new(),
-            hdr_pos: 0,
-            data_left: 0,
-            done_files: 0,
-            end_left: 1024,
-        };
-        let t = std::time::Instant::now();
-        let mut n = 0;
-        let sum = scan(synth, io::sink(), &[], |e| {
-            assert_eq!(e.size, size);
-            n += 1;
-            Ok(())
-        })
-        .unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        assert_eq!(n, files);
-        println!(
-            "tarscan: {} bytes in {secs:.3} s = {:.2} GB/s",
-            sum.tar_bytes,
-            sum.tar_bytes as f64 / secs / 1e9
-        );
+        // Large files (a multiple of 512: no padding), then many small ones.
+        for (files, size) in [(4u64, 1u64 << 30), (200_000, 1000)] {
+            let synth = Synth {
+                files,
+                size,
+                pattern: pseudo_random(1 << 20, 11),
+                hdr: Vec::new(),
+                hdr_pos: 0,
+                data_left: 0,
+                done_files: 0,
+                end_left: 1024,
+            };
+            let t = std::time::Instant::now();
+            let mut n = 0;
+            let sum = scan(synth, io::sink(), &[], |e| {
+                assert_eq!(e.size, size);
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            assert_eq!(n, files);
+            println!(
+                "tarscan: {files} files of {size} bytes, {} bytes in {secs:.3} s = {:.2} GB/s, {:.0} entries/s",
+                sum.tar_bytes,
+                sum.tar_bytes as f64 / secs / 1e9,
+                files as f64 / secs
+            );
+        }
     }
 }

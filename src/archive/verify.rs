@@ -32,12 +32,14 @@ pub struct Report {
 pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
     let t0 = std::time::Instant::now();
     if !dir.is_dir() {
-        return Err(Error::usage(format!("{} is not a backup directory", dir.display())));
+        return Err(Error::usage(format!(
+            "{} is not a backup directory",
+            dir.display()
+        )));
     }
     let sums_path = dir.join(manifest::SUMS);
-    let text = std::fs::read_to_string(&sums_path).map_err(|e| {
-        Error::integrity(format!("{}: {}", sums_path.display(), io_reason(&e)))
-    })?;
+    let text = std::fs::read_to_string(&sums_path)
+        .map_err(|e| Error::integrity(format!("{}: {}", sums_path.display(), io_reason(&e))))?;
     let sums = manifest::parse_sums(&text)?;
     let mut problems = vec![];
     let hashed = hash_all(dir, &sums);
@@ -45,33 +47,60 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
     for ((name, want), got) in sums.iter().zip(&hashed) {
         match got {
             Ok((hex, n)) if hex == want => bytes += n,
-            Ok(_) => problems.push(format!("{name}: checksum mismatch (the file was changed or is corrupt)")),
+            Ok(_) => problems.push(format!(
+                "{name}: checksum mismatch (the file was changed or is corrupt)"
+            )),
             Err(e) => problems.push(format!("{name}: {e}")),
         }
     }
-    let listed = |n: &str| sums.iter().find(|(name, _)| name == n).map(|(_, h)| h.as_str());
+    let listed = |n: &str| {
+        sums.iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, h)| h.as_str())
+    };
     if listed(manifest::MANIFEST).is_none() {
-        problems.push(format!("{}: not listed in {}", manifest::MANIFEST, manifest::SUMS));
+        problems.push(format!(
+            "{}: not listed in {}",
+            manifest::MANIFEST,
+            manifest::SUMS
+        ));
     }
     fail_if(dir, &problems)?;
     let m = Manifest::load(dir)?;
     for p in &m.paths {
         for (file, sha) in [(&p.archive, &p.sha256), (&p.index, &p.index_sha256)] {
             if listed(file) != Some(sha.as_str()) {
-                problems.push(format!("{file}: the manifest and {} disagree on its checksum", manifest::SUMS));
+                problems.push(format!(
+                    "{file}: the manifest and {} disagree on its checksum",
+                    manifest::SUMS
+                ));
             }
         }
     }
     fail_if(dir, &problems)?;
     if deep {
         let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let hs: Vec<_> = m.paths.iter().map(|p| s.spawn(|| deep_check(dir, p))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::failed("deep check thread panicked")))).collect()
+            let hs: Vec<_> = m
+                .paths
+                .iter()
+                .map(|p| s.spawn(|| deep_check(dir, p)))
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::failed("deep check thread panicked")))
+                })
+                .collect()
         });
         problems.extend(results.into_iter().filter_map(|r| r.err()).map(|e| e.msg));
         fail_if(dir, &problems)?;
     }
-    let report = Report { files: sums.len(), bytes, deep, seconds: t0.elapsed().as_secs_f64() };
+    let report = Report {
+        files: sums.len(),
+        bytes,
+        deep,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
     Ok((m, report))
 }
 
@@ -94,8 +123,13 @@ fn io_reason(e: &io::Error) -> String {
 }
 
 /// Hash the listed files on all cores, in list order.
-fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<std::result::Result<(String, u64), String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(sums.len().max(1));
+fn hash_all(
+    dir: &Path,
+    sums: &[(String, String)],
+) -> Vec<std::result::Result<(String, u64), String>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(sums.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<std::result::Result<(String, u64), String>>>> =
         sums.iter().map(|_| Default::default()).collect();
@@ -114,7 +148,10 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<std::result::Result<(S
             });
         }
     });
-    slots.into_iter().map(|m| m.into_inner().unwrap().expect("every slot filled")).collect()
+    slots
+        .into_iter()
+        .map(|m| m.into_inner().unwrap().expect("every slot filled"))
+        .collect()
 }
 
 /// Decompress one archive, re-index it and compare with what was stored.
@@ -136,8 +173,10 @@ fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
         )));
     }
     let ipath = dir.join(&p.index);
-    let stored = read_index(BufReader::new(File::open(&ipath).ctx(format!("opening {}", p.index))?))
-        .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
+    let stored = read_index(BufReader::new(
+        File::open(&ipath).ctx(format!("opening {}", p.index))?,
+    ))
+    .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
     let diffs = compare(&stored, &found);
     if !diffs.is_empty() || stored.len() as u64 != p.entries {
         let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();

@@ -98,8 +98,10 @@ pub fn write_config_file(dir: &Path, text: &str) -> PathBuf {
 /// The data container's config: anonymous volumes for the four data paths.
 /// `/bin/true` as entrypoint and command: started by mistake, it exits 0.
 pub fn data_config(image: &str) -> Value {
-    let volumes: serde_json::Map<String, Value> =
-        DATA_PATHS.iter().map(|p| (p.to_string(), json!({}))).collect();
+    let volumes: serde_json::Map<String, Value> = DATA_PATHS
+        .iter()
+        .map(|p| (p.to_string(), json!({})))
+        .collect();
     json!({
         "Image": image,
         "Entrypoint": ["/bin/true"],

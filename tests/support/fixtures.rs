@@ -257,7 +257,10 @@ async fn ensure_image(d: &Docker, spec: &Spec, bin: &[u8], sim_sha256: &str) -> 
     if let Some(v) = &existing {
         let labels = &v["Config"]["Labels"];
         if labels[SIM_LABEL] == sim_sha256 && labels[RECIPE_LABEL] == RECIPE {
-            return (image(v["Id"].as_str().unwrap_or_default().to_owned()), false);
+            return (
+                image(v["Id"].as_str().unwrap_or_default().to_owned()),
+                false,
+            );
         }
     }
 

@@ -1,0 +1,222 @@
+//! `just demo`: berth's main job on a built-in demo appliance (the
+//! lightwave-sim fixture images in the reference layout).
+//!
+//! The demo is a list of steps, each printing a heading; add a step by
+//! writing an async fn over [`Demo`] and listing it in [`STEPS`]. It leaves
+//! the appliance running so that it can be looked at; running the demo again
+//! starts over (the first step removes every `berth-demo-` container and
+//! volume).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Command;
+use std::time::Instant;
+
+use berth::docker::Docker;
+use serde_json::{json, Value};
+use support::appliance::{self, Appliance};
+use support::fixtures::{self, Fixtures};
+
+const PREFIX: &str = "berth-demo-";
+const APP: &str = "berth-demo-lw";
+const DATA: &str = "berth-demo-lw_data";
+const CONFIG_DIR: &str = "/tmp/berth-demo/config";
+const INSTALLED: &str = "6.6.0";
+
+/// What the steps share.
+struct Demo {
+    d: Docker,
+    berth: PathBuf,
+    fixtures: Option<Fixtures>,
+    appliance: Option<Appliance>,
+}
+
+type StepResult = Result<(), String>;
+type StepFn = for<'a> fn(&'a mut Demo) -> Pin<Box<dyn Future<Output = StepResult> + 'a>>;
+
+/// The demo, in order.
+const STEPS: &[(&str, StepFn)] = &[
+    ("Clean up what an earlier demo left", |c| {
+        Box::pin(cleanup(c))
+    }),
+    ("Build the fixture images and tarballs", |c| {
+        Box::pin(build_fixtures(c))
+    }),
+    ("Stand up the appliance: Lightwave 6.6.0", |c| {
+        Box::pin(stand_up(c))
+    }),
+    ("berth inspect berth-demo-lw", |c| Box::pin(inspect(c))),
+];
+
+/// What comes next, once berth's commands land.
+const NEXT: &[(&str, &str)] = &[
+    (
+        "Back up the appliance's data",
+        "berth backs up the four data volumes of berth-demo-lw into checksummed \
+         .tar.gz files with a manifest, and verifies them.",
+    ),
+    (
+        "Upgrade to 6.7.0",
+        "from target/berth-fixtures/lightwave-sts-6.7.0.tar.gz: load the image, \
+         recreate the container with the same configuration, watch for \
+         `Upgrade complete.`, remove the config file.",
+    ),
+    (
+        "Upgrade to 6.8.0-broken: a failed upgrade, rolled back",
+        "from target/berth-fixtures/lightwave-sts-6.8.0-broken.tar.gz: the \
+         appliance logs `Upgrade failed.` and hangs with its data half migrated; \
+         berth rolls back automatically (old container back, data restored \
+         exactly and compared with the backup).",
+    ),
+];
+
+fn heading(n: usize, title: &str) {
+    println!();
+    println!("== {n}. {title}");
+}
+
+#[tokio::main]
+async fn main() {
+    let start = Instant::now();
+    let mut demo = Demo {
+        d: support::engine::engine().await,
+        berth: Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/x86_64-unknown-linux-gnu/release/berth"),
+        fixtures: None,
+        appliance: None,
+    };
+    for (i, (title, step)) in STEPS.iter().enumerate() {
+        heading(i + 1, title);
+        let t = Instant::now();
+        if let Err(e) = step(&mut demo).await {
+            eprintln!("demo: step {} ({title}) failed: {e}", i + 1);
+            std::process::exit(1);
+        }
+        println!("   ({:.2?})", t.elapsed());
+    }
+
+    println!();
+    println!("== Next (coming as berth's commands land)");
+    for (i, (title, what)) in NEXT.iter().enumerate() {
+        println!("   {}. {title}", STEPS.len() + i + 1);
+        println!("      {what}");
+    }
+    println!();
+    println!(
+        "The appliance is left running ({:.2?} in all). Look at it with:",
+        start.elapsed()
+    );
+    println!("   docker logs {APP}");
+    println!("   docker exec {APP} journalctl");
+    println!("   {} inspect {APP}", demo.berth.display());
+    println!("Run the demo again to start over.");
+}
+
+/// Remove every `berth-demo-` container (apps before data containers, with
+/// their anonymous volumes) and volume, and empty the config directory.
+async fn cleanup(c: &mut Demo) -> StepResult {
+    let d = &c.d;
+    let list = d
+        .container_list(&json!({ "name": [PREFIX] }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = list
+        .iter()
+        .filter_map(|v| v.pointer("/Names/0").and_then(Value::as_str))
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .filter(|n| n.starts_with(PREFIX))
+        .collect();
+    // Containers that use another's volumes go first.
+    names.sort_by_key(|n| (n.ends_with("_data"), n.clone()));
+    for n in &names {
+        match d.container_remove(n, true, true).await {
+            Ok(()) => println!("   removed container {n}"),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let volumes = d
+        .volume_list(&json!({ "name": [PREFIX] }))
+        .await
+        .map_err(|e| e.to_string())?;
+    for v in volumes {
+        let Some(n) = v.get("Name").and_then(Value::as_str) else {
+            continue;
+        };
+        if n.starts_with(PREFIX) {
+            d.volume_remove(n, true).await.map_err(|e| e.to_string())?;
+            println!("   removed volume {n}");
+        }
+    }
+    let dir = Path::new(CONFIG_DIR);
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("{CONFIG_DIR}: {e}"))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{CONFIG_DIR}: {e}"))?;
+    if names.is_empty() {
+        println!("   nothing to clean up");
+    }
+    Ok(())
+}
+
+async fn build_fixtures(c: &mut Demo) -> StepResult {
+    let f = fixtures::ensure(&c.d).await;
+    for i in [&f.old, &f.good, &f.broken] {
+        println!("   {:<44} {}", i.reference, &i.id[..19.min(i.id.len())]);
+    }
+    for t in [&f.good_tarballs, &f.broken_tarballs] {
+        println!("   {}", t.tar_gz.display());
+    }
+    if !f.rebuilt.is_empty() {
+        println!("   (built {} of them now)", f.rebuilt.len());
+    }
+    c.fixtures = Some(f);
+    Ok(())
+}
+
+async fn stand_up(c: &mut Demo) -> StepResult {
+    let a = appliance::up_named(&c.d, DATA, APP, Path::new(CONFIG_DIR), INSTALLED).await?;
+    println!("   data container  {} (created, never started)", a.data);
+    println!("   app container   {} running {}", a.app, a.image);
+    println!(
+        "   config dir      {} (lightwave-server.cfg removed after setup)",
+        a.config_dir.display()
+    );
+    let version = a.installed_version(&c.d).await.unwrap_or_default();
+    println!("   installed version in the volumes: {version}");
+    let logs = appliance::logs(&c.d, &a.app).await;
+    println!("   its log:");
+    for l in logs.lines() {
+        println!("   | {l}");
+    }
+    c.appliance = Some(a);
+    Ok(())
+}
+
+async fn inspect(c: &mut Demo) -> StepResult {
+    if !c.berth.exists() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build --release -p berth`",
+            c.berth.display()
+        ));
+    }
+    println!("   $ berth inspect {APP}");
+    let out = Command::new(&c.berth)
+        .args(["inspect", APP])
+        .output()
+        .map_err(|e| format!("running {}: {e}", c.berth.display()))?;
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        println!("   {l}");
+    }
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("   ! {l}");
+    }
+    if !out.status.success() {
+        return Err(format!("berth inspect exited with {}", out.status));
+    }
+    Ok(())
+}

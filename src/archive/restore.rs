@@ -1,0 +1,261 @@
+//! `berth restore`: put a backup back exactly and prove it.
+//!
+//! Verify the backup first; for an exact restore (the default) empty each
+//! volume (see `wipe`); PUT the .tar.gz as it is, streamed; then GET the
+//! path back and compare its content index with the backup's, entry for
+//! entry. A restore is reported done only when they are equal.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::index::{compare, read_index, IndexEntry};
+use super::tarscan::scan;
+use super::{verify, wipe};
+use crate::cancel;
+use crate::docker::{body, Docker};
+use crate::error::{Context, Error, Result};
+use crate::inspect::{name_of, str_at};
+use crate::manifest::{Manifest, PathEntry};
+use crate::mounts::{self, Mount};
+use crate::progress::Meter;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Target container; default: the one in the manifest.
+    pub container: Option<String>,
+    /// Paths to restore; default: all in the backup.
+    pub paths: Vec<String>,
+    /// Extract over what is there instead of an exact restore.
+    pub merge: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PathReport {
+    pub path: String,
+    pub entries: u64,
+    pub bytes: u64,
+    pub emptied: bool,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub dir: PathBuf,
+    pub container: String,
+    pub merge: bool,
+    pub paths: Vec<PathReport>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
+    let t0 = Instant::now();
+    let owned = dir.to_owned();
+    let (m, _) = tokio::task::spawn_blocking(move || verify::verify(&owned, false))
+        .await
+        .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
+        .map_err(|e| e.context("refusing to restore"))?;
+    let target = o
+        .container
+        .clone()
+        .unwrap_or_else(|| m.container.name.clone());
+    let inspect = d.container_inspect(&target).await?;
+    let name = name_of(&inspect);
+    let entries = select(&m, &o.paths)?;
+    let data = mounts::resolve(d, &inspect).await?;
+    let mut plan = vec![];
+    for e in &entries {
+        plan.push((*e, check_target(d, &name, &data.mounts, e, o.merge).await?));
+    }
+    let mut warnings = vec![];
+    if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
+        warnings.push(format!(
+            "{name} is running: the application may see its data change under it"
+        ));
+    }
+    let image = str_at(&inspect, "/Image").to_owned();
+    let mut paths = vec![];
+    for (e, mount) in plan {
+        cancel::check()?;
+        let t = Instant::now();
+        let emptied = match (&mount, o.merge) {
+            (Some(m), false) => {
+                let vol = m.name.as_deref().expect("checked: a volume has a name");
+                // Every mount nested in this volume keeps its mountpoint.
+                let keep = data.exclusions_under(&e.path);
+                wipe::wipe_volume(d, &image, vol, &e.path, &keep).await?;
+                true
+            }
+            _ => false,
+        };
+        let meter = Meter::start(format!("restoring {name}:{}", e.path), o.progress);
+        let bytes = upload(d, &name, dir, e, &meter).await?;
+        drop(meter);
+        read_back_and_compare(d, &name, dir, e).await?;
+        paths.push(PathReport {
+            path: e.path.clone(),
+            entries: e.entries,
+            bytes,
+            emptied,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(Report {
+        dir: dir.to_owned(),
+        container: name,
+        merge: o.merge,
+        paths,
+        warnings,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn select<'a>(m: &'a Manifest, paths: &[String]) -> Result<Vec<&'a PathEntry>> {
+    if paths.is_empty() {
+        return Ok(m.paths.iter().collect());
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let p = p.trim_end_matches('/');
+            m.entry(p).ok_or_else(|| {
+                let have: Vec<&str> = m.paths.iter().map(|e| e.path.as_str()).collect();
+                Error::usage(format!(
+                    "the backup has no path {p} (it has {})",
+                    have.join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The target must have the path, writable; an exact restore needs it to
+/// be a volume (that is what can be emptied safely).
+async fn check_target(
+    d: &Docker,
+    name: &str,
+    mounts: &[Mount],
+    e: &PathEntry,
+    merge: bool,
+) -> Result<Option<Mount>> {
+    let mount = mounts.iter().find(|m| m.destination == e.path).cloned();
+    match &mount {
+        Some(m) if !m.rw => {
+            return Err(Error::failed(format!("{} is mounted read-only in {name}: nothing was written", e.path)))
+        }
+        Some(m) if m.kind != "volume" => {
+            return Err(Error::failed(format!("{} is a {} mount in {name}, not a volume: berth does not write host files", e.path, m.kind)))
+        }
+        None if !merge => {
+            return Err(Error::failed(format!(
+                "{} is not a volume of {name}: an exact restore empties a volume first; use --merge to extract over the container's own files",
+                e.path
+            )))
+        }
+        _ => {}
+    }
+    d.archive_stat(name, &e.path).await.map_err(|err| {
+        if err.is_not_found() {
+            Error::failed(format!(
+                "{name} has no path {}: nothing was written",
+                e.path
+            ))
+        } else {
+            err
+        }
+    })?;
+    Ok(mount)
+}
+
+/// PUT the .tar.gz as it is into the parent directory of the path.
+async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
+    let apath = dir.join(&e.archive);
+    let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
+    let bytes = meter.bytes.clone();
+    let reader = Counted { inner: f, bytes };
+    let parent = match e.path.rsplit_once('/') {
+        Some(("", _)) | None => "/".to_owned(),
+        Some((p, _)) => p.to_owned(),
+    };
+    d.archive_put(name, &parent, body::reader_body(reader))
+        .await
+        .map_err(|err| err.context(format!("restoring {name}:{}", e.path)))?;
+    Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+struct Counted<R> {
+    inner: R,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        cancel::check().map_err(Error::into_io)?;
+        let n = self.inner.read(buf)?;
+        self.bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// GET the path back, index it (cutting out the same nested mounts) and
+/// compare with the backup's index.
+pub async fn read_back_and_compare(
+    d: &Docker,
+    name: &str,
+    dir: &Path,
+    e: &PathEntry,
+) -> Result<()> {
+    let found = read_index_of(d, name, &e.path, &e.excluded).await?;
+    let ipath = dir.join(&e.index);
+    let stored = read_index(BufReader::new(
+        File::open(&ipath).ctx(format!("opening {}", ipath.display()))?,
+    ))?;
+    let diffs = compare(&stored, &found);
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = diffs.iter().take(20).map(|d| format!("  {d}")).collect();
+    Err(Error::integrity(format!(
+        "{name}:{} differs from the backup after the restore ({} differences):\n{}{}",
+        e.path,
+        diffs.len(),
+        shown.join("\n"),
+        if diffs.len() > 20 { "\n  ..." } else { "" }
+    )))
+}
+
+/// The content index of a path in a container, as the engine serves it.
+pub async fn read_index_of(
+    d: &Docker,
+    name: &str,
+    path: &str,
+    excluded: &[String],
+) -> Result<Vec<IndexEntry>> {
+    let (_, reader) = d.archive_get(name, path).await?;
+    let base = path
+        .rsplit('/')
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or(".")
+        .to_owned();
+    let roots: Vec<String> = excluded.iter().map(|r| format!("{base}/{r}")).collect();
+    let doing = format!("reading {name}:{path} back");
+    tokio::task::spawn_blocking(move || {
+        let mut found = vec![];
+        scan(reader, io::sink(), &roots, |x| {
+            found.push(x.clone());
+            Ok(())
+        })?;
+        Ok(found)
+    })
+    .await
+    .map_err(|e| Error::failed(format!("{doing}: {e}")))?
+    .map_err(|e: Error| e.context(doing))
+}
