@@ -74,6 +74,23 @@ const NEXT: &[(&str, &str)] = &[
     ),
 ];
 
+/// Words of `text` in lines of at most `width` characters.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for w in text.split_whitespace() {
+        let cur = lines.last_mut().unwrap();
+        if !cur.is_empty() && cur.len() + 1 + w.len() > width {
+            lines.push(w.to_owned());
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(w);
+        }
+    }
+    lines
+}
+
 fn heading(n: usize, title: &str) {
     println!();
     println!("== {n}. {title}");
@@ -103,7 +120,9 @@ async fn main() {
     println!("== Next (coming as berth's commands land)");
     for (i, (title, what)) in NEXT.iter().enumerate() {
         println!("   {}. {title}", STEPS.len() + i + 1);
-        println!("      {what}");
+        for l in wrap(what, 72) {
+            println!("      {l}");
+        }
     }
     println!();
     println!(

@@ -12,6 +12,11 @@ pub fn cancel() {
     CANCELLED.store(true, Ordering::SeqCst);
 }
 
+/// Forget a signal that has been acted on (a rollback must run to its end).
+pub fn reset() {
+    CANCELLED.store(false, Ordering::SeqCst);
+}
+
 pub fn is_cancelled() -> bool {
     CANCELLED.load(Ordering::SeqCst)
 }

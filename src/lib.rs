@@ -13,4 +13,6 @@ pub mod files;
 pub mod inspect;
 pub mod manifest;
 pub mod mounts;
+pub mod profile;
 pub mod progress;
+pub mod upgrade;

@@ -10,6 +10,7 @@ use berth::archive::{backup, restore, verify};
 use berth::docker::{transport, Docker};
 use berth::error::Result;
 use berth::progress::human;
+use berth::upgrade;
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +72,14 @@ enum Cmd {
         #[arg(long)]
         merge: bool,
     },
+    /// Upgrade a container to the image in a tarball; roll back automatically on failure.
+    Upgrade(Box<UpgradeArgs>),
+    /// Put the host back to before an upgrade (from its run directory).
+    Rollback { dir: PathBuf },
+    /// Finish an interrupted upgrade, or roll it back, whichever is safe.
+    Resume { dir: PathBuf },
+    /// Where an upgrade stands (DIR), or every upgrade under ./berth-backups.
+    Status { dir: Option<PathBuf> },
     /// (internal) Empty a directory: run by berth inside a helper container.
     #[command(hide = true)]
     Wipe {
@@ -79,6 +88,62 @@ enum Cmd {
         #[arg(long)]
         keep: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct UpgradeArgs {
+    container: String,
+    /// The new image as a `docker save` tarball (plain or gzip).
+    #[arg(long, value_name = "FILE")]
+    image_file: PathBuf,
+    /// The reference to run (default: the tarball's one tag).
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// Refuse the tarball unless its sha256 is this.
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
+    /// Settings preset: a built-in name (lightwave) or a profile file.
+    #[arg(long, value_name = "NAME|FILE")]
+    profile: Option<String>,
+    /// Config file to put in place (mode 0600) while the new version starts; removed after.
+    #[arg(long, value_name = "SRC")]
+    config_file: Option<PathBuf>,
+    /// Where on the host to put it (default: the profile's config-path through its bind mount).
+    #[arg(long, value_name = "HOST_PATH")]
+    config_dest: Option<PathBuf>,
+    /// A path to back up and restore (repeatable; default: the profile's, else every volume).
+    #[arg(long = "path", value_name = "P")]
+    paths: Vec<String>,
+    /// Regex that means the upgrade succeeded (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    success: Vec<String>,
+    /// Regex that means it failed (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    failure: Vec<String>,
+    /// What to watch: logs, or exec:CMD [ARG...] run in the new container.
+    #[arg(long, value_name = "logs|exec:CMD")]
+    watch: Option<String>,
+    /// How long the application has to say it succeeded (e.g. 90s, 5m).
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Where run directories (journal, backup, logs) go.
+    #[arg(long, default_value = "./berth-backups", value_name = "DIR")]
+    backup_root: PathBuf,
+    /// Back up while the old container still runs (as the reference procedure does).
+    #[arg(long)]
+    online_backup: bool,
+    /// Keep the old container (renamed aside) after a successful upgrade.
+    #[arg(long)]
+    keep_old: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Go on although part of the configuration cannot be carried over or space looks short.
+    #[arg(long)]
+    force: bool,
+    /// Seconds to wait for a graceful stop before SIGKILL.
+    #[arg(long, default_value_t = 30)]
+    stop_timeout: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -122,6 +187,117 @@ fn main() -> ExitCode {
 
 async fn connect(host: Option<&str>) -> Result<Docker> {
     Docker::connect(&transport::socket_from(host)?).await
+}
+
+fn say(json: bool) -> upgrade::Say {
+    upgrade::Say { progress: !json }
+}
+
+fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
+    use berth::profile;
+    let flags = profile::Layer {
+        paths: a.paths,
+        config_path: None,
+        success: a.success,
+        failure: a.failure,
+        watch: a.watch.as_deref().map(profile::parse_watch).transpose()?,
+        timeout: a
+            .timeout
+            .as_deref()
+            .map(profile::parse_duration)
+            .transpose()?,
+    };
+    Ok(upgrade::plan::Request {
+        container: a.container,
+        image_file: a.image_file,
+        image: a.image,
+        sha256: a.sha256,
+        profile: a.profile,
+        config_file: a.config_file,
+        config_dest: a.config_dest,
+        flags,
+        backup_root: a.backup_root,
+        online_backup: a.online_backup,
+        keep_old: a.keep_old,
+        force: a.force,
+        stop_timeout: a.stop_timeout,
+    })
+}
+
+/// Print how an upgrade run ended and exit with its code (0, 1 or 3).
+fn report(s: &upgrade::Summary, json: bool) -> Result<()> {
+    use upgrade::journal::Outcome;
+    if json {
+        print_json(s);
+    } else {
+        match (&s.outcome, &s.plan) {
+            (None, Some(p)) => print!("{}", upgrade::render_plan(p)),
+            (Some(Outcome::Upgraded), _) => {
+                println!(
+                    "upgraded {}: {} -> {} in {:.1}s",
+                    s.container, s.old_image, s.new_image, s.seconds
+                );
+                println!("backup: {}", s.backup_dir.display());
+            }
+            (Some(Outcome::RolledBack), _) => {
+                println!(
+                    "upgrade of {} FAILED: {}",
+                    s.container,
+                    s.cause.clone().unwrap_or_default()
+                );
+                let state = if s.was_running {
+                    "runs"
+                } else {
+                    "is back, stopped as it was, on"
+                };
+                println!("rolled back: {} {state} {} with its data restored and verified equal to the backup", s.container, s.old_image);
+                println!("backup and logs: {}", s.run_dir.display());
+            }
+            (Some(Outcome::Aborted), _) => {
+                println!(
+                    "upgrade of {} did not happen: {}",
+                    s.container,
+                    s.cause.clone().unwrap_or_default()
+                );
+                println!("nothing changed: {} is as it was", s.container);
+            }
+            (None, None) => {}
+        }
+    }
+    let code = s.exit_code();
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+fn status(dir: Option<PathBuf>, json: bool) -> Result<()> {
+    let dirs: Vec<PathBuf> = match dir {
+        Some(d) => vec![d],
+        None => std::fs::read_dir("berth-backups")
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.join(upgrade::PLAN).exists())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut all = vec![];
+    for d in dirs {
+        all.push(upgrade::status(&d)?);
+    }
+    if json {
+        print_json(&all);
+    } else {
+        for s in &all {
+            print!("{}", s.render());
+        }
+        if all.is_empty() {
+            println!("no upgrade runs under ./berth-backups");
+        }
+    }
+    Ok(())
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -249,6 +425,24 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Cmd::Upgrade(a) => {
+            let d = connect(host).await?;
+            let dry_run = a.dry_run;
+            let r = upgrade_request(*a)?;
+            let s = upgrade::steps::upgrade(&d, &r, dry_run, say(cli.json)).await?;
+            return report(&s, cli.json);
+        }
+        Cmd::Rollback { dir } => {
+            let d = connect(host).await?;
+            let s = upgrade::rollback::rollback_dir(&d, &dir, say(cli.json)).await?;
+            return report(&s, cli.json);
+        }
+        Cmd::Resume { dir } => {
+            let d = connect(host).await?;
+            let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
+            return report(&s, cli.json);
+        }
+        Cmd::Status { dir } => status(dir, cli.json)?,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;
             println!("removed {n} entries from {}", path.display());

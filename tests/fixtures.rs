@@ -117,7 +117,10 @@ async fn fresh_install_sets_up_and_removes_the_config() {
     let app = d.container_inspect(&a.app).await.unwrap();
     let h = &app["HostConfig"];
     assert_eq!(h["VolumesFrom"], serde_json::json!([a.data]));
-    assert_eq!(h["Privileged"], true);
+    assert_eq!(h["Privileged"], a.privileged);
+    if std::env::var("BERTH_FIXTURE_PRIVILEGED").is_err() {
+        assert_eq!(a.privileged, appliance::privileged(d).await);
+    }
     assert_eq!(h["NetworkMode"], "host");
     assert_eq!(h["RestartPolicy"]["Name"], "no");
     assert_eq!(
@@ -244,7 +247,15 @@ async fn bad_config_exits_1() {
     let dir = s.dir("lw-config");
     appliance::write_config_file(&dir, &appliance::config_text("bogus"));
     let app = s
-        .run("lw", appliance::app_config(&f.old.reference, &data, &dir))
+        .run(
+            "lw",
+            appliance::app_config(
+                &f.old.reference,
+                &data,
+                &dir,
+                appliance::privileged(d).await,
+            ),
+        )
         .await;
     let code = tokio::time::timeout(WAIT, d.container_wait(&app))
         .await

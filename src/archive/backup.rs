@@ -148,7 +148,7 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
     if stopped {
         d.container_stop(&id, o.stop_timeout).await?;
     }
-    let result = write_backup(d, &inspect, &data, &targets, stopped, o).await;
+    let result = write_backup(d, &inspect, &data, &targets, stopped, o, None).await;
     if stopped {
         if let Err(e) = d.container_start(&id).await {
             let restart = format!("and starting {name} again failed: {e}");
@@ -168,6 +168,7 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
 }
 
 /// The backup directory: written as `.partial`, renamed when complete.
+/// Named `<container>-<UTC timestamp>`, or `dir_name` when given.
 pub async fn write_backup(
     d: &Docker,
     inspect: &serde_json::Value,
@@ -175,10 +176,20 @@ pub async fn write_backup(
     targets: &[Target],
     stopped: bool,
     o: &Options,
+    dir_name: Option<&str>,
 ) -> Result<(PathBuf, Manifest)> {
     let name = name_of(inspect);
     create_private_dir(&o.out)?;
-    let (partial, fin) = new_dir(&o.out, &name)?;
+    let (partial, fin) = match dir_name {
+        Some(n) => {
+            let (partial, fin) = (o.out.join(format!("{n}.partial")), o.out.join(n));
+            // A partial left by a killed berth is garbage: start over.
+            let _ = fs::remove_dir_all(&partial);
+            create_private_dir(&partial)?;
+            (partial, fin)
+        }
+        None => new_dir(&o.out, &name)?,
+    };
     let result = fill_dir(d, inspect, data, targets, stopped, o, &partial).await;
     let result = result.and_then(|m| {
         fs::rename(&partial, &fin).ctx(format!("renaming {} into place", partial.display()))?;

@@ -1597,6 +1597,7 @@ mod tests {
         hdr_pos: usize,
         data_left: u64,
         done_files: u64,
+        pad_left: usize,
         end_left: usize,
     }
 
@@ -1618,6 +1619,12 @@ mod tests {
                 self.data_left -= n as u64;
                 return Ok(n);
             }
+            if self.pad_left > 0 {
+                let n = buf.len().min(self.pad_left);
+                buf[..n].fill(0);
+                self.pad_left -= n;
+                return Ok(n);
+            }
             if self.done_files < self.files {
                 let h = header(
                     &format!("vmware/big{}.bin", self.done_files),
@@ -1627,6 +1634,7 @@ mod tests {
                 self.hdr = block(&h);
                 self.hdr_pos = 0;
                 self.data_left = self.size;
+                self.pad_left = (BLOCK - (self.size as usize % BLOCK)) % BLOCK;
                 self.done_files += 1;
                 return self.read(buf);
             }
@@ -1651,6 +1659,7 @@ mod tests {
                 hdr_pos: 0,
                 data_left: 0,
                 done_files: 0,
+                pad_left: 0,
                 end_left: 1024,
             };
             let t = std::time::Instant::now();

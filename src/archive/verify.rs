@@ -122,16 +122,16 @@ fn io_reason(e: &io::Error) -> String {
     }
 }
 
+/// A file's sha256 and size, or why it could not be read.
+type Hashed = std::result::Result<(String, u64), String>;
+
 /// Hash the listed files on all cores, in list order.
-fn hash_all(
-    dir: &Path,
-    sums: &[(String, String)],
-) -> Vec<std::result::Result<(String, u64), String>> {
+fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(sums.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<std::result::Result<(String, u64), String>>>> =
+    let slots: Vec<std::sync::Mutex<Option<Hashed>>> =
         sums.iter().map(|_| Default::default()).collect();
     std::thread::scope(|s| {
         for _ in 0..threads {

@@ -127,7 +127,7 @@ fn wipe_under(root: &Path, rel: &Path, keep: &[PathBuf]) -> Result<u64> {
         let r = rel.join(entry.file_name());
         let p = root.join(&r);
         let md = std::fs::symlink_metadata(&p).ctx(doing(&p))?;
-        if keep.iter().any(|k| *k == r) {
+        if keep.contains(&r) {
             continue;
         }
         if md.is_dir() && keep.iter().any(|k| k.starts_with(&r)) {

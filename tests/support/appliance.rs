@@ -8,9 +8,18 @@
 //!   upgrades only,
 //! * the app container: `--volumes-from` the data container, the config bind,
 //!   `--privileged --net=host`, no restart policy.
+//!
+//! Privileged needs an engine that may grant every capability: an engine
+//! that runs without some (Docker 20.10 in a container whose bounding set
+//! lacks CAP_SYS_RESOURCE: "unable to apply caps: operation not
+//! permitted") cannot start privileged containers at all. [`privileged`]
+//! probes that once; without it the appliance runs unprivileged and
+//! [`Appliance::privileged`] says so. BERTH_FIXTURE_PRIVILEGED=0/1 overrides
+//! the probe.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use berth::docker::containers::LogOptions;
@@ -60,6 +69,8 @@ pub struct Appliance {
     pub config_file: PathBuf,
     /// The image reference the app runs.
     pub image: String,
+    /// Whether the app runs privileged (see [`privileged`]).
+    pub privileged: bool,
 }
 
 /// The image reference of a fixture version ("6.6.0" ->
@@ -110,14 +121,15 @@ pub fn data_config(image: &str) -> Value {
     })
 }
 
-/// The app container's config, as in the reference `docker run`.
-pub fn app_config(image: &str, data: &str, config_dir: &Path) -> Value {
+/// The app container's config, as in the reference `docker run`
+/// (`privileged`: see [`privileged`]).
+pub fn app_config(image: &str, data: &str, config_dir: &Path, privileged: bool) -> Value {
     json!({
         "Image": image,
         "HostConfig": {
             "VolumesFrom": [data],
             "Binds": [format!("{}:{CONFIG_MOUNT}", config_dir.display())],
-            "Privileged": true,
+            "Privileged": privileged,
             "NetworkMode": "host",
             "RestartPolicy": {"Name": "no"},
         },
@@ -152,6 +164,7 @@ pub async fn up_named(
     version: &str,
 ) -> Result<Appliance, String> {
     fixtures::ensure(d).await;
+    let privileged = privileged(d).await;
     let image = image_ref(version);
     let config_file = write_config_file(config_dir, &config_text("standalone"));
     let a = Appliance {
@@ -160,11 +173,12 @@ pub async fn up_named(
         config_dir: config_dir.to_owned(),
         config_file,
         image,
+        privileged,
     };
     d.container_create(data, &data_config(&a.image))
         .await
         .map_err(|e| e.to_string())?;
-    d.container_create(app, &app_config(&a.image, data, config_dir))
+    d.container_create(app, &app_config(&a.image, data, config_dir, privileged))
         .await
         .map_err(|e| e.to_string())?;
     d.container_start(app).await.map_err(|e| e.to_string())?;
@@ -193,7 +207,12 @@ impl Appliance {
     /// The config of an app container on `image` with this appliance's
     /// volumes and config directory (the same HostConfig as the app).
     pub fn app_config(&self, image: &str) -> Value {
-        app_config(&image_ref(image), &self.data, &self.config_dir)
+        app_config(
+            &image_ref(image),
+            &self.data,
+            &self.config_dir,
+            self.privileged,
+        )
     }
 
     pub async fn logs(&self, d: &Docker, container: &str) -> String {
@@ -214,6 +233,42 @@ impl Appliance {
     pub async fn data_mdb(&self, d: &Docker) -> Option<Vec<u8>> {
         read_file(d, &self.data, DATA_MDB).await
     }
+}
+
+static PRIVILEGED: Mutex<Option<bool>> = Mutex::new(None);
+
+/// Whether this engine can start a privileged container (probed once per
+/// process with a throwaway container of the 6.6.0 fixture that runs
+/// `/bin/true`; BERTH_FIXTURE_PRIVILEGED=0/1 overrides).
+pub async fn privileged(d: &Docker) -> bool {
+    match std::env::var("BERTH_FIXTURE_PRIVILEGED").as_deref() {
+        Ok("0") => return false,
+        Ok("1") => return true,
+        _ => {}
+    }
+    if let Some(p) = *PRIVILEGED.lock().unwrap() {
+        return p;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let probe = format!("berth-fixture-probe-{}-{nanos}", std::process::id());
+    let config = json!({
+        "Image": fixtures::OLD,
+        "Entrypoint": ["/bin/true"],
+        "HostConfig": {"Privileged": true, "NetworkMode": "host"},
+    });
+    d.container_create(&probe, &config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let works = d.container_start(&probe).await.is_ok();
+    if works {
+        let _ = d.container_wait(&probe).await;
+    }
+    let _ = d.container_remove(&probe, true, true).await;
+    *PRIVILEGED.lock().unwrap() = Some(works);
+    works
 }
 
 /// A container's logs so far, stdout and stderr interleaved.

@@ -8,7 +8,8 @@
 //!
 //! Each image is one layer: the static sim binary (also hard linked as
 //! `journalctl` and `true`) and the appliance's empty directories, imported
-//! as a rootfs tar. The tarballs of 6.7.0 and 6.8.0-broken, plain and gzip,
+//! as a rootfs tar, then committed once (without a new layer) to set
+//! STOPSIGNAL, which the engine's import does not take. The tarballs of 6.7.0 and 6.8.0-broken, plain and gzip,
 //! go to `target/berth-fixtures/`.
 //!
 //! [`ensure`] is idempotent and cheap when nothing changed: an image is
@@ -24,8 +25,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use berth::docker::transport::enc;
 use berth::docker::{body, Docker};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 pub const REPO: &str = "berth-fixture/lightwave-sts";
@@ -86,7 +88,8 @@ pub struct Fixtures {
     /// The release build of lightwave-sim that is in the images.
     pub sim: PathBuf,
     pub sim_sha256: String,
-    /// What this call (re)built: image references and tarball paths.
+    /// What this call (re)built: image references and tarball paths (empty
+    /// when this process had built or found them already).
     pub rebuilt: Vec<String>,
     /// How long this call took (lock wait included).
     pub elapsed: Duration,
@@ -143,10 +146,12 @@ pub fn dir() -> PathBuf {
 /// Build (or find) the fixture images and tarballs. Panics with a clear
 /// message when something cannot be built.
 pub async fn ensure(d: &Docker) -> Fixtures {
-    if let Some(f) = CACHE.lock().unwrap().clone() {
+    let start = Instant::now();
+    if let Some(mut f) = CACHE.lock().unwrap().clone() {
+        f.rebuilt.clear();
+        f.elapsed = start.elapsed();
         return f;
     }
-    let start = Instant::now();
     let dir = dir();
     fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     // Other test processes build the same fixtures: one at a time.
@@ -158,8 +163,7 @@ pub async fn ensure(d: &Docker) -> Fixtures {
             .write(true)
             .open(&lock_path)
             .unwrap_or_else(|e| panic!("{}: {e}", lock_path.display()));
-        f.lock()
-            .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
+        lock_exclusive(&f).unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
         f
     })
     .await
@@ -291,12 +295,22 @@ async fn ensure_image(d: &Docker, spec: &Spec, bin: &[u8], sim_sha256: &str) -> 
         format!("LABEL org.opencontainers.image.version={}", spec.version),
         format!("LABEL {SIM_LABEL}={sim_sha256}"),
         format!("LABEL {RECIPE_LABEL}={RECIPE}"),
-        "STOPSIGNAL SIGTERM".to_owned(),
     ]);
-    let id = d
-        .image_import(body::full(fs.finish()), REPO, spec.tag, &changes)
+    // The engine's import takes no STOPSIGNAL change (20.10: "stopsignal is
+    // not a valid change command"), but a commit takes a whole config: import
+    // the rootfs untagged, then commit a never-started container of it with
+    // StopSignal set. The commit adds no layer (its diff is empty).
+    let rootfs = d
+        .image_import(body::full(fs.finish()), "", "", &changes)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let id = match commit_stop_signal(d, &rootfs, spec.tag).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = d.image_remove(&rootfs, false).await;
+            panic!("{e}");
+        }
+    };
     // The stale image lost its tag: remove it unless a container uses it.
     if let Some(old) = existing.as_ref().and_then(|v| v["Id"].as_str()) {
         if old != id {
@@ -304,6 +318,35 @@ async fn ensure_image(d: &Docker, spec: &Spec, bin: &[u8], sim_sha256: &str) -> 
         }
     }
     (image(id), true)
+}
+
+/// Commit a container of image `rootfs` as `REPO:tag` with STOPSIGNAL
+/// SIGTERM (the rest of the config comes from the image); returns the id.
+async fn commit_stop_signal(d: &Docker, rootfs: &str, tag: &str) -> Result<String, String> {
+    let tmp = format!("berth-fixture-build-{}-{tag}", std::process::id());
+    let _ = d.container_remove(&tmp, true, false).await;
+    d.container_create(&tmp, &json!({ "Image": rootfs }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let doing = format!("committing {tmp} as {REPO}:{tag}");
+    let committed = d
+        .post_json(
+            &format!(
+                "/commit?container={}&repo={}&tag={}",
+                enc(&tmp),
+                enc(REPO),
+                enc(tag)
+            ),
+            Some(&json!({ "StopSignal": "SIGTERM" })),
+            &doing,
+        )
+        .await;
+    let _ = d.container_remove(&tmp, true, false).await;
+    let committed = committed.map_err(|e| e.to_string())?;
+    committed["Id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("{doing}: no Id in {committed}"))
 }
 
 /// The tarballs of `image`, saved unless both exist and hold its id.
@@ -406,6 +449,22 @@ pub fn saved_id(path: &Path, gzip: bool) -> Option<String> {
         return Some(format!("sha256:{hex}"));
     }
     None
+}
+
+/// flock(LOCK_EX), released when the file closes. (std's File::lock does
+/// the same but needs Rust 1.89; the crate's rust-version is 1.85.)
+fn lock_exclusive(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock on a file descriptor that `f` keeps open.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,264 @@
+//! Upgrade settings and where they come from: flags > container labels
+//! (`berth.*`) > profile (built-in `lightwave`, or a file) > defaults.
+//!
+//! A profile file and the labels use the same keys (docs/profiles.md):
+//! `path` (repeatable; label `berth.paths`, comma-separated), `config-path`
+//! (the config file's path inside the container; berth writes it through
+//! the bind mount that holds it), `success`, `failure` (regexes; repeatable
+//! in a file), `watch` (`logs` or `exec:CMD ARG...`), `timeout` (`90s`,
+//! `5m`), `profile` (labels only: a built-in profile to start from).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Watch {
+    /// Follow the container's logs.
+    Logs,
+    /// Run this command in the container every couple of seconds.
+    Exec(Vec<String>),
+}
+
+/// One layer of settings; `None`/empty means "not said here".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer {
+    pub paths: Vec<String>,
+    pub config_path: Option<String>,
+    pub success: Vec<String>,
+    pub failure: Vec<String>,
+    pub watch: Option<Watch>,
+    pub timeout: Option<Duration>,
+}
+
+/// The settings an upgrade runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Paths to back up and restore; empty: every volume.
+    pub paths: Vec<String>,
+    /// The config file's path inside the container, if any.
+    pub config_path: Option<String>,
+    pub success: Vec<String>,
+    pub failure: Vec<String>,
+    pub watch: Watch,
+    pub timeout_s: u64,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The built-in profile for the Lightwave identity server (the reference
+/// procedure).
+pub fn lightwave() -> Layer {
+    Layer {
+        paths: [
+            "/var/lib/vmware",
+            "/var/lib/likewise",
+            "/etc/likewise",
+            "/etc/vmware-sso",
+        ]
+        .map(String::from)
+        .to_vec(),
+        config_path: Some("/var/lib/vmware/config/lightwave-server.cfg".into()),
+        success: vec![r"Upgrade complete\.".into()],
+        failure: vec![r"Upgrade failed\.|Directory upgrade failure\.".into()],
+        watch: Some(Watch::Exec(vec!["journalctl".into()])),
+        timeout: Some(Duration::from_secs(600)),
+    }
+}
+
+pub fn builtin(name: &str) -> Option<Layer> {
+    (name == "lightwave").then(lightwave)
+}
+
+/// `--profile NAME|FILE`.
+pub fn load(spec: &str) -> Result<Layer> {
+    if let Some(l) = builtin(spec) {
+        return Ok(l);
+    }
+    let text = std::fs::read_to_string(spec).map_err(|e| {
+        Error::usage(format!(
+            "--profile {spec}: not a built-in profile (lightwave) and not a readable file: {e}"
+        ))
+    })?;
+    parse_file(&text).ctx(format!("profile {spec}"))
+}
+
+pub fn parse_file(text: &str) -> Result<Layer> {
+    let mut l = Layer::default();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| {
+            Error::usage(format!("line {}: expected key=value, got {line:?}", i + 1))
+        })?;
+        let (k, v) = (k.trim(), v.trim().to_owned());
+        match k {
+            "path" => l.paths.push(v),
+            "config-path" => l.config_path = Some(v),
+            "success" => l.success.push(v),
+            "failure" => l.failure.push(v),
+            "watch" => l.watch = Some(parse_watch(&v)?),
+            "timeout" => l.timeout = Some(parse_duration(&v)?),
+            _ => return Err(Error::usage(format!("line {}: unknown key {k:?}", i + 1))),
+        }
+    }
+    Ok(l)
+}
+
+/// Settings from a container's `berth.*` labels (and the built-in profile
+/// that `berth.profile` names, underneath them).
+pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<Layer>)> {
+    let get = |k: &str| {
+        labels
+            .get(&format!("berth.{k}"))
+            .map(|s| s.trim().to_owned())
+    };
+    let profile = match get("profile") {
+        Some(p) => Some(builtin(&p).ok_or_else(|| {
+            Error::usage(format!("label berth.profile={p}: no such built-in profile"))
+        })?),
+        None => None,
+    };
+    let l = Layer {
+        paths: get("paths")
+            .map(|p| {
+                p.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        config_path: get("config-path"),
+        success: get("success").into_iter().collect(),
+        failure: get("failure").into_iter().collect(),
+        watch: get("watch").map(|w| parse_watch(&w)).transpose()?,
+        timeout: get("timeout").map(|t| parse_duration(&t)).transpose()?,
+    };
+    Ok((l, profile))
+}
+
+pub fn labels_of(inspect: &Value) -> BTreeMap<String, String> {
+    inspect
+        .pointer("/Config/Labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Merge layers, the first that says something wins.
+pub fn merge(layers: &[Layer]) -> Result<Settings> {
+    let first_vec = |f: fn(&Layer) -> &Vec<String>| {
+        layers
+            .iter()
+            .map(f)
+            .find(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_default()
+    };
+    let s = Settings {
+        paths: first_vec(|l| &l.paths),
+        config_path: layers.iter().find_map(|l| l.config_path.clone()),
+        success: first_vec(|l| &l.success),
+        failure: first_vec(|l| &l.failure),
+        watch: layers
+            .iter()
+            .find_map(|l| l.watch.clone())
+            .unwrap_or(Watch::Logs),
+        timeout_s: layers
+            .iter()
+            .find_map(|l| l.timeout)
+            .unwrap_or(DEFAULT_TIMEOUT)
+            .as_secs(),
+    };
+    for r in s.success.iter().chain(&s.failure) {
+        regex::Regex::new(r).map_err(|e| Error::usage(format!("bad regex {r:?}: {e}")))?;
+    }
+    Ok(s)
+}
+
+/// `logs` or `exec:CMD ARG...`.
+pub fn parse_watch(s: &str) -> Result<Watch> {
+    if s == "logs" {
+        return Ok(Watch::Logs);
+    }
+    match s.strip_prefix("exec:") {
+        Some(cmd) if !cmd.trim().is_empty() => Ok(Watch::Exec(
+            cmd.split_whitespace().map(String::from).collect(),
+        )),
+        _ => Err(Error::usage(format!(
+            "--watch {s:?}: use logs or exec:CMD [ARG...]"
+        ))),
+    }
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, mul) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| Duration::from_secs(n * mul))
+        .map_err(|_| Error::usage(format!("bad duration {s:?}: use e.g. 90s, 5m, 1h")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flags_labels_profile() {
+        let flags = Layer {
+            success: vec!["flag-ok".into()],
+            ..Default::default()
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("berth.success".to_owned(), "label-ok".to_owned());
+        labels.insert("berth.timeout".to_owned(), "2m".to_owned());
+        labels.insert("berth.profile".to_owned(), "lightwave".to_owned());
+        let (l, p) = from_labels(&labels).unwrap();
+        let s = merge(&[flags, l, p.unwrap()]).unwrap();
+        assert_eq!(s.success, vec!["flag-ok"]);
+        assert_eq!(s.timeout_s, 120);
+        assert_eq!(s.failure, lightwave().failure);
+        assert_eq!(s.paths.len(), 4);
+        assert_eq!(s.watch, Watch::Exec(vec!["journalctl".into()]));
+    }
+
+    #[test]
+    fn files_and_values() {
+        let l =
+            parse_file("# c\nsuccess=ready\nwatch=exec:cat /log\ntimeout=90s\npath=/a\npath=/b\n")
+                .unwrap();
+        assert_eq!(l.paths, vec!["/a", "/b"]);
+        assert_eq!(
+            l.watch,
+            Some(Watch::Exec(vec!["cat".into(), "/log".into()]))
+        );
+        assert_eq!(l.timeout, Some(Duration::from_secs(90)));
+        assert!(parse_file("nonsense").is_err());
+        assert!(parse_file("colour=blue").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(merge(&[Layer {
+            success: vec!["(".into()],
+            ..Default::default()
+        }])
+        .is_err());
+        assert_eq!(merge(&[]).unwrap().watch, Watch::Logs);
+    }
+}

@@ -1,0 +1,247 @@
+//! The upgrade journal: one JSON line per step boundary, fsynced before
+//! berth goes on, so a berth killed at any point (kill -9, power loss) can
+//! be resumed or rolled back from what the journal says.
+//!
+//! Test hook: with BERTH_TEST_KILL_AT=<step>:<begin|done>, berth kills
+//! itself with SIGKILL right after writing that line (used by the tests
+//! that kill berth at every step boundary).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::clock;
+use crate::error::{Context, Error, Result};
+
+pub const JOURNAL: &str = "journal.jsonl";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    TagOld,
+    Stop,
+    Backup,
+    Verify,
+    Load,
+    RenameOld,
+    CreateNew,
+    WriteConfig,
+    StartNew,
+    Watch,
+    Finish,
+    Rollback,
+    RemoveNew,
+    Restore,
+    RenameBack,
+    StartOld,
+    RemoveConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Begin,
+    Done,
+    Failed,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The new container runs; the upgrade is complete.
+    Upgraded,
+    /// The upgrade failed and everything was put back and verified.
+    RolledBack,
+    /// It failed before the new version ran; everything was put back.
+    Aborted,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    pub t: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// What a step learned (a new container's id) or why it failed.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    pub events: Vec<Event>,
+}
+
+impl Journal {
+    /// Open (or create) the journal of a run directory and read it.
+    pub fn open(run: &Path) -> Result<Journal> {
+        let path = run.join(JOURNAL);
+        let events = if path.exists() { read(&path)? } else { vec![] };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .ctx(format!("opening {}", path.display()))?;
+        Ok(Journal { path, file, events })
+    }
+
+    fn write(&mut self, e: Event) -> Result<()> {
+        let mut line = serde_json::to_vec(&e).expect("serializable");
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|_| self.file.sync_data())
+            .ctx(format!("writing the journal {}", self.path.display()))?;
+        if let (Some(s), Some(p)) = (e.step, e.phase) {
+            test_kill_hook(s, p);
+        }
+        self.events.push(e);
+        Ok(())
+    }
+
+    pub fn record(&mut self, step: Step, phase: Phase, data: Value) -> Result<()> {
+        self.write(Event {
+            t: clock::now_unix(),
+            step: Some(step),
+            phase: Some(phase),
+            outcome: None,
+            data,
+        })
+    }
+
+    pub fn finish(&mut self, outcome: Outcome, data: Value) -> Result<()> {
+        self.write(Event {
+            t: clock::now_unix(),
+            step: None,
+            phase: None,
+            outcome: Some(outcome),
+            data,
+        })
+    }
+
+    pub fn has(&self, step: Step, phase: Phase) -> bool {
+        self.events
+            .iter()
+            .any(|e| e.step == Some(step) && e.phase == Some(phase))
+    }
+
+    /// Data recorded with a step's `done`.
+    pub fn data(&self, step: Step) -> Option<&Value> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.step == Some(step) && e.phase == Some(Phase::Done))
+            .map(|e| &e.data)
+    }
+
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.events.iter().rev().find_map(|e| e.outcome)
+    }
+
+    /// The last step boundary written.
+    pub fn last(&self) -> Option<(Step, Phase)> {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| Some((e.step?, e.phase?)))
+    }
+}
+
+/// Read a journal; a torn last line (a crash in mid-write) is ignored.
+pub fn read(path: &Path) -> Result<Vec<Event>> {
+    let f = File::open(path).ctx(format!("reading {}", path.display()))?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<std::io::Result<_>>()
+        .ctx(format!("reading {}", path.display()))?;
+    let mut out = vec![];
+    for (i, l) in lines.iter().enumerate() {
+        match serde_json::from_str(l) {
+            Ok(e) => out.push(e),
+            Err(_) if i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(Error::integrity(format!(
+                    "{} line {}: {e}",
+                    path.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn test_kill_hook(step: Step, phase: Phase) {
+    let Ok(want) = std::env::var("BERTH_TEST_KILL_AT") else {
+        return;
+    };
+    let name = serde_json::to_value(step).ok();
+    let ph = serde_json::to_value(phase).ok();
+    let here = format!(
+        "{}:{}",
+        name.as_ref().and_then(Value::as_str).unwrap_or(""),
+        ph.as_ref().and_then(Value::as_str).unwrap_or("")
+    );
+    if here == want {
+        // SAFETY: kill(2) on our own pid; nothing else is touched.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// One berth per container per engine: an exclusive lock that the kernel
+/// drops when berth dies (so a killed berth never blocks `resume`).
+pub struct Lock {
+    _file: File,
+}
+
+pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
+    let base = if Path::new("/run").is_dir() && is_writable("/run") {
+        PathBuf::from("/run/berth")
+    } else {
+        std::env::temp_dir().join("berth")
+    };
+    std::fs::create_dir_all(&base).ctx(format!("creating {}", base.display()))?;
+    let key: String = format!("{}@{}", container, socket.display())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = base.join(format!("{key}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ctx(format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::failed(format!(
+            "another berth is working on container {container} (lock {}): wait for it to finish",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
+    }
+}
+
+fn is_writable(p: &str) -> bool {
+    let c = std::ffi::CString::new(p).expect("no NUL");
+    // SAFETY: access(2) with a valid C string.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}

@@ -1,0 +1,204 @@
+//! `berth upgrade`, `resume`, `rollback` and `status`: the reference
+//! procedure as a journaled state machine.
+//!
+//! A run directory `<backup-root>/<container>-<stamp>/` holds plan.json
+//! (what to do and what to put back), journal.jsonl (every step boundary,
+//! fsynced), backup/ (an ordinary berth backup) and new-container.log.
+
+pub mod imagefile;
+pub mod journal;
+pub mod plan;
+pub mod recreate;
+pub mod rollback;
+pub mod steps;
+pub mod watch;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Context, Error, Result};
+use journal::Outcome;
+use plan::Plan;
+use watch::Verdict;
+
+pub const PLAN: &str = "plan.json";
+pub const BACKUP: &str = "backup";
+pub const NEW_LOG: &str = "new-container.log";
+
+/// How to talk while running.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Say {
+    /// Progress lines on stderr (off with --json).
+    pub progress: bool,
+}
+
+impl Say {
+    pub fn step(&self, msg: impl std::fmt::Display) {
+        if self.progress {
+            eprintln!("berth: {msg}");
+        }
+    }
+}
+
+/// What a run ended as; `outcome` None for a dry run.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub container: String,
+    pub outcome: Option<Outcome>,
+    pub old_image: String,
+    pub new_image: String,
+    pub run_dir: PathBuf,
+    pub backup_dir: PathBuf,
+    /// Whether the old container ran before (and so runs again after a rollback).
+    pub was_running: bool,
+    pub verdict: Option<Verdict>,
+    /// Why the upgrade failed, when it did.
+    pub cause: Option<String>,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+impl Summary {
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            None | Some(Outcome::Upgraded) => 0,
+            Some(Outcome::RolledBack) => 3,
+            Some(Outcome::Aborted) => 1,
+        }
+    }
+
+    pub fn new(
+        plan: &Plan,
+        outcome: Option<Outcome>,
+        verdict: Option<Verdict>,
+        cause: Option<String>,
+        t0: std::time::Instant,
+    ) -> Summary {
+        Summary {
+            container: plan.container.clone(),
+            outcome,
+            old_image: plan.old_image_ref.clone(),
+            new_image: plan.new_image_ref.clone(),
+            run_dir: plan.run_dir.clone(),
+            backup_dir: plan.run_dir.join(BACKUP),
+            was_running: plan.was_running,
+            verdict,
+            cause,
+            seconds: t0.elapsed().as_secs_f64(),
+            plan: None,
+        }
+    }
+}
+
+pub fn load_plan(run: &Path) -> Result<Plan> {
+    let p = run.join(PLAN);
+    let bytes = std::fs::read(&p).map_err(|e| {
+        Error::usage(format!(
+            "{}: not an upgrade run directory ({e})",
+            run.display()
+        ))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::integrity(format!("{}: {e}", p.display())))
+}
+
+pub fn save_plan(plan: &Plan) -> Result<()> {
+    crate::files::create_private_dir(&plan.run_dir)?;
+    let bytes = serde_json::to_vec_pretty(plan).expect("serializable");
+    crate::files::write_atomic(&plan.run_dir.join(PLAN), &bytes, 0o600).ctx("saving the plan")
+}
+
+/// The human form of a plan (`--dry-run`).
+pub fn render_plan(p: &Plan) -> String {
+    let mut s = format!("plan for {} (nothing was changed):\n", p.container);
+    s += &format!(
+        "  image      {} ({}) -> {} ({})\n",
+        p.old_image_ref,
+        crate::inspect::short(&p.old_image_id),
+        p.new_image_ref,
+        crate::inspect::short(&p.new_image_id)
+    );
+    s += &format!(
+        "  keep old   tag {}; container renamed {} until the new one proves itself\n",
+        p.rollback_tag, p.aside_name
+    );
+    s += &format!(
+        "  backup     {} ({}) into {}/{BACKUP}, about {} ({} free)\n",
+        p.paths.join(", "),
+        if p.online_backup {
+            "while running"
+        } else {
+            "while stopped"
+        },
+        p.run_dir.display(),
+        crate::progress::human(p.backup_bytes_estimate as f64),
+        crate::progress::human(p.free_bytes as f64)
+    );
+    for (path, ex) in &p.excluded {
+        for e in ex {
+            s += &format!("  left out   {path}/{e} (another mount)\n");
+        }
+    }
+    if let Some(d) = &p.config_dest {
+        s += &format!(
+            "  config     written to {} (0600) before start, removed after\n",
+            d.display()
+        );
+    }
+    s += &format!(
+        "  watch      {:?}, success {:?}, failure {:?}, timeout {}s\n",
+        p.settings.watch, p.settings.success, p.settings.failure, p.settings.timeout_s
+    );
+    for n in &p.not_carried {
+        s += &format!("  NOT CARRIED {n}\n");
+    }
+    s
+}
+
+/// Where a run stands.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub run_dir: PathBuf,
+    pub container: String,
+    pub old_image: String,
+    pub new_image: String,
+    pub outcome: Option<Outcome>,
+    pub last_step: Option<(journal::Step, journal::Phase)>,
+    pub events: Vec<journal::Event>,
+}
+
+impl Status {
+    pub fn render(&self) -> String {
+        let state = match (self.outcome, self.last_step) {
+            (Some(o), _) => format!("{o:?}"),
+            (None, Some((s, p))) => format!(
+                "stopped at {s:?} ({p:?}): run `berth resume {}`",
+                self.run_dir.display()
+            ),
+            (None, None) => "planned, nothing done".into(),
+        };
+        format!(
+            "{}  {}  {} -> {}  {}\n",
+            self.run_dir.display(),
+            self.container,
+            self.old_image,
+            self.new_image,
+            state
+        )
+    }
+}
+
+pub fn status(run: &Path) -> Result<Status> {
+    let p = load_plan(run)?;
+    let events = journal::read(&run.join(journal::JOURNAL)).unwrap_or_default();
+    Ok(Status {
+        run_dir: run.to_owned(),
+        container: p.container,
+        old_image: p.old_image_ref,
+        new_image: p.new_image_ref,
+        outcome: events.iter().rev().find_map(|e| e.outcome),
+        last_step: events.iter().rev().find_map(|e| Some((e.step?, e.phase?))),
+        events,
+    })
+}

@@ -1,0 +1,322 @@
+//! Step 1 of an upgrade: look at everything, change nothing. The plan is
+//! what `--dry-run` prints and what the run directory keeps (plan.json) so
+//! that `resume` and `rollback` know what to put back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::imagefile::{self, ImageFile};
+use super::recreate;
+use crate::archive::backup::{self, Target};
+use crate::docker::Docker;
+use crate::error::{Error, Result};
+use crate::inspect::{name_of, str_at};
+use crate::mounts::{self, DataMap};
+use crate::profile::{self, Layer, Settings};
+use crate::{clock, files};
+
+/// What the user asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub container: String,
+    pub image_file: PathBuf,
+    pub image: Option<String>,
+    pub sha256: Option<String>,
+    pub profile: Option<String>,
+    pub config_file: Option<PathBuf>,
+    pub config_dest: Option<PathBuf>,
+    /// Settings given as flags (the top layer).
+    pub flags: Layer,
+    pub backup_root: PathBuf,
+    pub online_backup: bool,
+    pub keep_old: bool,
+    pub force: bool,
+    pub stop_timeout: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub container: String,
+    pub container_id: String,
+    pub was_running: bool,
+    pub old_image_id: String,
+    pub old_image_ref: String,
+    /// The tag that keeps the old image when the new one takes its name.
+    pub rollback_tag: String,
+    pub new_image_ref: String,
+    pub new_image_id: String,
+    pub image_file: PathBuf,
+    pub image_sha256: String,
+    pub aside_name: String,
+    pub settings: Settings,
+    pub config_file: Option<PathBuf>,
+    /// Host path the config file is written to.
+    pub config_dest: Option<PathBuf>,
+    pub paths: Vec<String>,
+    /// Nested mounts cut out of each path, relative to it.
+    pub excluded: Vec<(String, Vec<String>)>,
+    pub online_backup: bool,
+    pub keep_old: bool,
+    pub stop_timeout: u32,
+    pub create: Value,
+    pub not_carried: Vec<String>,
+    pub backup_bytes_estimate: u64,
+    pub free_bytes: u64,
+    pub run_dir: PathBuf,
+}
+
+impl Plan {
+    pub fn targets(&self, data: &DataMap) -> Vec<Target> {
+        self.excluded
+            .iter()
+            .map(|(p, ex)| Target {
+                path: p.clone(),
+                mount: data.mounts.iter().find(|m| &m.destination == p).cloned(),
+                excluded: ex.clone(),
+            })
+            .collect()
+    }
+}
+
+pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
+    let c = d.container_inspect(&r.container).await?;
+    let name = name_of(&c);
+    let old_image_id = str_at(&c, "/Image").to_owned();
+    let old_image = d.image_inspect(&old_image_id).await?;
+    let img_path = r.image_file.clone();
+    let img = tokio::task::spawn_blocking(move || imagefile::read(&img_path))
+        .await
+        .map_err(|e| Error::failed(format!("reading the image file: {e}")))??;
+    check_sha(r, &img)?;
+    let new_image_ref = new_ref(r, &img)?;
+    if img.config_digest == old_image_id {
+        return Err(Error::failed(format!(
+            "{name} already runs image {} ({}): nothing to upgrade",
+            new_image_ref,
+            short(&old_image_id)
+        )));
+    }
+    let data = mounts::resolve(d, &c).await?;
+    let settings = settings(r, &c)?;
+    let targets = backup::targets(&name, &data, &settings.paths)?;
+    let config_dest = config_dest(r, &settings, &data)?;
+    let rc = recreate::request(&c, &old_image, &new_image_ref, &data);
+    if !rc.not_carried.is_empty() && !r.force {
+        return Err(Error::failed(format!(
+            "refusing to upgrade {name}: part of its configuration cannot be carried over ({}); --force to go on without it",
+            rc.not_carried.join("; ")
+        )));
+    }
+    let stamp = clock::compact(clock::now_unix());
+    let estimate = estimate_bytes(d, &data, &targets).await;
+    files::create_private_dir(&r.backup_root)?;
+    let free = free_bytes(&r.backup_root)?;
+    if estimate > free && !r.force {
+        return Err(Error::failed(format!(
+            "not enough space in {} for the backup: {} free, the volumes hold about {}; free some or choose --backup-root (--force to try anyway)",
+            r.backup_root.display(),
+            crate::progress::human(free as f64),
+            crate::progress::human(estimate as f64)
+        )));
+    }
+    Ok(Plan {
+        container_id: str_at(&c, "/Id").to_owned(),
+        was_running: c
+            .pointer("/State/Running")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        old_image_ref: str_at(&c, "/Config/Image").to_owned(),
+        rollback_tag: rollback_tag(str_at(&c, "/Config/Image"), &name, &stamp),
+        new_image_ref,
+        new_image_id: img.config_digest.clone(),
+        image_file: std::path::absolute(&r.image_file).unwrap_or(r.image_file.clone()),
+        image_sha256: img.sha256,
+        aside_name: format!("{name}-berth-old-{stamp}"),
+        settings,
+        config_file: r
+            .config_file
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or(p.clone())),
+        config_dest,
+        paths: targets.iter().map(|t| t.path.clone()).collect(),
+        excluded: targets
+            .iter()
+            .map(|t| (t.path.clone(), t.excluded.clone()))
+            .collect(),
+        online_backup: r.online_backup,
+        keep_old: r.keep_old,
+        stop_timeout: r.stop_timeout,
+        create: rc.request,
+        not_carried: rc.not_carried,
+        backup_bytes_estimate: estimate,
+        free_bytes: free,
+        run_dir: std::path::absolute(r.backup_root.join(format!("{name}-{stamp}")))
+            .unwrap_or_default(),
+        container: name,
+        old_image_id,
+    })
+}
+
+fn short(id: &str) -> &str {
+    crate::inspect::short(id)
+}
+
+fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
+    match &r.sha256 {
+        Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
+            "{}: sha256 is {}, not the {} given with --sha256: refusing a file that is not the one expected",
+            r.image_file.display(),
+            img.sha256,
+            want
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn new_ref(r: &Request, img: &ImageFile) -> Result<String> {
+    if let Some(i) = &r.image {
+        return Ok(i.clone());
+    }
+    match img.repo_tags.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Ok(img.config_digest.clone()),
+        many => Err(Error::usage(format!(
+            "the image file has several tags ({}): choose one with --image",
+            many.join(", ")
+        ))),
+    }
+}
+
+fn settings(r: &Request, c: &Value) -> Result<Settings> {
+    let (labels, label_profile) = profile::from_labels(&profile::labels_of(c))?;
+    let mut layers = vec![r.flags.clone(), labels];
+    if let Some(p) = &r.profile {
+        layers.push(profile::load(p)?);
+    } else if let Some(p) = label_profile {
+        layers.push(p);
+    }
+    profile::merge(&layers)
+}
+
+/// The host path of the config file: --config-dest, else the profile's
+/// in-container path mapped through the bind mount that holds it.
+fn config_dest(r: &Request, s: &Settings, data: &DataMap) -> Result<Option<PathBuf>> {
+    let Some(src) = &r.config_file else {
+        if r.config_dest.is_some() {
+            return Err(Error::usage("--config-dest needs --config-file"));
+        }
+        return Ok(None);
+    };
+    if !src.is_file() {
+        return Err(Error::usage(format!(
+            "--config-file {}: not a readable file",
+            src.display()
+        )));
+    }
+    if let Some(d) = &r.config_dest {
+        return Ok(Some(d.clone()));
+    }
+    let inner = s.config_path.as_deref().ok_or_else(|| {
+        Error::usage("--config-file needs --config-dest (or a profile with config-path)")
+    })?;
+    let bind = data
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind")
+        .find_map(|m| {
+            mounts::nested_rel(&m.destination, inner).map(|rel| Path::new(&m.source).join(rel))
+        });
+    bind.map(Some).ok_or_else(|| {
+        Error::usage(format!(
+            "no bind mount of the container holds {inner}: give the host path with --config-dest"
+        ))
+    })
+}
+
+/// `repo:berth-rollback-<stamp>` for the old image's repository.
+fn rollback_tag(old_ref: &str, name: &str, stamp: &str) -> String {
+    let repo = if old_ref.starts_with("sha256:") || old_ref.is_empty() {
+        format!("berth-rollback/{}", name.to_ascii_lowercase())
+    } else {
+        let no_digest = old_ref.split('@').next().unwrap_or(old_ref);
+        match no_digest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo.to_owned(),
+            _ => no_digest.to_owned(),
+        }
+    };
+    format!("{repo}:berth-rollback-{}", stamp.to_ascii_lowercase())
+}
+
+/// Sum of the volumes' sizes as the engine counts them (/system/df).
+async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
+    let Ok(df) = d
+        .get_json("/system/df", "asking the engine for volume sizes")
+        .await
+    else {
+        return 0;
+    };
+    let vols = df
+        .get("Volumes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    targets
+        .iter()
+        .filter_map(|t| {
+            data.mounts
+                .iter()
+                .find(|m| m.destination == t.path)?
+                .name
+                .clone()
+        })
+        .filter_map(|n| {
+            vols.iter()
+                .find(|v| v["Name"] == n.as_str())?
+                .pointer("/UsageData/Size")?
+                .as_i64()
+        })
+        .map(|s| s.max(0) as u64)
+        .sum()
+}
+
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::usage("path with NUL"))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) with a valid C string and a zeroed out-struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::failed(format!(
+            "statvfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollback_tags() {
+        assert_eq!(
+            rollback_tag("vmware/lightwave-sts", "lw", "20261123T1Z"),
+            "vmware/lightwave-sts:berth-rollback-20261123t1z"
+        );
+        assert_eq!(
+            rollback_tag("reg:5000/a/b:6.6.0", "lw", "X"),
+            "reg:5000/a/b:berth-rollback-x"
+        );
+        assert_eq!(
+            rollback_tag("sha256:abc", "LW", "X"),
+            "berth-rollback/lw:berth-rollback-x"
+        );
+        assert_eq!(
+            rollback_tag("reg:5000/a", "lw", "X"),
+            "reg:5000/a:berth-rollback-x"
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! Putting the host back: after a failed upgrade, on `berth rollback`, and
+//! on `berth resume` when finishing is not safe. Every step looks at the
+//! engine's real state first, so running it again after a crash is safe.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::journal::{self, Journal, Outcome, Phase, Step};
+use super::plan::Plan;
+use super::steps::{finish, step, watch_new};
+use super::watch::Verdict;
+use super::{load_plan, Say, Summary, BACKUP};
+use crate::archive::restore;
+use crate::docker::Docker;
+use crate::error::{Error, Kind, Result};
+use crate::inspect::name_of;
+
+/// How long the restored old container must keep running to count as up.
+const OLD_SETTLE: Duration = Duration::from_secs(3);
+
+pub async fn rollback(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    cause: Option<String>,
+    verdict: Option<Verdict>,
+    t0: Instant,
+) -> Result<Summary> {
+    // A signal may have started this: the rollback itself must run.
+    crate::cancel::reset();
+    if let Some(c) = &cause {
+        say.step(format!("the upgrade failed: {c}"));
+    }
+    say.step("rolling back");
+    let started_new = j.has(Step::StartNew, Phase::Begin);
+    match undo(d, p, j, say, started_new).await {
+        Ok(()) => {
+            let outcome = if started_new {
+                Outcome::RolledBack
+            } else {
+                Outcome::Aborted
+            };
+            j.finish(outcome, json!({ "cause": cause }))?;
+            Ok(Summary::new(p, Some(outcome), verdict, cause, t0))
+        }
+        Err(e) => Err(incomplete(d, p, cause, e).await),
+    }
+}
+
+async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool) -> Result<()> {
+    step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
+    let new_id = new_container(d, p, j).await?;
+    if let Some(id) = &new_id {
+        say.step(format!(
+            "removing the new container {}",
+            crate::inspect::short(id)
+        ));
+        step(j, Step::RemoveNew, async {
+            d.container_stop(id, p.stop_timeout)
+                .await
+                .or_else(not_found_ok)?;
+            d.container_remove(id, true, false)
+                .await
+                .or_else(not_found_ok)?;
+            Ok(Value::Null)
+        })
+        .await?;
+    }
+    let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
+    if started_new {
+        say.step("restoring every volume exactly and comparing it with the backup");
+        step(j, Step::Restore, async {
+            let o = restore::Options {
+                container: Some(p.container_id.clone()),
+                paths: p.paths.clone(),
+                merge: false,
+                progress: say.progress,
+            };
+            let r = restore::restore(d, &p.run_dir.join(BACKUP), &o).await?;
+            Ok(json!({ "paths": r.paths.len() }))
+        })
+        .await?;
+    }
+    step(j, Step::RenameBack, async {
+        let old = d.container_inspect(&p.container_id).await?;
+        if name_of(&old) != p.container {
+            d.container_rename(&p.container_id, &p.container).await?;
+        }
+        Ok(Value::Null)
+    })
+    .await?;
+    step(j, Step::RemoveConfig, async {
+        remove_config(p)?;
+        Ok(Value::Null)
+    })
+    .await?;
+    if p.was_running {
+        say.step(format!("starting the old {} again", p.container));
+        step(j, Step::StartOld, start_and_settle(d, &p.container_id)).await?;
+    }
+    Ok(())
+}
+
+/// The new container, if one exists: the id the journal recorded, or a
+/// container holding the name that is not the old one (created just
+/// before a crash, before the journal could say so).
+async fn new_container(d: &Docker, p: &Plan, j: &Journal) -> Result<Option<String>> {
+    if let Some(id) = j.data(Step::CreateNew).and_then(|v| v["id"].as_str()) {
+        return match d.container_inspect(id).await {
+            Ok(_) => Ok(Some(id.to_owned())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    if !j.has(Step::CreateNew, Phase::Begin) {
+        return Ok(None);
+    }
+    match d.container_inspect(&p.container).await {
+        Ok(c)
+            if c["Id"].as_str() != Some(&p.container_id)
+                && c["Image"].as_str() == Some(&p.new_image_id) =>
+        {
+            Ok(c["Id"].as_str().map(String::from))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn not_found_ok(e: Error) -> Result<()> {
+    if e.is_not_found() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+async fn start_and_settle(d: &Docker, id: &str) -> Result<Value> {
+    d.container_start(id).await?;
+    let t = Instant::now();
+    while t.elapsed() < OLD_SETTLE {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let st = d.container_inspect(id).await?;
+        if st.pointer("/State/Running").and_then(Value::as_bool) != Some(true) {
+            let code = st
+                .pointer("/State/ExitCode")
+                .and_then(Value::as_i64)
+                .unwrap_or(-1);
+            return Err(Error::failed(format!(
+                "the old container exited with code {code} after it was started again"
+            )));
+        }
+    }
+    Ok(Value::Null)
+}
+
+/// Remove the config file berth wrote (it holds the admin password).
+pub fn remove_config(p: &Plan) -> Result<()> {
+    if let Some(dest) = &p.config_dest {
+        match std::fs::remove_file(dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::failed(format!(
+                    "removing the config file {}: {e}",
+                    dest.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The one message for exit 4: what state the host is in, what to run.
+async fn incomplete(d: &Docker, p: &Plan, cause: Option<String>, e: Error) -> Error {
+    let old = match d.container_inspect(&p.container_id).await {
+        Ok(c) => format!(
+            "the old container {} is named {} and is {}",
+            crate::inspect::short(&p.container_id),
+            name_of(&c),
+            c.pointer("/State/Status")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+        ),
+        Err(err) => format!(
+            "the old container {} cannot be inspected ({})",
+            crate::inspect::short(&p.container_id),
+            err.msg
+        ),
+    };
+    let config = match &p.config_dest {
+        Some(c) if c.exists() => format!(
+            "; the config file {} is still there (it holds a password)",
+            c.display()
+        ),
+        _ => String::new(),
+    };
+    Error::new(
+        Kind::RollbackIncomplete,
+        format!(
+            "rollback incomplete: {}{}. State: {old}; the verified backup is {}{config}. Fix the cause, then run `berth rollback {}`",
+            e.msg,
+            cause.map(|c| format!(" (the upgrade had failed: {c})")).unwrap_or_default(),
+            p.run_dir.join(BACKUP).display(),
+            p.run_dir.display()
+        ),
+    )
+}
+
+/// `berth rollback DIR`: put the host back to before the upgrade.
+pub async fn rollback_dir(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
+    let t0 = Instant::now();
+    let p = load_plan(run)?;
+    let _lock = journal::lock(d.socket(), &p.container)?;
+    let mut j = Journal::open(run)?;
+    if j.outcome() == Some(Outcome::Upgraded) && !p.keep_old {
+        match d.container_inspect(&p.container_id).await {
+            Err(e) if e.is_not_found() => {
+                return Err(Error::failed(format!(
+                    "{} was upgraded and its old container removed: nothing to roll back to (the backup is {}; `berth restore` puts the data back)",
+                    p.container,
+                    run.join(BACKUP).display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    if matches!(j.outcome(), Some(Outcome::RolledBack | Outcome::Aborted)) {
+        return Ok(Summary::new(
+            &p,
+            j.outcome(),
+            None,
+            Some("already rolled back".into()),
+            t0,
+        ));
+    }
+    // After a finished upgrade the new container started: restore too.
+    if j.outcome() == Some(Outcome::Upgraded) {
+        j.record(
+            Step::StartNew,
+            Phase::Begin,
+            json!({ "note": "rollback after upgrade" }),
+        )?;
+    }
+    rollback(
+        d,
+        &p,
+        &mut j,
+        say,
+        Some("rollback requested".into()),
+        None,
+        t0,
+    )
+    .await
+}
+
+/// `berth resume DIR`: finish or roll back, whichever is safe.
+pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
+    let t0 = Instant::now();
+    let p = load_plan(run)?;
+    let _lock = journal::lock(d.socket(), &p.container)?;
+    let mut j = Journal::open(run)?;
+    if let Some(o) = j.outcome() {
+        remove_config(&p)?;
+        return Ok(Summary::new(
+            &p,
+            Some(o),
+            None,
+            Some("the run had already ended".into()),
+            t0,
+        ));
+    }
+    if j.has(Step::Rollback, Phase::Begin) {
+        return rollback(
+            d,
+            &p,
+            &mut j,
+            say,
+            Some("resuming an interrupted rollback".into()),
+            None,
+            t0,
+        )
+        .await;
+    }
+    let succeeded = j
+        .data(Step::Watch)
+        .is_some_and(|v| v["verdict"] == "success");
+    if succeeded {
+        return finish(
+            d,
+            &p,
+            &mut j,
+            say,
+            "the application had said so before berth stopped".into(),
+            t0,
+        )
+        .await;
+    }
+    if j.has(Step::StartNew, Phase::Done) {
+        if let Some(id) = j
+            .data(Step::CreateNew)
+            .and_then(|v| v["id"].as_str())
+            .map(String::from)
+        {
+            // Let the application finish its word, within what is left of the timeout.
+            let began = j
+                .events
+                .iter()
+                .find(|e| e.step == Some(Step::StartNew))
+                .map(|e| e.t)
+                .unwrap_or(0);
+            let left =
+                (p.settings.timeout_s as i64 - (crate::clock::now_unix() - began)).max(5) as u64;
+            say.step(format!(
+                "the new container was started: watching it again (up to {left}s)"
+            ));
+            if let Ok(Verdict::Success(why)) =
+                watch_new(d, &p, &mut j, &id, Duration::from_secs(left)).await
+            {
+                return finish(d, &p, &mut j, say, why, t0).await;
+            }
+        }
+    }
+    rollback(
+        d,
+        &p,
+        &mut j,
+        say,
+        Some("berth was stopped before the upgrade finished".into()),
+        None,
+        t0,
+    )
+    .await
+}

@@ -1,0 +1,295 @@
+//! The forward path of an upgrade, one journaled step at a time.
+
+use std::fs::File;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::journal::{self, Journal, Outcome, Phase, Step};
+use super::plan::{self, Plan, Request};
+use super::watch::{self, Verdict};
+use super::{rollback, save_plan, Say, Summary, BACKUP, NEW_LOG};
+use crate::archive::{backup, verify};
+use crate::docker::{body, Docker};
+use crate::error::{Error, Kind, Result};
+use crate::mounts;
+
+/// Run one step: `begin` in the journal, the work, then `done` (with what
+/// the step learned) or `failed` (with why).
+pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
+where
+    F: Future<Output = Result<Value>>,
+{
+    j.record(s, Phase::Begin, Value::Null)?;
+    match work.await {
+        Ok(v) => {
+            j.record(s, Phase::Done, v.clone())?;
+            Ok(v)
+        }
+        Err(e) => {
+            j.record(s, Phase::Failed, json!({ "error": e.msg }))?;
+            Err(e)
+        }
+    }
+}
+
+/// Plan, then run the whole upgrade; on failure roll back.
+pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
+    let t0 = Instant::now();
+    let _lock = journal::lock(d.socket(), &r.container)?;
+    let plan = plan::plan(d, r).await?;
+    if dry_run {
+        let mut s = Summary::new(&plan, None, None, None, t0);
+        s.plan = Some(plan);
+        return Ok(s);
+    }
+    save_plan(&plan)?;
+    let mut j = Journal::open(&plan.run_dir)?;
+    say.step(format!(
+        "upgrading {} from {} to {} (run directory {})",
+        plan.container,
+        plan.old_image_ref,
+        plan.new_image_ref,
+        plan.run_dir.display()
+    ));
+    match forward(d, &plan, &mut j, say).await {
+        Ok(Verdict::Success(why)) => finish(d, &plan, &mut j, say, why, t0).await,
+        Ok(Verdict::Failure(why)) => {
+            rollback::rollback(
+                d,
+                &plan,
+                &mut j,
+                say,
+                Some(why.clone()),
+                Some(Verdict::Failure(why)),
+                t0,
+            )
+            .await
+        }
+        Err(e) => rollback::rollback(d, &plan, &mut j, say, Some(e.msg.clone()), None, t0).await,
+    }
+}
+
+/// Steps 2 to 7. Returns the watch's verdict; an error is a failed step.
+async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
+    say.step(format!(
+        "tagging the old image {} as {}",
+        crate::inspect::short(&p.old_image_id),
+        p.rollback_tag
+    ));
+    step(j, Step::TagOld, async {
+        let (repo, tag) = p.rollback_tag.rsplit_once(':').expect("repo:tag");
+        d.image_tag(&p.old_image_id, repo, tag).await?;
+        Ok(json!({ "old_image_id": p.old_image_id }))
+    })
+    .await?;
+    if p.online_backup {
+        backup_and_verify(d, p, j, say, false).await?;
+        stop_old(d, p, j, say).await?;
+    } else {
+        stop_old(d, p, j, say).await?;
+        backup_and_verify(d, p, j, say, p.was_running).await?;
+    }
+    say.step(format!("loading {}", p.image_file.display()));
+    step(j, Step::Load, load(d, p)).await?;
+    say.step(format!(
+        "renaming the old container aside as {}",
+        p.aside_name
+    ));
+    step(j, Step::RenameOld, async {
+        d.container_rename(&p.container_id, &p.aside_name).await?;
+        Ok(Value::Null)
+    })
+    .await?;
+    say.step(format!(
+        "creating the new {} on {}",
+        p.container, p.new_image_ref
+    ));
+    let created = step(j, Step::CreateNew, async {
+        let id = d.container_create(&p.container, &p.create).await?;
+        Ok(json!({ "id": id }))
+    })
+    .await?;
+    let new_id = created["id"].as_str().unwrap_or_default().to_owned();
+    if let (Some(src), Some(dest)) = (&p.config_file, &p.config_dest) {
+        say.step(format!(
+            "writing the config file {} (mode 0600)",
+            dest.display()
+        ));
+        step(j, Step::WriteConfig, async {
+            let bytes = std::fs::read(src).map_err(|e| {
+                Error::failed(format!("reading --config-file {}: {e}", src.display()))
+            })?;
+            crate::files::write_atomic(dest, &bytes, 0o600)?;
+            Ok(Value::Null)
+        })
+        .await?;
+    }
+    say.step(format!("starting the new {}", p.container));
+    step(j, Step::StartNew, async {
+        d.container_start(&new_id).await?;
+        Ok(Value::Null)
+    })
+    .await?;
+    say.step(format!(
+        "watching it ({:?}, up to {}s)",
+        p.settings.watch, p.settings.timeout_s
+    ));
+    watch_new(d, p, j, &new_id, Duration::from_secs(p.settings.timeout_s)).await
+}
+
+pub async fn watch_new(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    new_id: &str,
+    timeout: Duration,
+) -> Result<Verdict> {
+    let v = step(j, Step::Watch, async {
+        let v = watch::watch(d, new_id, &p.settings, timeout, &p.run_dir.join(NEW_LOG)).await?;
+        Ok(serde_json::to_value(&v).expect("serializable"))
+    })
+    .await?;
+    Ok(serde_json::from_value(v).expect("written above"))
+}
+
+async fn stop_old(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()> {
+    if !p.was_running {
+        return Ok(());
+    }
+    say.step(format!(
+        "stopping {} (up to {}s)",
+        p.container, p.stop_timeout
+    ));
+    step(j, Step::Stop, async {
+        d.container_stop(&p.container_id, p.stop_timeout).await?;
+        Ok(Value::Null)
+    })
+    .await
+    .map(drop)
+}
+
+async fn backup_and_verify(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    stopped: bool,
+) -> Result<()> {
+    say.step(format!(
+        "backing up {} into {}",
+        p.paths.join(", "),
+        p.run_dir.join(BACKUP).display()
+    ));
+    step(j, Step::Backup, async {
+        let inspect = d.container_inspect(&p.container_id).await?;
+        let data = mounts::resolve(d, &inspect).await?;
+        let o = backup::Options {
+            paths: p.paths.clone(),
+            out: p.run_dir.clone(),
+            level: backup::Level::Default,
+            stop: false,
+            stop_timeout: p.stop_timeout,
+            progress: say.progress,
+        };
+        let (dir, m) = backup::write_backup(
+            d,
+            &inspect,
+            &data,
+            &p.targets(&data),
+            stopped,
+            &o,
+            Some(BACKUP),
+        )
+        .await?;
+        Ok(json!({ "dir": dir, "paths": m.paths.len() }))
+    })
+    .await?;
+    say.step("verifying the backup (every archive re-read)");
+    let dir = p.run_dir.join(BACKUP);
+    step(j, Step::Verify, async move {
+        tokio::task::spawn_blocking(move || verify::verify(&dir, true))
+            .await
+            .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
+        Ok(Value::Null)
+    })
+    .await
+    .map(drop)
+}
+
+/// Load the tarball, streamed; the loaded image must be the one the
+/// tarball's manifest named, and end up under the new reference.
+async fn load(d: &Docker, p: &Plan) -> Result<Value> {
+    let f = File::open(&p.image_file)
+        .map_err(|e| Error::failed(format!("opening {}: {e}", p.image_file.display())))?;
+    let loaded = d.image_load(body::reader_body(f)).await?;
+    let got = d.image_inspect(&p.new_image_id).await.map_err(|e| {
+        Error::failed(format!(
+            "the engine loaded {} but not the image the file's manifest names ({}): {e}",
+            loaded.join(", "),
+            p.new_image_id
+        ))
+    })?;
+    if p.new_image_ref != p.new_image_id {
+        let at_ref = d
+            .image_inspect(&p.new_image_ref)
+            .await
+            .ok()
+            .and_then(|v| v["Id"].as_str().map(String::from));
+        if at_ref.as_deref() != Some(&p.new_image_id) {
+            let (repo, tag) = split_ref(&p.new_image_ref);
+            d.image_tag(&p.new_image_id, &repo, &tag).await?;
+        }
+    }
+    Ok(json!({ "loaded": loaded, "id": got["Id"] }))
+}
+
+fn split_ref(r: &str) -> (String, String) {
+    match r.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_owned(), tag.to_owned()),
+        _ => (r.to_owned(), "latest".to_owned()),
+    }
+}
+
+/// Success: remove the config file and (unless kept) the old container.
+pub async fn finish(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    why: String,
+    t0: Instant,
+) -> Result<Summary> {
+    say.step(format!("the new version is up: {why}"));
+    let r = step(j, Step::Finish, async {
+        rollback::remove_config(p)?;
+        if !p.keep_old {
+            match d.container_remove(&p.container_id, false, false).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(Value::Null)
+    })
+    .await;
+    if let Err(e) = r {
+        return Err(Error::new(
+            Kind::Failed,
+            format!(
+                "{} was upgraded, but cleaning up failed: {}; run `berth resume {}` to finish",
+                p.container,
+                e.msg,
+                p.run_dir.display()
+            ),
+        ));
+    }
+    j.finish(Outcome::Upgraded, json!({ "why": why }))?;
+    Ok(Summary::new(
+        p,
+        Some(Outcome::Upgraded),
+        Some(Verdict::Success(why)),
+        None,
+        t0,
+    ))
+}
