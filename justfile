@@ -36,7 +36,7 @@ demo: docker-up
 # Backup/verify/restore benchmark: ratios against docker cp, measured in the same run.
 bench: docker-up
     cargo build -q --release -p berth
-    scripts/bench
+    scripts/bench.py
 
 fmt:
     cargo fmt --all

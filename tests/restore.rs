@@ -380,6 +380,9 @@ fn hard_tree() -> Vec<u8> {
             f,
         )
         .file(b"data/not-utf8-\xff\xfe", b"bytes\n", f)
+        // Escaping in berth's index: a literal backslash, and text that
+        // looks like an escape.
+        .file("data/back\\slash \\x41", b"backslash\n", f)
         .file(long_over_100(), b"over 100\n", f)
         .dir("data/long", d)
         .dir(format!("data/long/{}", "x".repeat(100)), d)
@@ -530,6 +533,7 @@ fn check_hard_cases(t: &Tree) {
     get(b"data/new\nline");
     get("data/caf\u{e9} \u{2615} \u{65e5}\u{672c}.txt".as_bytes());
     get(b"data/not-utf8-\xff\xfe");
+    get(b"data/back\\slash \\x41");
     assert!(long_over_100().len() > 100);
     get(long_over_100().as_bytes());
     assert!(long_over_255().len() > 255);
@@ -805,7 +809,6 @@ async fn merge_puts_backed_up_files_back_without_emptying() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "berth bug: restore --merge compares the whole path with the backup, so files added after the backup fail it with exit 5 (`not in the backup`)"]
 async fn merge_keeps_files_added_after_the_backup() {
     let s = Scope::new("restore-merge-added").await;
     let (c, vol) = app(&s, "app", false).await;
@@ -893,6 +896,13 @@ async fn target_without_the_path_is_refused() {
         .await;
     let root_before = parse_tar(&docker_cp(&bare, "/"));
 
+    // A path the backup does not have: a usage error.
+    let r = restore(&dir, &["--container", &bare, "--path", "/nope"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(
+        r.stderr.contains("/nope") && r.stderr.contains("/data"),
+        "{r}"
+    );
     // Exact: /data is not a volume of it.
     let r = restore(&dir, &["--container", &bare]);
     assert_eq!(r.code, 1, "{r}");

@@ -203,6 +203,16 @@ fn opt_dev(d: &Option<[u32; 2]>) -> String {
     }
 }
 
+/// What `compare` says of a path that only `actual` has.
+pub const EXTRA: &str = "not in the backup";
+
+impl Difference {
+    /// The path exists now but not in the backup (expected after a merge).
+    pub fn is_extra(&self) -> bool {
+        self.what == EXTRA
+    }
+}
+
 /// Every field in which `actual` differs from `expected` (the backup), one
 /// [`Difference`] per field, sorted by path (fields in a fixed order).
 ///
@@ -228,7 +238,7 @@ pub fn compare(expected: &[IndexEntry], actual: &[IndexEntry]) -> Vec<Difference
                 continue;
             }
             (None, _) => {
-                diff("not in the backup".into());
+                diff(EXTRA.into());
                 continue;
             }
         };
