@@ -33,6 +33,7 @@ struct Demo {
     berth: PathBuf,
     fixtures: Option<Fixtures>,
     appliance: Option<Appliance>,
+    summary: Vec<String>,
 }
 
 type StepResult = Result<(), String>;
@@ -50,27 +51,16 @@ const STEPS: &[(&str, StepFn)] = &[
         Box::pin(stand_up(c))
     }),
     ("berth inspect berth-demo-lw", |c| Box::pin(inspect(c))),
-];
-
-/// What comes next, once berth's commands land.
-const NEXT: &[(&str, &str)] = &[
     (
-        "Back up the appliance's data",
-        "berth backs up the four data volumes of berth-demo-lw into checksummed \
-         .tar.gz files with a manifest, and verifies them.",
+        "berth backup berth-demo-lw --stop, then berth verify --deep",
+        |c| Box::pin(backup(c)),
     ),
+    ("berth upgrade to 6.7.0 (succeeds)", |c| {
+        Box::pin(upgrade_good(c))
+    }),
     (
-        "Upgrade to 6.7.0",
-        "from target/berth-fixtures/lightwave-sts-6.7.0.tar.gz: load the image, \
-         recreate the container with the same configuration, watch for \
-         `Upgrade complete.`, remove the config file.",
-    ),
-    (
-        "Upgrade to 6.8.0-broken: a failed upgrade, rolled back",
-        "from target/berth-fixtures/lightwave-sts-6.8.0-broken.tar.gz: the \
-         appliance logs `Upgrade failed.` and hangs with its data half migrated; \
-         berth rolls back automatically (old container back, data restored \
-         exactly and compared with the backup).",
+        "berth upgrade to 6.8.0-broken (fails: automatic rollback)",
+        |c| Box::pin(upgrade_broken(c)),
     ),
 ];
 
@@ -105,6 +95,7 @@ async fn main() {
             .join("target/x86_64-unknown-linux-gnu/release/berth"),
         fixtures: None,
         appliance: None,
+        summary: vec![],
     };
     for (i, (title, step)) in STEPS.iter().enumerate() {
         heading(i + 1, title);
@@ -117,12 +108,9 @@ async fn main() {
     }
 
     println!();
-    println!("== Next (coming as berth's commands land)");
-    for (i, (title, what)) in NEXT.iter().enumerate() {
-        println!("   {}. {title}", STEPS.len() + i + 1);
-        for l in wrap(what, 72) {
-            println!("      {l}");
-        }
+    println!("== Summary");
+    for l in &demo.summary {
+        println!("   {l}");
     }
     println!();
     println!(
@@ -237,5 +225,131 @@ async fn inspect(c: &mut Demo) -> StepResult {
     if !out.status.success() {
         return Err(format!("berth inspect exited with {}", out.status));
     }
+    Ok(())
+}
+
+const BACKUPS: &str = "/tmp/berth-demo/backups";
+
+/// Run berth, show the command and everything it says, check its exit code.
+fn berth(c: &Demo, args: &[&str], want: i32) -> Result<String, String> {
+    println!("   $ berth {}", args.join(" "));
+    let out = Command::new(&c.berth)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {}: {e}", c.berth.display()))?;
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("   | {l}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    for l in stdout.lines() {
+        println!("   > {l}");
+    }
+    match out.status.code() {
+        Some(code) if code == want => Ok(stdout),
+        other => Err(format!(
+            "berth {} exited with {other:?}, expected {want}",
+            args[0]
+        )),
+    }
+}
+
+async fn backup(c: &mut Demo) -> StepResult {
+    let out = berth(c, &["backup", APP, "--stop", "--out", BACKUPS], 0)?;
+    let dir = out.lines().last().unwrap_or_default().to_owned();
+    berth(c, &["verify", "--deep", &dir], 0)?;
+    c.summary.push(format!("backup      {dir} (verified)"));
+    Ok(())
+}
+
+fn tarball(c: &Demo, good: bool) -> String {
+    let f = c.fixtures.as_ref().expect("fixtures built");
+    let t = if good {
+        &f.good_tarballs
+    } else {
+        &f.broken_tarballs
+    };
+    t.tar_gz.display().to_string()
+}
+
+/// The admin's config file, kept outside the appliance until berth puts it
+/// in place for the upgrade (and removes it again).
+fn config_file() -> Result<String, String> {
+    let p = Path::new("/tmp/berth-demo/lightwave-server.cfg");
+    std::fs::write(p, appliance::config_text("standalone")).map_err(|e| e.to_string())?;
+    Ok(p.display().to_string())
+}
+
+async fn upgrade_good(c: &mut Demo) -> StepResult {
+    let cfg = config_file()?;
+    let img = tarball(c, true);
+    berth(
+        c,
+        &[
+            "upgrade",
+            APP,
+            "--image-file",
+            &img,
+            "--profile",
+            "lightwave",
+            "--config-file",
+            &cfg,
+            "--backup-root",
+            BACKUPS,
+        ],
+        0,
+    )?;
+    let a = c.appliance.as_ref().expect("stood up");
+    let v = a.installed_version(&c.d).await.unwrap_or_default();
+    let left = a.config_file.exists();
+    println!("   installed version now: {v}; config file left on the host: {left}");
+    c.summary.push(format!(
+        "upgrade     6.6.0 -> {v}: exit 0, config file removed: {}",
+        !left
+    ));
+    Ok(())
+}
+
+async fn upgrade_broken(c: &mut Demo) -> StepResult {
+    let cfg = config_file()?;
+    let img = tarball(c, false);
+    let a = c.appliance.as_ref().expect("stood up");
+    let before = a.data_mdb(&c.d).await;
+    berth(
+        c,
+        &[
+            "upgrade",
+            APP,
+            "--image-file",
+            &img,
+            "--profile",
+            "lightwave",
+            "--config-file",
+            &cfg,
+            "--backup-root",
+            BACKUPS,
+            "--timeout",
+            "60s",
+        ],
+        3,
+    )?;
+    let after = a.data_mdb(&c.d).await;
+    let v = a.installed_version(&c.d).await.unwrap_or_default();
+    let running =
+        c.d.container_inspect(APP)
+            .await
+            .map_err(|e| e.to_string())?;
+    let image = running
+        .pointer("/Config/Image")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    println!(
+        "   {APP} runs {image}; installed version {v}; directory database as before: {}",
+        before == after
+    );
+    c.summary.push(format!(
+        "failed      6.8.0-broken: exit 3, rolled back to {image}, data restored and verified (database unchanged: {})",
+        before == after
+    ));
     Ok(())
 }

@@ -25,6 +25,15 @@ pub enum Watch {
     Exec(Vec<String>),
 }
 
+impl std::fmt::Display for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watch::Logs => f.write_str("logs"),
+            Watch::Exec(cmd) => write!(f, "exec:{}", cmd.join(" ")),
+        }
+    }
+}
+
 /// One layer of settings; `None`/empty means "not said here".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Layer {

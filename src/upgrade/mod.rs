@@ -103,8 +103,16 @@ pub fn load_plan(run: &Path) -> Result<Plan> {
     serde_json::from_slice(&bytes).map_err(|e| Error::integrity(format!("{}: {e}", p.display())))
 }
 
+/// Create the run directory (it must not exist yet) and write plan.json.
 pub fn save_plan(plan: &Plan) -> Result<()> {
-    crate::files::create_private_dir(&plan.run_dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&plan.run_dir)
+        .ctx(format!(
+            "creating the run directory {}",
+            plan.run_dir.display()
+        ))?;
     let bytes = serde_json::to_vec_pretty(plan).expect("serializable");
     crate::files::write_atomic(&plan.run_dir.join(PLAN), &bytes, 0o600).ctx("saving the plan")
 }

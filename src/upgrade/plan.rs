@@ -152,11 +152,27 @@ pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
         not_carried: rc.not_carried,
         backup_bytes_estimate: estimate,
         free_bytes: free,
-        run_dir: std::path::absolute(r.backup_root.join(format!("{name}-{stamp}")))
-            .unwrap_or_default(),
+        run_dir: free_run_dir(&r.backup_root, &name, &stamp),
         container: name,
         old_image_id,
     })
+}
+
+/// `<root>/<name>-<stamp>-upgrade`, with a counter if that exists (a
+/// backup or another run in the same second). `save_plan` creates it
+/// exclusively, so two runs can never share one.
+fn free_run_dir(root: &Path, name: &str, stamp: &str) -> PathBuf {
+    let root = std::path::absolute(root).unwrap_or(root.to_owned());
+    (0..)
+        .map(|n| {
+            root.join(if n == 0 {
+                format!("{name}-{stamp}-upgrade")
+            } else {
+                format!("{name}-{stamp}-upgrade-{n}")
+            })
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name")
 }
 
 fn short(id: &str) -> &str {
