@@ -64,23 +64,6 @@ const STEPS: &[(&str, StepFn)] = &[
     ),
 ];
 
-/// Words of `text` in lines of at most `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = vec![String::new()];
-    for w in text.split_whitespace() {
-        let cur = lines.last_mut().unwrap();
-        if !cur.is_empty() && cur.len() + 1 + w.len() > width {
-            lines.push(w.to_owned());
-        } else {
-            if !cur.is_empty() {
-                cur.push(' ');
-            }
-            cur.push_str(w);
-        }
-    }
-    lines
-}
-
 fn heading(n: usize, title: &str) {
     println!();
     println!("== {n}. {title}");

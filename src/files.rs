@@ -16,7 +16,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp-write");
+    let tmp = tmp_path(path);
     let doing = || format!("writing {}", path.display());
     let mut f = OpenOptions::new()
         .write(true)
@@ -28,6 +28,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.write_all(bytes).and_then(|_| f.sync_all()).ctx(doing())?;
     fs::rename(&tmp, path).ctx(doing())?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The temporary name `write_atomic` writes before its rename (a crash
+/// between the two leaves it: whoever cleans up removes it too).
+pub fn tmp_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".berth-tmp");
+    path.with_file_name(name)
 }
 
 /// Create a new file (never overwrite) with `mode`.

@@ -115,7 +115,7 @@ impl Report {
             &rows,
         );
         for e in &self.data.excluded {
-            s += &format!("\nleft out of {}: {} ({})", e.inside, e.path, e.reason);
+            s += &format!("left out of {}: {} ({})\n", e.inside, e.path, e.reason);
         }
         if self.data.mounts.is_empty() {
             s += "\nthis container has no mounts: there is no data to back up\n";

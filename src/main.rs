@@ -226,6 +226,15 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
 
 /// Print how an upgrade run ended and exit with its code (0, 1 or 3).
 fn report(s: &upgrade::Summary, json: bool) -> Result<()> {
+    print_summary(s, json);
+    let code = s.exit_code();
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &upgrade::Summary, json: bool) {
     use upgrade::journal::Outcome;
     if json {
         print_json(s);
@@ -264,11 +273,6 @@ fn report(s: &upgrade::Summary, json: bool) -> Result<()> {
             (None, None) => {}
         }
     }
-    let code = s.exit_code();
-    if code != 0 {
-        std::process::exit(code);
-    }
-    Ok(())
 }
 
 fn status(dir: Option<PathBuf>, json: bool) -> Result<()> {
@@ -305,7 +309,6 @@ fn print_json(v: &impl serde::Serialize) {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    berth::cancel::install();
     let host = cli.host.as_deref();
     match cli.cmd {
         Cmd::Version => {
@@ -356,6 +359,7 @@ async fn run(cli: Cli) -> Result<()> {
             stop,
             stop_timeout,
         } => {
+            berth::cancel::install();
             let d = connect(host).await?;
             let o = backup::Options {
                 paths,
@@ -394,6 +398,7 @@ async fn run(cli: Cli) -> Result<()> {
             paths,
             merge,
         } => {
+            berth::cancel::install();
             let d = connect(host).await?;
             let o = restore::Options {
                 container,
@@ -426,6 +431,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Upgrade(a) => {
+            berth::cancel::install();
             let d = connect(host).await?;
             let dry_run = a.dry_run;
             let r = upgrade_request(*a)?;
@@ -433,11 +439,15 @@ async fn run(cli: Cli) -> Result<()> {
             return report(&s, cli.json);
         }
         Cmd::Rollback { dir } => {
+            berth::cancel::install();
             let d = connect(host).await?;
             let s = upgrade::rollback::rollback_dir(&d, &dir, say(cli.json)).await?;
-            return report(&s, cli.json);
+            // Asked for and done: success, whatever the upgrade had been.
+            print_summary(&s, cli.json);
+            return Ok(());
         }
         Cmd::Resume { dir } => {
+            berth::cancel::install();
             let d = connect(host).await?;
             let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);

@@ -1,7 +1,7 @@
 //! Upgrade settings and where they come from: flags > container labels
 //! (`berth.*`) > profile (built-in `lightwave`, or a file) > defaults.
 //!
-//! A profile file and the labels use the same keys (docs/profiles.md):
+//! A profile file and the labels use the same keys (docs/upgrade.md):
 //! `path` (repeatable; label `berth.paths`, comma-separated), `config-path`
 //! (the config file's path inside the container; berth writes it through
 //! the bind mount that holds it), `success`, `failure` (regexes; repeatable

@@ -2,9 +2,9 @@
 //! berth goes on, so a berth killed at any point (kill -9, power loss) can
 //! be resumed or rolled back from what the journal says.
 //!
-//! Test hook: with BERTH_TEST_KILL_AT=<step>:<begin|done>, berth kills
-//! itself with SIGKILL right after writing that line (used by the tests
-//! that kill berth at every step boundary).
+//! Test hook (debug builds only, never in the release binary): with
+//! BERTH_TEST_KILL_AT=<step>:<begin|done>, berth kills itself with SIGKILL
+//! right after writing that line (the tests kill berth at every boundary).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -181,6 +181,10 @@ pub fn read(path: &Path) -> Result<Vec<Event>> {
     Ok(out)
 }
 
+#[cfg(not(debug_assertions))]
+fn test_kill_hook(_: Step, _: Phase) {}
+
+#[cfg(debug_assertions)]
 fn test_kill_hook(step: Step, phase: Phase) {
     let Ok(want) = std::env::var("BERTH_TEST_KILL_AT") else {
         return;

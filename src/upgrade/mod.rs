@@ -1,7 +1,7 @@
 //! `berth upgrade`, `resume`, `rollback` and `status`: the reference
 //! procedure as a journaled state machine.
 //!
-//! A run directory `<backup-root>/<container>-<stamp>/` holds plan.json
+//! A run directory `<backup-root>/<container>-<stamp>-upgrade/` holds plan.json
 //! (what to do and what to put back), journal.jsonl (every step boundary,
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 

@@ -69,6 +69,13 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
+    // The secret goes first: whatever fails later, it is not left behind.
+    let wrote = wrote_config(j);
+    step(j, Step::RemoveConfig, async move {
+        remove_config_if(p, wrote)?;
+        Ok(Value::Null)
+    })
+    .await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, async {
@@ -88,11 +95,6 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         if name_of(&old) != p.container {
             d.container_rename(&p.container_id, &p.container).await?;
         }
-        Ok(Value::Null)
-    })
-    .await?;
-    step(j, Step::RemoveConfig, async {
-        remove_config(p)?;
         Ok(Value::Null)
     })
     .await?;
@@ -157,14 +159,27 @@ async fn start_and_settle(d: &Docker, id: &str) -> Result<Value> {
     Ok(Value::Null)
 }
 
-/// Remove the config file berth wrote (it holds the admin password).
-pub fn remove_config(p: &Plan) -> Result<()> {
-    if let Some(dest) = &p.config_dest {
-        match std::fs::remove_file(dest) {
+/// Remove the config file berth wrote (it holds the admin password), and
+/// its temporary twin. A file berth never wrote (the run stopped before
+/// write-config) is not berth's to remove.
+pub fn remove_config(p: &Plan, j: &Journal) -> Result<()> {
+    remove_config_if(p, wrote_config(j))
+}
+
+pub fn wrote_config(j: &Journal) -> bool {
+    j.has(Step::WriteConfig, Phase::Begin)
+}
+
+pub fn remove_config_if(p: &Plan, wrote: bool) -> Result<()> {
+    let Some(dest) = p.config_dest.as_ref().filter(|_| wrote) else {
+        return Ok(());
+    };
+    for f in [crate::files::tmp_path(dest), dest.clone()] {
+        match std::fs::remove_file(&f) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::failed(format!(
                     "removing the config file {}: {e}",
-                    dest.display()
+                    f.display()
                 )))
             }
             _ => {}
@@ -263,7 +278,7 @@ pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summa
     let _lock = journal::lock(d.socket(), &p.container)?;
     let mut j = Journal::open(run)?;
     if let Some(o) = j.outcome() {
-        remove_config(&p)?;
+        remove_config(&p, &j)?;
         return Ok(Summary::new(
             &p,
             Some(o),
@@ -284,10 +299,22 @@ pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summa
         )
         .await;
     }
-    let succeeded = j
+    let verdict: Option<Verdict> = j
         .data(Step::Watch)
-        .is_some_and(|v| v["verdict"] == "success");
-    if succeeded {
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    if let Some(Verdict::Failure(why)) = verdict {
+        return rollback(
+            d,
+            &p,
+            &mut j,
+            say,
+            Some(why.clone()),
+            Some(Verdict::Failure(why)),
+            t0,
+        )
+        .await;
+    }
+    if matches!(verdict, Some(Verdict::Success(_))) {
         return finish(
             d,
             &p,

@@ -37,7 +37,9 @@ where
 /// Plan, then run the whole upgrade; on failure roll back.
 pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
-    let _lock = journal::lock(d.socket(), &r.container)?;
+    // Lock by name (an id given on the command line names the same lock).
+    let name = crate::inspect::name_of(&d.container_inspect(&r.container).await?);
+    let _lock = journal::lock(d.socket(), &name)?;
     let plan = plan::plan(d, r).await?;
     if dry_run {
         let mut s = Summary::new(&plan, None, None, None, t0);
@@ -262,8 +264,9 @@ pub async fn finish(
     t0: Instant,
 ) -> Result<Summary> {
     say.step(format!("the new version is up: {why}"));
-    let r = step(j, Step::Finish, async {
-        rollback::remove_config(p)?;
+    let wrote = rollback::wrote_config(j);
+    let r = step(j, Step::Finish, async move {
+        rollback::remove_config_if(p, wrote)?;
         if !p.keep_old {
             match d.container_remove(&p.container_id, false, false).await {
                 Err(e) if !e.is_not_found() => return Err(e),

@@ -167,9 +167,13 @@ async fn judge_loop(
         if p.success.is_empty() && healthy {
             let since = *up_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= SETTLE {
+                let health = if st.pointer("/State/Health").is_some() {
+                    " and healthy"
+                } else {
+                    ""
+                };
                 return Ok(Verdict::Success(format!(
-                    "running{} for {}s",
-                    if healthy { " and healthy" } else { "" },
+                    "running{health} for {}s",
                     SETTLE.as_secs()
                 )));
             }
