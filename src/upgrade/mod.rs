@@ -106,6 +106,9 @@ pub fn load_plan(run: &Path) -> Result<Plan> {
 /// Create the run directory (it must not exist yet) and write plan.json.
 pub fn save_plan(plan: &Plan) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if let Some(root) = plan.run_dir.parent() {
+        crate::files::create_private_dir(root)?;
+    }
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&plan.run_dir)

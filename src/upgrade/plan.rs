@@ -10,12 +10,12 @@ use serde_json::Value;
 use super::imagefile::{self, ImageFile};
 use super::recreate;
 use crate::archive::backup::{self, Target};
+use crate::clock;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::inspect::{name_of, str_at};
 use crate::mounts::{self, DataMap};
 use crate::profile::{self, Layer, Settings};
-use crate::{clock, files};
 
 /// What the user asked for.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +111,6 @@ pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
     }
     let stamp = clock::compact(clock::now_unix());
     let estimate = estimate_bytes(d, &data, &targets).await;
-    files::create_private_dir(&r.backup_root)?;
     let free = free_bytes(&r.backup_root)?;
     if estimate > free && !r.force {
         return Err(Error::failed(format!(
@@ -297,7 +296,14 @@ async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
         .sum()
 }
 
+/// Free space where `dir` is or will be (its nearest existing ancestor:
+/// planning creates nothing).
 fn free_bytes(dir: &Path) -> Result<u64> {
+    let abs = std::path::absolute(dir).unwrap_or(dir.to_owned());
+    let dir = abs
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::usage("path with NUL"))?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
