@@ -78,17 +78,7 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
     .await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
-        step(j, Step::Restore, async {
-            let o = restore::Options {
-                container: Some(p.container_id.clone()),
-                paths: p.paths.clone(),
-                merge: false,
-                progress: say.progress,
-            };
-            let r = restore::restore(d, &p.run_dir.join(BACKUP), &o).await?;
-            Ok(json!({ "paths": r.paths.len() }))
-        })
-        .await?;
+        step(j, Step::Restore, restore_all(d, p, say)).await?;
     }
     step(j, Step::RenameBack, async {
         let old = d.container_inspect(&p.container_id).await?;
@@ -103,6 +93,37 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         step(j, Step::StartOld, start_and_settle(d, &p.container_id)).await?;
     }
     Ok(())
+}
+
+/// Put every path back. A path the old container mounts read-only cannot
+/// have been changed through it and cannot be written through it either:
+/// it is read back and compared instead.
+async fn restore_all(d: &Docker, p: &Plan, say: Say) -> Result<Value> {
+    let dir = p.run_dir.join(BACKUP);
+    let old = d.container_inspect(&p.container_id).await?;
+    let data = crate::mounts::resolve(d, &old).await?;
+    let ro = |path: &String| data.mounts.iter().any(|m| &m.destination == path && !m.rw);
+    let (read_only, writable): (Vec<String>, Vec<String>) = p.paths.iter().cloned().partition(ro);
+    if !writable.is_empty() {
+        let o = restore::Options {
+            container: Some(p.container_id.clone()),
+            paths: writable.clone(),
+            merge: false,
+            progress: say.progress,
+        };
+        restore::restore(d, &dir, &o).await?;
+    }
+    if !read_only.is_empty() {
+        let m = crate::manifest::Manifest::load(&dir)?;
+        let name = name_of(&old);
+        for path in &read_only {
+            let e = m
+                .entry(path)
+                .ok_or_else(|| Error::integrity(format!("the backup has no {path}")))?;
+            restore::read_back_and_compare(d, &name, &dir, e, false).await?;
+        }
+    }
+    Ok(json!({ "restored": writable, "compared_read_only": read_only }))
 }
 
 /// The new container, if one exists: the id the journal recorded, or a
