@@ -78,8 +78,12 @@ enum Cmd {
     Rollback { dir: PathBuf },
     /// Finish an interrupted upgrade, or roll it back, whichever is safe.
     Resume { dir: PathBuf },
-    /// Where an upgrade stands (DIR), or every upgrade under ./berth-backups.
-    Status { dir: Option<PathBuf> },
+    /// Where an upgrade stands (DIR), or every upgrade run under --backup-root.
+    Status {
+        dir: Option<PathBuf>,
+        #[arg(long, default_value = "./berth-backups", value_name = "DIR")]
+        backup_root: PathBuf,
+    },
     /// (internal) Empty a directory: run by berth inside a helper container.
     #[command(hide = true)]
     Wipe {
@@ -275,10 +279,10 @@ fn print_summary(s: &upgrade::Summary, json: bool) {
     }
 }
 
-fn status(dir: Option<PathBuf>, json: bool) -> Result<()> {
+fn status(dir: Option<PathBuf>, root: &std::path::Path, json: bool) -> Result<()> {
     let dirs: Vec<PathBuf> = match dir {
         Some(d) => vec![d],
-        None => std::fs::read_dir("berth-backups")
+        None => std::fs::read_dir(root)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.path())
@@ -298,7 +302,7 @@ fn status(dir: Option<PathBuf>, json: bool) -> Result<()> {
             print!("{}", s.render());
         }
         if all.is_empty() {
-            println!("no upgrade runs under ./berth-backups");
+            println!("no upgrade runs under {}", root.display());
         }
     }
     Ok(())
@@ -452,7 +456,7 @@ async fn run(cli: Cli) -> Result<()> {
             let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);
         }
-        Cmd::Status { dir } => status(dir, cli.json)?,
+        Cmd::Status { dir, backup_root } => status(dir, &backup_root, cli.json)?,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;
             println!("removed {n} entries from {}", path.display());
