@@ -142,6 +142,7 @@ impl Lw {
         let scope = Scope::new(test).await;
         let d = scope.docker.clone();
         let fx = fixtures::ensure(&d).await;
+        eprintln!("fixtures in {:.1}s", fx.elapsed.as_secs_f64());
         let repo = format!("{}/lightwave-sts", scope.prefix);
         let image = format!("{repo}:6.6.0");
         scope.track_image(&image);
@@ -581,7 +582,12 @@ async fn good_upgrade(test: &str, keep_old: bool) {
     let lw = Lw::up(test, Value::Null).await;
     let before = lw.snapshot().await;
     let old = &before.inspect;
-    let extra: &[&str] = if keep_old { &["--keep-old"] } else { &[] };
+    // The --keep-old run watches the logs instead of journalctl.
+    let extra: &[&str] = if keep_old {
+        &["--keep-old", "--watch", "logs"]
+    } else {
+        &[]
+    };
     let r = lw.upgrade(lw.good(), extra);
     assert_eq!(r.code, Some(0), "{r}");
     let s = r.json();
@@ -719,6 +725,32 @@ async fn good_upgrade(test: &str, keep_old: bool) {
     assert!(!running(&data));
     let s = berth(&["status", run.to_str().unwrap(), "--json"]);
     assert_eq!(s.json()[0]["outcome"], "upgraded", "{s}");
+    assert_eq!(
+        plan["settings"]["watch"],
+        if keep_old {
+            json!("logs")
+        } else {
+            json!({"exec": ["journalctl"]})
+        }
+    );
+
+    // `berth rollback` afterwards: back to the kept old container and the
+    // backup's data; without it, a clear refusal that changes nothing.
+    let rb = berth(&["rollback", run.to_str().unwrap(), "--json"]);
+    if keep_old {
+        // Asked for and done: exit 0, the outcome says rolled back.
+        assert_eq!(rb.code, Some(0), "{rb}");
+        assert_eq!(rb.json()["outcome"], "rolled-back", "{rb}");
+        assert_rolled_back(&lw, &before, "berth rollback after --keep-old").await;
+        assert!(
+            lw.inspect(new["Id"].as_str().unwrap()).await.is_none(),
+            "the new container is still there"
+        );
+    } else {
+        assert_eq!(rb.code, Some(1), "{rb}");
+        assert!(rb.stderr.contains("nothing to roll back to"), "{rb}");
+        assert_upgraded(&lw, "berth rollback without the old container").await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -802,8 +834,10 @@ enum Image {
 }
 
 async fn kill_and_resume(test: &str, image: Image, at: &str) {
+    let t0 = Instant::now();
     let lw = Lw::up(test, Value::Null).await;
     let before = lw.snapshot().await;
+    eprintln!("{at}: stood up in {:.1}s", t0.elapsed().as_secs_f64());
     let file = match image {
         Image::Good => lw.good().to_owned(),
         Image::Broken => lw.broken().to_owned(),
@@ -822,7 +856,9 @@ async fn kill_and_resume(test: &str, image: Image, at: &str) {
     let st = berth(&["status", run.to_str().unwrap(), "--json"]);
     assert!(st.json()[0]["outcome"].is_null(), "{st}");
 
+    eprintln!("{at}: killed after {:.1}s", r.took.as_secs_f64());
     let res = berth(&["resume", run.to_str().unwrap(), "--json"]);
+    eprintln!("{at}: resumed in {:.1}s", res.took.as_secs_f64());
     let outcome = res.json()["outcome"].as_str().unwrap_or("").to_owned();
     let want_code = match outcome.as_str() {
         "upgraded" => 0,
@@ -893,9 +929,70 @@ kill_matrix! {
     kill_at_finish_done: Good "finish:done";
     kill_broken_at_watch_begin: Broken "watch:begin";
     kill_broken_at_remove_new_begin: Broken "remove-new:begin";
+    kill_broken_at_remove_config_done: Broken "remove-config:done";
     kill_broken_at_restore_begin: Broken "restore:begin";
     kill_broken_at_rename_back_begin: Broken "rename-back:begin";
     kill_broken_at_start_old_begin: Broken "start-old:begin";
+}
+
+/// Crashed after the engine created the new container but before the
+/// journal said so: resume finds it by name and image, removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_between_create_and_its_journal_line() {
+    let lw = Lw::up("up-crash-create", Value::Null).await;
+    let before = lw.snapshot().await;
+    let r = lw.upgrade_env(
+        lw.good(),
+        &[],
+        &[("BERTH_TEST_KILL_AT", "create-new:begin")],
+    );
+    assert_eq!(r.signal, Some(9), "{r}");
+    let run = lw.run_dir();
+    let plan: Value = serde_json::from_slice(&fs::read(run.join("plan.json")).unwrap()).unwrap();
+    // What berth was about to do.
+    let stray = lw
+        .d()
+        .container_create(&lw.app, &plan["create"])
+        .await
+        .unwrap();
+    let res = berth(&["resume", run.to_str().unwrap(), "--json"]);
+    assert_eq!(res.json()["outcome"], "aborted", "{res}");
+    assert_eq!(res.code, Some(1), "{res}");
+    assert!(
+        lw.inspect(&stray).await.is_none(),
+        "the new container was left"
+    );
+    assert_rolled_back(&lw, &before, "crash after create").await;
+}
+
+/// Crashed after the new container started but before the journal said
+/// so; the new version migrated the data meanwhile. Resume must not trust
+/// it: the data is restored exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_between_start_and_its_journal_line_restores_migrated_data() {
+    let lw = Lw::up("up-crash-start", Value::Null).await;
+    let before = lw.snapshot().await;
+    let r = lw.upgrade_env(lw.good(), &[], &[("BERTH_TEST_KILL_AT", "start-new:begin")]);
+    assert_eq!(r.signal, Some(9), "{r}");
+    let run = lw.run_dir();
+    let new = journal(&run)
+        .iter()
+        .find(|e| e["step"] == "create-new" && e["phase"] == "done")
+        .and_then(|e| e["data"]["id"].as_str().map(String::from))
+        .expect("the new container's id in the journal");
+    lw.d().container_start(&new).await.unwrap();
+    appliance::wait_for_line(lw.d(), &new, "Upgrade complete.", Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lw.installed_version().await.as_deref(), Some("6.7.0"));
+    let res = berth(&["resume", run.to_str().unwrap(), "--json"]);
+    assert_eq!(res.code, Some(3), "{res}");
+    assert_eq!(res.json()["outcome"], "rolled-back", "{res}");
+    assert!(
+        lw.inspect(&new).await.is_none(),
+        "the new container was left"
+    );
+    assert_rolled_back(&lw, &before, "crash after start").await;
 }
 
 // ----------------------------------------------------------- 4. bad input
@@ -1018,11 +1115,11 @@ async fn no_success_line_before_timeout_rolls_back() {
     assert_rolled_back(&lw, &before, "timeout").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn second_berth_on_the_same_container_is_refused_at_once() {
-    let lw = Lw::up("up-lock", Value::Null).await;
-    let before = lw.snapshot().await;
-    let first = Command::new(BERTH)
+/// Start an upgrade to the broken image in the background and wait until
+/// its journal shows `start-new` (the old container is renamed aside by
+/// then, the new one holds the name); returns it and its run directory.
+fn first_upgrade_until_start_new(lw: &Lw) -> (std::process::Child, PathBuf, Instant) {
+    let mut first = Command::new(BERTH)
         .args([
             "upgrade",
             &lw.app,
@@ -1043,7 +1140,6 @@ async fn second_berth_on_the_same_container_is_refused_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first one has started the new container.
     let t = Instant::now();
     let run = loop {
         let started = lw.run_dirs().into_iter().find(|r| {
@@ -1051,32 +1147,80 @@ async fn second_berth_on_the_same_container_is_refused_at_once() {
                 .iter()
                 .any(|e| e["step"] == "start-new" && e["phase"] == "begin")
         });
-        if let Some(r) = started {
-            break r;
+        if started.is_some() || t.elapsed() > Duration::from_secs(20) {
+            break started;
         }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the first berth never reached start-new"
-        );
         std::thread::sleep(Duration::from_millis(20));
     };
+    match run {
+        Some(r) => (first, r, t),
+        None => {
+            let _ = first.kill();
+            let out = first.wait_with_output().unwrap();
+            panic!(
+                "the first berth never reached start-new: {}",
+                Run::from(out, t.elapsed())
+            )
+        }
+    }
+}
+
+fn assert_locked_out(r: &Run, name: &str) {
+    assert_eq!(r.code, Some(1), "{r}");
+    assert!(
+        r.stderr
+            .contains(&format!("another berth is working on container {name}")),
+        "{r}"
+    );
+    assert!(r.took < Duration::from_secs(3), "not at once: {r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn second_berth_on_the_same_container_is_refused_at_once() {
+    let lw = Lw::up("up-lock", Value::Null).await;
+    let before = lw.snapshot().await;
+    let (first, run, t) = first_upgrade_until_start_new(&lw);
     let second = lw.upgrade(lw.good(), &[]);
     let resume = berth(&["resume", run.to_str().unwrap()]);
+    let rollback = berth(&["rollback", run.to_str().unwrap()]);
     let first = Run::from(first.wait_with_output().unwrap(), t.elapsed());
     lw.track_rollback_tags();
-    for r in [&second, &resume] {
-        assert_eq!(r.code, Some(1), "{r}");
-        assert!(
-            r.stderr
-                .contains(&format!("another berth is working on container {}", lw.app)),
-            "{r}"
-        );
-        assert!(r.took < Duration::from_secs(3), "not at once: {r}");
+    for r in [&second, &resume, &rollback] {
+        assert_locked_out(r, &lw.app);
     }
     assert_eq!(lw.run_dirs(), vec![run.clone()], "the second one planned");
     // The first one was not disturbed: it rolled back, verified.
     assert_eq!(first.code, Some(3), "{first}");
     assert_eq!(first.json()["outcome"], "rolled-back");
+    assert_rolled_back(&lw, &before, "first berth").await;
+}
+
+/// The old container given by its id while the first berth has renamed it
+/// aside: the same container, so the same lock. Run with --dry-run so that
+/// the bug (the lock is keyed by the name the container has at that
+/// moment) shows without damage; without --dry-run the second upgrade runs
+/// on the same volumes, the first one's rollback ends in exit 4 and no
+/// container holds the appliance's name.
+#[tokio::test(flavor = "multi_thread")]
+async fn second_berth_by_container_id_is_refused_while_renamed_aside() {
+    let lw = Lw::up("up-lock-id", Value::Null).await;
+    let before = lw.snapshot().await;
+    let (first, run, t) = first_upgrade_until_start_new(&lw);
+    let by_id = berth(&[
+        "upgrade",
+        &lw.app_id,
+        "--image-file",
+        lw.good().to_str().unwrap(),
+        "--backup-root",
+        lw.root.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+    ]);
+    let first = Run::from(first.wait_with_output().unwrap(), t.elapsed());
+    lw.track_rollback_tags();
+    assert_eq!(first.code, Some(3), "{first}");
+    assert_locked_out(&by_id, &lw.app);
+    assert_eq!(lw.run_dirs(), vec![run.clone()]);
     assert_rolled_back(&lw, &before, "first berth").await;
 }
 

@@ -210,6 +210,20 @@ pub struct Lock {
     _file: File,
 }
 
+/// Lock a container by its id AND its name. The id stays the same while
+/// the old container is renamed aside, and the name passes to the new
+/// container: whichever of them a second berth is given, it meets a lock.
+pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock)> {
+    let by_name = lock(socket, name)?;
+    let by_id = lock(socket, id).map_err(|_| {
+        Error::failed(format!(
+            "another berth is working on container {name} ({}): wait for it to finish",
+            crate::inspect::short(id)
+        ))
+    })?;
+    Ok((by_name, by_id))
+}
+
 pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
     let base = if Path::new("/run").is_dir() && is_writable("/run") {
         PathBuf::from("/run/berth")

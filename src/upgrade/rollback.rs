@@ -249,7 +249,7 @@ async fn incomplete(d: &Docker, p: &Plan, cause: Option<String>, e: Error) -> Er
 pub async fn rollback_dir(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
     let p = load_plan(run)?;
-    let _lock = journal::lock(d.socket(), &p.container)?;
+    let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
     let mut j = Journal::open(run)?;
     if j.outcome() == Some(Outcome::Upgraded) && !p.keep_old {
         match d.container_inspect(&p.container_id).await {
@@ -296,7 +296,7 @@ pub async fn rollback_dir(d: &Docker, run: &std::path::Path, say: Say) -> Result
 pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
     let p = load_plan(run)?;
-    let _lock = journal::lock(d.socket(), &p.container)?;
+    let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
     let mut j = Journal::open(run)?;
     if let Some(o) = j.outcome() {
         remove_config(&p, &j)?;

@@ -37,9 +37,9 @@ where
 /// Plan, then run the whole upgrade; on failure roll back.
 pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
-    // Lock by name (an id given on the command line names the same lock).
-    let name = crate::inspect::name_of(&d.container_inspect(&r.container).await?);
-    let _lock = journal::lock(d.socket(), &name)?;
+    let c = d.container_inspect(&r.container).await?;
+    let id = c["Id"].as_str().unwrap_or_default();
+    let _locks = journal::lock_container(d.socket(), id, &crate::inspect::name_of(&c))?;
     let plan = plan::plan(d, r).await?;
     if dry_run {
         let mut s = Summary::new(&plan, None, None, None, t0);
