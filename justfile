@@ -26,6 +26,7 @@ fixtures: docker-up
 
 # The whole test suite against the real engine (the command CI runs).
 test: docker-up
+    cargo build -q --release -p lightwave-sim
     cargo nextest run --workspace --no-fail-fast
 
 # The main job on a built-in demo appliance.

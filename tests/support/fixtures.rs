@@ -208,9 +208,33 @@ pub async fn ensure(d: &Docker) -> Fixtures {
     f
 }
 
+/// The sim binary, built when it is missing or older than its sources.
+/// Calling cargo from every test process costs little alone but queues on
+/// cargo's lock while other builds run, so a fresh binary is taken as is.
+fn build_sim() -> (PathBuf, Vec<u8>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = root.join("target/x86_64-unknown-linux-gnu/release/lightwave-sim");
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let sources = [
+        "fixtures/lightwave-sim/Cargo.toml",
+        "fixtures/lightwave-sim/src/main.rs",
+        ".cargo/config.toml",
+    ];
+    let fresh = mtime(&exe).is_some_and(|built| {
+        sources
+            .iter()
+            .all(|s| mtime(&root.join(s)).is_some_and(|m| m <= built))
+    });
+    if fresh {
+        let bin = fs::read(&exe).unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
+        return (exe, bin);
+    }
+    cargo_build_sim()
+}
+
 /// `cargo build --release -p lightwave-sim`; returns the binary's path and
 /// bytes. Cargo reports the path (target dir and triple included).
-fn build_sim() -> (PathBuf, Vec<u8>) {
+fn cargo_build_sim() -> (PathBuf, Vec<u8>) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
         .args([
