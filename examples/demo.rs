@@ -262,25 +262,32 @@ fn config_file() -> Result<String, String> {
     Ok(p.display().to_string())
 }
 
-async fn upgrade_good(c: &mut Demo) -> StepResult {
+/// `berth upgrade` of the demo appliance from one of the fixture tarballs,
+/// as an operator types it, expecting exit code `want`.
+fn upgrade(c: &Demo, good: bool, want: i32) -> StepResult {
     let cfg = config_file()?;
-    let img = tarball(c, true);
-    berth(
-        c,
-        &[
-            "upgrade",
-            APP,
-            "--image-file",
-            &img,
-            "--profile",
-            "lightwave",
-            "--config-file",
-            &cfg,
-            "--backup-root",
-            BACKUPS,
-        ],
-        0,
-    )?;
+    let img = tarball(c, good);
+    let args = [
+        "upgrade",
+        APP,
+        "--image-file",
+        &img,
+        "--profile",
+        "lightwave",
+    ];
+    let more = [
+        "--config-file",
+        &cfg,
+        "--backup-root",
+        BACKUPS,
+        "--timeout",
+        "60s",
+    ];
+    berth(c, &[&args[..], &more[..]].concat(), want).map(drop)
+}
+
+async fn upgrade_good(c: &mut Demo) -> StepResult {
+    upgrade(c, true, 0)?;
     let a = c.appliance.as_ref().expect("stood up");
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let left = a.config_file.exists();
@@ -293,28 +300,9 @@ async fn upgrade_good(c: &mut Demo) -> StepResult {
 }
 
 async fn upgrade_broken(c: &mut Demo) -> StepResult {
-    let cfg = config_file()?;
-    let img = tarball(c, false);
     let a = c.appliance.as_ref().expect("stood up");
     let before = a.data_mdb(&c.d).await;
-    berth(
-        c,
-        &[
-            "upgrade",
-            APP,
-            "--image-file",
-            &img,
-            "--profile",
-            "lightwave",
-            "--config-file",
-            &cfg,
-            "--backup-root",
-            BACKUPS,
-            "--timeout",
-            "60s",
-        ],
-        3,
-    )?;
+    upgrade(c, false, 3)?;
     let after = a.data_mdb(&c.d).await;
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let running =
@@ -326,13 +314,10 @@ async fn upgrade_broken(c: &mut Demo) -> StepResult {
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_owned();
-    println!(
-        "   {APP} runs {image}; installed version {v}; directory database as before: {}",
-        before == after
-    );
+    let same = before == after;
+    println!("   {APP} runs {image}; installed version {v}; directory database as before: {same}");
     c.summary.push(format!(
-        "failed      6.8.0-broken: exit 3, rolled back to {image}, data restored and verified (database unchanged: {})",
-        before == after
+        "failed      6.8.0-broken: exit 3, rolled back to {image}, data restored and verified (database unchanged: {same})"
     ));
     Ok(())
 }
