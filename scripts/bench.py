@@ -7,12 +7,13 @@ peak RSS < 64 MiB; verify >= 1 GB/s; restore (with its read-back check)
 within 2x of `docker cp` uploading the same tar.
 
 Env: BENCH_MB (size of the large file, default 1024), BENCH_FILES (small
-files, default 20000), BENCH_RUNS (default 3)."""
+files, default 20000), BENCH_RUNS (default 3), BENCH_BERTH (the binary to
+measure, default the release build), BENCH_TMP (where the data goes)."""
 
 import json, os, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BERTH = os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/berth")
+BERTH = os.environ.get("BENCH_BERTH") or os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/berth")
 NAME = "berth-bench"
 IMAGE = "berth-bench/rootfs:1"
 MB = int(os.environ.get("BENCH_MB", "1024"))

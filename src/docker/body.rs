@@ -5,17 +5,19 @@
 //! blocking thread, so memory stays flat whatever the size.
 //!
 //! Responses: [`BodyReader`] turns a hyper response body into a blocking
-//! `std::io::Read` for the synchronous archive code. A pump task moves
-//! frames through a small bounded channel; a stall longer than the idle
+//! `std::io::Read` for the synchronous archive code. A pump task copies
+//! frames into batches of up to 512 KiB and passes them through a small
+//! bounded channel (a few MiB at most); a stall longer than the idle
 //! timeout or a broken connection surfaces as a read error, never as a
 //! silent end of stream.
 
 use std::io::{self, Read};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -88,11 +90,36 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Bytes the pump gathers into one batch (a little more when a frame
+/// crosses the mark).
+const BATCH: usize = 512 * 1024;
+/// How long the pump waits for more frames to fill a batch.
+const LINGER: Duration = Duration::from_millis(1);
+/// Batches that may wait for the reader: a few MiB whatever its pace.
+const QUEUE: usize = 4;
+
+/// A batch of body bytes, or the error that ends the body.
+type Batch = Result<Vec<u8>, Error>;
+
+/// Batch buffers the reader is done with, for the pump to fill again.
+type Spare = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// A response body as a blocking reader. Create it inside the runtime, read
 /// it from a blocking thread (`spawn_blocking` or a std thread).
+///
+/// The engine sends archives as HTTP chunks of 32 KiB. Handing each to the
+/// reading thread on its own costs a thread wake-up per 32 KiB, and holding
+/// on to hyper's buffers makes it allocate new ones (fresh pages, faulted in
+/// one by one): both cost more than a copy. So the pump copies frames into
+/// batches of [`BATCH`] bytes (whatever arrives within [`LINGER`] of the
+/// first frame) in buffers that the reader gives back.
 pub struct BodyReader {
-    rx: mpsc::Receiver<Result<Bytes, Error>>,
-    cur: Bytes,
+    rx: mpsc::Receiver<Batch>,
+    cur: Vec<u8>,
+    pos: usize,
+    spare: Spare,
+    /// An error received behind data not yet read.
+    err: Option<Error>,
     done: bool,
 }
 
@@ -101,69 +128,167 @@ impl BodyReader {
     /// `idle`: how long the body may stay silent (None: forever, for logs
     /// that are followed).
     pub fn new(body: Incoming, idle: Option<Duration>, doing: String) -> Self {
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(pump(body, tx, idle, doing));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let spare = Spare::default();
+        tokio::spawn(pump(body, tx, Arc::clone(&spare), idle, doing));
         BodyReader {
             rx,
-            cur: Bytes::new(),
+            cur: Vec::new(),
+            pos: 0,
+            spare,
+            err: None,
             done: false,
+        }
+    }
+
+    /// Takes a received batch (the current one is used up); false at the
+    /// end of the body or an error (kept in `err`).
+    fn accept(&mut self, msg: Option<Batch>) -> bool {
+        match msg {
+            None => {
+                self.done = true;
+                false
+            }
+            Some(Ok(batch)) => {
+                let used = std::mem::replace(&mut self.cur, batch);
+                self.pos = 0;
+                if used.capacity() > 0 {
+                    if let Ok(mut spare) = self.spare.lock() {
+                        if spare.len() < QUEUE + 2 {
+                            spare.push(used);
+                        }
+                    }
+                }
+                true
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                self.err = Some(e);
+                false
+            }
         }
     }
 }
 
 async fn pump(
     mut body: Incoming,
-    tx: mpsc::Sender<Result<Bytes, Error>>,
+    tx: mpsc::Sender<Batch>,
+    spare: Spare,
     idle: Option<Duration>,
     doing: String,
 ) {
     // No idle limit is a limit far beyond any upgrade.
     let idle = idle.unwrap_or(Duration::from_secs(10 * 365 * 86400));
+    let broke = |e: hyper::Error| {
+        Error::new(
+            Kind::Connection,
+            format!("{doing}: the connection to the engine broke: {e}"),
+        )
+    };
     loop {
-        let next = match tokio::time::timeout(idle, body.frame()).await {
+        // The first frame of a batch: wait for it, up to the idle limit.
+        let first = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => Err(Error::new(
                 Kind::Connection,
                 format!("{doing}: the engine sent nothing for {}s", idle.as_secs()),
             )),
             Ok(None) => return,
-            Ok(Some(Err(e))) => Err(Error::new(
-                Kind::Connection,
-                format!("{doing}: the connection to the engine broke: {e}"),
-            )),
+            Ok(Some(Err(e))) => Err(broke(e)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if data.is_empty() => continue,
-                Ok(data) => Ok(data),
-                Err(_trailers) => continue,
+                Ok(data) if !data.is_empty() => Ok(data),
+                // Empty data and trailers carry nothing.
+                _ => continue,
             },
         };
-        let failed = next.is_err();
-        if tx.send(next).await.is_err() || failed {
+        let first = match first {
+            Ok(data) => data,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut batch = spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default();
+        batch.clear();
+        batch.reserve(BATCH.max(first.len()));
+        batch.extend_from_slice(&first);
+        drop(first);
+        // Then what follows within LINGER, up to BATCH bytes.
+        let mut tail: Option<Option<Error>> = None;
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < BATCH {
+            let next = tokio::select! {
+                biased;
+                f = body.frame() => f,
+                _ = &mut linger => break,
+            };
+            match next {
+                // The end; or an error, sent after the data before it.
+                None => {
+                    tail = Some(None);
+                    break;
+                }
+                Some(Err(e)) => {
+                    tail = Some(Some(broke(e)));
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        batch.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+        if tx.send(Ok(batch)).await.is_err() {
             return;
+        }
+        match tail {
+            None => {}
+            Some(None) => return,
+            Some(Some(e)) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         }
     }
 }
 
 impl Read for BodyReader {
+    /// Copies as much as is buffered (across batches) into `buf`; waits only
+    /// when nothing is.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            if self.done {
-                return Ok(0);
+        let mut n = 0;
+        while n < buf.len() {
+            if self.pos == self.cur.len() {
+                if self.done {
+                    break;
+                }
+                let more = if n > 0 {
+                    match self.rx.try_recv() {
+                        Ok(batch) => Some(batch),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    }
+                } else {
+                    self.rx.blocking_recv()
+                };
+                self.accept(more);
+                continue;
             }
-            match self.rx.blocking_recv() {
-                None => {
-                    self.done = true;
-                    return Ok(0);
-                }
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Err(e.into_io());
-                }
+            let k = (buf.len() - n).min(self.cur.len() - self.pos);
+            buf[n..n + k].copy_from_slice(&self.cur[self.pos..self.pos + k]);
+            self.pos += k;
+            n += k;
+        }
+        if n == 0 {
+            if let Some(e) = self.err.take() {
+                return Err(e.into_io());
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
         Ok(n)
     }
 }
@@ -171,22 +296,25 @@ impl Read for BodyReader {
 /// Async access for callers that stay in the runtime (logs, JSON streams).
 impl BodyReader {
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        if !self.cur.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.cur)));
-        }
-        if self.done {
-            return Ok(None);
-        }
-        match self.rx.recv().await {
-            None => {
-                self.done = true;
-                Ok(None)
+        loop {
+            if self.pos < self.cur.len() {
+                let b = if self.pos == 0 {
+                    Bytes::from(std::mem::take(&mut self.cur))
+                } else {
+                    Bytes::copy_from_slice(&self.cur[self.pos..])
+                };
+                self.cur.clear();
+                self.pos = 0;
+                return Ok(Some(b));
             }
-            Some(Ok(b)) => Ok(Some(b)),
-            Some(Err(e)) => {
-                self.done = true;
-                Err(e)
+            if self.done {
+                return match self.err.take() {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
             }
+            let msg = self.rx.recv().await;
+            self.accept(msg);
         }
     }
 }
