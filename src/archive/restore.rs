@@ -181,7 +181,10 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
     let apath = dir.join(&e.archive);
     let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
     let bytes = meter.bytes.clone();
-    let counted = Counted { inner: BufReader::with_capacity(1 << 20, f), bytes };
+    let counted = Counted {
+        inner: BufReader::with_capacity(1 << 20, f),
+        bytes,
+    };
     let reader = flate2::read::MultiGzDecoder::new(counted);
     let parent = match e.path.rsplit_once('/') {
         Some(("", _)) | None => "/".to_owned(),
