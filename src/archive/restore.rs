@@ -1,7 +1,7 @@
 //! `berth restore`: put a backup back exactly and prove it.
 //!
 //! Verify the backup first; for an exact restore (the default) empty each
-//! volume (see `wipe`); PUT the .tar.gz as it is, streamed; then GET the
+//! volume (see `wipe`); PUT the archive, gunzipped as it streams; then GET the
 //! path back and compare its content index with the backup's, entry for
 //! entry. A restore is reported done only when they are equal.
 
