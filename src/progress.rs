@@ -41,6 +41,29 @@ impl Meter {
     pub fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// A reader that counts what passes into this meter and stops at a
+    /// signal (the data paths' one place to notice Ctrl-C).
+    pub fn reader<R>(&self, inner: R) -> Metered<R> {
+        Metered {
+            inner,
+            bytes: self.bytes.clone(),
+        }
+    }
+}
+
+pub struct Metered<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        crate::cancel::check().map_err(crate::error::Error::into_io)?;
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 impl Drop for Meter {

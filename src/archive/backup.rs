@@ -351,21 +351,11 @@ async fn copy_path(
             e
         }
     })?;
-    let base = t
-        .path
-        .rsplit('/')
-        .next()
-        .filter(|b| !b.is_empty())
-        .unwrap_or(".")
-        .to_owned();
-    let roots: Vec<String> = t.excluded.iter().map(|r| format!("{base}/{r}")).collect();
+    let roots = super::tar_roots(&t.path, &t.excluded);
     let slug = manifest::slug(&t.path);
     let (t, dir) = (t.clone(), dir.to_owned());
     tokio::task::spawn_blocking(move || {
-        let input = Metered {
-            inner: reader,
-            meter: &meter,
-        };
+        let input = meter.reader(reader);
         let mut e = stream_to_files(input, &dir, &slug, &roots, level)?;
         e.path = t.path;
         e.mount = t.mount;
@@ -423,19 +413,4 @@ pub fn stream_to_files(
         excluded: vec![],
         seconds: 0.0,
     })
-}
-
-/// Counts bytes for the progress meter and stops at a signal.
-struct Metered<'a, R> {
-    inner: R,
-    meter: &'a Meter,
-}
-
-impl<R: Read> Read for Metered<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        cancel::check().map_err(Error::into_io)?;
-        let n = self.inner.read(buf)?;
-        self.meter.add(n as u64);
-        Ok(n)
-    }
 }

@@ -6,7 +6,7 @@
 //! entry. A restore is reported done only when they are equal.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -180,11 +180,7 @@ async fn check_target(
 async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
     let apath = dir.join(&e.archive);
     let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
-    let bytes = meter.bytes.clone();
-    let counted = Counted {
-        inner: BufReader::with_capacity(1 << 20, f),
-        bytes,
-    };
+    let counted = meter.reader(BufReader::with_capacity(1 << 20, f));
     let reader = flate2::read::MultiGzDecoder::new(counted);
     let parent = match e.path.rsplit_once('/') {
         Some(("", _)) | None => "/".to_owned(),
@@ -194,21 +190,6 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
         .await
         .map_err(|err| err.context(format!("restoring {name}:{}", e.path)))?;
     Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-struct Counted<R> {
-    inner: R,
-    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        cancel::check().map_err(Error::into_io)?;
-        let n = self.inner.read(buf)?;
-        self.bytes
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// GET the path back, index it (cutting out the same nested mounts) and
@@ -251,13 +232,7 @@ pub async fn read_index_of(
     excluded: &[String],
 ) -> Result<Vec<IndexEntry>> {
     let (_, reader) = d.archive_get(name, path).await?;
-    let base = path
-        .rsplit('/')
-        .next()
-        .filter(|b| !b.is_empty())
-        .unwrap_or(".")
-        .to_owned();
-    let roots: Vec<String> = excluded.iter().map(|r| format!("{base}/{r}")).collect();
+    let roots = super::tar_roots(path, excluded);
     let doing = format!("reading {name}:{path} back");
     tokio::task::spawn_blocking(move || {
         let mut found = vec![];

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::docker::{body, containers::LogOptions, Docker};
+use crate::docker::{body, Docker};
 use crate::error::{Context, Error, Result};
 
 const HELPER_BIN: &str = "/.berth-helper";
@@ -61,7 +61,8 @@ pub async fn wipe_volume(
         d.container_start(&id).await?;
         let code = d.container_wait(&id).await?;
         if code != 0 {
-            let logs = logs_text(d, &id).await;
+            let logs =
+                String::from_utf8_lossy(&d.container_logs_all(&id, false).await).into_owned();
             return Err(Error::failed(format!(
                 "the helper exited with {code}: {}",
                 logs.trim()
@@ -86,21 +87,6 @@ fn helper_tar(bin: &[u8]) -> Result<Vec<u8>> {
     b.append_data(&mut h, &HELPER_BIN[1..], bin)
         .ctx("packing the helper")?;
     b.into_inner().ctx("packing the helper")
-}
-
-async fn logs_text(d: &Docker, id: &str) -> String {
-    let o = LogOptions {
-        stdout: true,
-        stderr: true,
-        ..Default::default()
-    };
-    let mut out = String::new();
-    if let Ok(mut s) = d.container_logs(id, &o).await {
-        while let Ok(Some((_, b))) = s.next().await {
-            out.push_str(&String::from_utf8_lossy(&b));
-        }
-    }
-    out
 }
 
 /// Inside the helper: remove everything in `path`, keep `path` itself.

@@ -199,6 +199,24 @@ impl Docker {
         })
     }
 
+    /// Everything the container has logged so far, stdout and stderr
+    /// together (best effort: what could be read before an error).
+    pub async fn container_logs_all(&self, id: &str, tty: bool) -> Vec<u8> {
+        let o = LogOptions {
+            stdout: true,
+            stderr: true,
+            tty,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        if let Ok(mut s) = self.container_logs(id, &o).await {
+            while let Ok(Some((_, b))) = s.next().await {
+                out.extend_from_slice(&b);
+            }
+        }
+        out
+    }
+
     /// HEAD archive: what is at `path` in the container.
     pub async fn archive_stat(&self, id: &str, path: &str) -> Result<PathStat> {
         let doing = format!("looking at {id}:{path}");

@@ -238,18 +238,7 @@ async fn save_logs(d: &Docker, id: &str, path: &Path) {
         .ok()
         .and_then(|v| v.pointer("/Config/Tty").and_then(Value::as_bool))
         .unwrap_or(false);
-    let o = LogOptions {
-        stdout: true,
-        stderr: true,
-        tty,
-        ..Default::default()
-    };
-    let mut out = Vec::new();
-    if let Ok(mut s) = d.container_logs(id, &o).await {
-        while let Ok(Some((_, b))) = s.next().await {
-            out.extend_from_slice(&b);
-        }
-    }
+    let out = d.container_logs_all(id, tty).await;
     let _ = crate::files::write_atomic(path, &out, 0o600);
 }
 
