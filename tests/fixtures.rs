@@ -379,3 +379,41 @@ async fn saved_tarballs_load_back() {
         assert!(gz < plain, "{gz} >= {plain}");
     }
 }
+
+/// The second engine gets the same images (same ids, by save and load) and
+/// runs the appliance without a bridge network.
+#[tokio::test(flavor = "multi_thread")]
+async fn appliance_runs_on_the_second_engine() {
+    let d2 = support::dockerd::second_engine().await;
+    let f = fixtures::ensure(&d2).await;
+    for image in [&f.old, &f.good, &f.broken] {
+        let v = d2.image_inspect(&image.reference).await.unwrap();
+        assert_eq!(v["Id"], image.id.as_str(), "{}", image.reference);
+    }
+    let s = Scope::on(d2, "second-engine");
+    let a = appliance::up(&s, "6.6.0").await;
+    assert_eq!(
+        installed_version(&s.docker, &a.app).await.as_deref(),
+        Some("6.6.0")
+    );
+}
+
+/// An engine the test owns can be restarted under a running appliance, which
+/// comes back stopped (no restart policy) with its data.
+#[tokio::test(flavor = "multi_thread")]
+async fn owned_engine_restarts_with_its_containers() {
+    let mut e = support::dockerd::Dockerd::start("fixture-restart").await;
+    let s = Scope::on(e.docker().await, "owned-engine");
+    let a = appliance::up(&s, "6.6.0").await;
+    e.restart().await;
+    let d = e.docker().await;
+    let v = d.container_inspect(&a.app).await.unwrap();
+    assert_eq!(v["State"]["Running"], false);
+    d.container_start(&a.app).await.unwrap();
+    wait_for_line(&d, &a.app, STARTED, WAIT).await.unwrap();
+    assert_eq!(
+        installed_version(&d, &a.app).await.as_deref(),
+        Some("6.6.0")
+    );
+    drop(s);
+}

@@ -39,7 +39,11 @@ pub struct Scope {
 
 impl Scope {
     pub async fn new(test: &str) -> Scope {
-        let docker = engine().await;
+        Scope::on(engine().await, test)
+    }
+
+    /// A scope on another engine (the second one, one the test owns).
+    pub fn on(docker: Docker, test: &str) -> Scope {
         let prefix = format!(
             "berth-test-{}-{}-{}",
             test.replace('_', "-"),

@@ -135,19 +135,63 @@ const SPECS: [Spec; 3] = [
     },
 ];
 
-/// Fixtures built by this process already (tests in one process share them).
-static CACHE: Mutex<Option<Fixtures>> = Mutex::new(None);
+/// Fixtures built by this process already, per engine socket (tests in one
+/// process share them).
+static CACHE: Mutex<Vec<(PathBuf, Fixtures)>> = Mutex::new(Vec::new());
 
 /// `target/berth-fixtures`.
 pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/berth-fixtures")
 }
 
-/// Build (or find) the fixture images and tarballs. Panics with a clear
-/// message when something cannot be built.
+/// Build (or find) the fixture images and tarballs on the engine `d`.
+/// Panics with a clear message when something cannot be built. They are
+/// built on the default engine; another engine (a second dockerd, one a
+/// test owns) gets them by save and load, so image ids are the same on all.
 pub async fn ensure(d: &Docker) -> Fixtures {
+    let default = super::engine::engine().await;
+    if d.socket() == default.socket() {
+        return ensure_here(d).await;
+    }
+    let mut f = ensure_here(&default).await;
     let start = Instant::now();
-    if let Some(mut f) = CACHE.lock().unwrap().clone() {
+    for image in [&f.old, &f.good, &f.broken] {
+        if copy_image(&default, d, image).await {
+            f.rebuilt
+                .push(format!("{} on {}", image.reference, d.socket().display()));
+        }
+    }
+    f.elapsed += start.elapsed();
+    f
+}
+
+/// Stream `image` from one engine into another unless it is there already.
+async fn copy_image(from: &Docker, to: &Docker, image: &Image) -> bool {
+    match to.image_inspect(&image.reference).await {
+        Ok(v) if v["Id"] == image.id.as_str() => return false,
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => panic!("{e}"),
+    }
+    let saved = from
+        .image_save(&image.reference)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    to.image_load(body::reader_body(saved))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    true
+}
+
+async fn ensure_here(d: &Docker) -> Fixtures {
+    let start = Instant::now();
+    let cached = CACHE
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(sock, _)| sock == d.socket())
+        .map(|(_, f)| f.clone());
+    if let Some(mut f) = cached {
         f.rebuilt.clear();
         f.elapsed = start.elapsed();
         return f;
@@ -204,7 +248,10 @@ pub async fn ensure(d: &Docker) -> Fixtures {
         rebuilt,
         elapsed: start.elapsed(),
     };
-    *CACHE.lock().unwrap() = Some(f.clone());
+    CACHE
+        .lock()
+        .unwrap()
+        .push((d.socket().to_owned(), f.clone()));
     f
 }
 
