@@ -476,5 +476,30 @@ async fn fleet_upgrade_then_broken_rollout_stops_at_first_rollback() {
         Some(before[1].2.as_slice()),
         "{who}: data changed"
     );
+
+    // 3. To 6.7.0 again: both hosts are there already; the play passes
+    // and changes nothing.
+    let p = ctl.play(&fx.good_tarballs.tar, "to-6.7.0-again");
+    assert_eq!(p.code, Some(0), "the play again:\n{p}");
+    for (h, runs) in hosts.iter().zip([2, 1]) {
+        let who = h.name;
+        assert_eq!(p.recap(who, "failed"), Some(0), "{who}:\n{p}");
+        assert_eq!(p.task_status("Run berth upgrade", who), Some("ok"), "{p}");
+        let r = p
+            .report(who)
+            .unwrap_or_else(|| panic!("{who}: no report\n{p}"));
+        assert_eq!((&r["rc"], &r["current"]), (&json!(1), &json!(true)), "{r}");
+        let c = h.inspect().await;
+        assert_eq!(c["Image"], fx.good.id.as_str(), "{who}: image");
+        assert_eq!(c["State"]["Running"], true, "{who}: {}", c["State"]);
+        assert_eq!(h.run_dirs().len(), runs, "{who}: berth began a run");
+    }
+    let c = second.inspect().await;
+    assert_eq!(
+        (&c["Id"], &c["State"]["StartedAt"]),
+        (&before[1].0, &before[1].1),
+        "{}: restarted",
+        second.name
+    );
     eprintln!("fleet test in {:.1}s", t.elapsed().as_secs_f64());
 }
