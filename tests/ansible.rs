@@ -7,7 +7,8 @@
 //! One lightwave-sim appliance per engine. The play to 6.7.0 upgrades both,
 //! one after the other; the play to 6.8.0-broken rolls the first host back
 //! and stops there: the second host is never touched (same container, never
-//! restarted, the broken tarball never copied to it).
+//! restarted, the broken tarball never copied to it). The play to 6.7.0
+//! once more passes over both hosts as already upgraded.
 //!
 //! Without ansible (no Python, no PyPI) the test fails under CI=true and
 //! says it skips otherwise.
@@ -339,7 +340,7 @@ impl Play {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn fleet_upgrade_then_broken_rollout_stops_at_first_rollback() {
+async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
     let t = Instant::now();
     let (d1, d2) = (engine().await, second_engine().await);
     let Some(playbook) = ansible_playbook() else {
