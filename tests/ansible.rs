@@ -205,25 +205,24 @@ impl Controller {
         }
     }
 
-    /// Run the play with `image_file`; berth's summaries go to
-    /// `<dir>/<report>/<host>.json`.
-    fn play(&self, image_file: &Path, report: &str) -> Play {
+    /// Run the play with `image_file` and the extra variables `vars`.
+    fn play(&self, image_file: &Path, vars: Value) -> Play {
         let t = Instant::now();
         let home = self.dir.join("ansible-home");
-        let reports = self.dir.join(report);
+        let mut extra = json!({
+            "berth_binary": self.berth,
+            "berth_image_file": image_file,
+        });
+        extra
+            .as_object_mut()
+            .unwrap()
+            .extend(vars.as_object().unwrap().clone());
         let out = Command::new(&self.playbook)
             .arg("-i")
             .arg(&self.inventory)
             .arg(PLAYBOOK)
             .arg("-e")
-            .arg(
-                json!({
-                    "berth_binary": self.berth,
-                    "berth_image_file": image_file,
-                    "berth_report_dir": reports,
-                })
-                .to_string(),
-            )
+            .arg(extra.to_string())
             .env("ANSIBLE_CONFIG", ANSIBLE_CFG)
             .env("ANSIBLE_STDOUT_CALLBACK", "ansible.builtin.default")
             .env("ANSIBLE_HOME", &home)
@@ -241,7 +240,7 @@ impl Controller {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            reports,
+            reports: vars["berth_report_dir"].as_str().map(PathBuf::from),
         };
         eprintln!(
             "ansible-playbook to {}: exit {:?} in {:.1}s",
@@ -279,7 +278,8 @@ struct Play {
     code: Option<i32>,
     stdout: String,
     stderr: String,
-    reports: PathBuf,
+    /// `berth_report_dir`, when given.
+    reports: Option<PathBuf>,
 }
 
 impl std::fmt::Display for Play {
@@ -293,11 +293,22 @@ impl std::fmt::Display for Play {
 }
 
 impl Play {
-    /// berth's summary (plus `rc`) as the play kept it for `host`; None
-    /// when the play did not get that far there.
+    /// berth's summary (plus `rc` and `current`) as the play kept it for
+    /// `host`; None when the play did not get that far there.
     fn report(&self, host: &str) -> Option<Value> {
-        let text = fs::read(self.reports.join(format!("{host}.json"))).ok()?;
+        let dir = self.reports.as_ref().expect("a play with berth_report_dir");
+        let text = fs::read(dir.join(format!("{host}.json"))).ok()?;
         Some(serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{host}.json: {e}\n{self}")))
+    }
+
+    /// The per-host outcomes the play recorded (set_stats, printed under
+    /// CUSTOM STATS as `RUN: {"berth": {HOST: OUTCOME}}`).
+    fn outcomes(&self) -> Value {
+        self.stdout
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("RUN: "))
+            .map(|j| serde_json::from_str::<Value>(j).unwrap()["berth"].take())
+            .unwrap_or(Value::Null)
     }
 
     /// A PLAY RECAP counter of `host` (`ok`, `changed`, `failed`...); None
@@ -357,12 +368,25 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
     let ctl = Controller::new(playbook, ctl_dir, &[&hosts[0], &hosts[1]]);
     eprintln!("two appliances up in {:.1}s", t.elapsed().as_secs_f64());
 
+    // 0. A tarball other than the one announced: refused on the
+    // controller, before any host is touched.
+    let p = ctl.play(
+        &fx.good_tarballs.tar,
+        json!({"berth_image_sha256": "0".repeat(64)}),
+    );
+    assert_eq!(p.code, Some(2), "a wrong sha256:\n{p}");
+    assert_eq!(p.recap("localhost", "failed"), Some(1), "{p}");
+    for h in &hosts {
+        assert_eq!(p.recap(h.name, "ok"), None, "{} was reached:\n{p}", h.name);
+        assert!(!h.dir.join("berth").exists(), "{}: berth copied", h.name);
+    }
+
     // 1. To 6.7.0: both hosts upgraded, one after the other.
     let mut old_ids = vec![];
     for h in &hosts {
         old_ids.push(h.inspect().await["Id"].clone());
     }
-    let p = ctl.play(&fx.good_tarballs.tar, "to-6.7.0");
+    let p = ctl.play(&fx.good_tarballs.tar, json!({}));
     for h in &hosts {
         h.track_rollback_tags();
     }
@@ -375,14 +399,6 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
             Some("changed"),
             "{who}: an upgrade is a change\n{p}"
         );
-        let r = p
-            .report(who)
-            .unwrap_or_else(|| panic!("{who}: no report\n{p}"));
-        eprintln!("{who}: berth upgrade took {}s", r["seconds"]);
-        assert_eq!(r["rc"], 0, "{who}: {r}");
-        assert_eq!(r["outcome"], "upgraded", "{who}: {r}");
-        assert_eq!(r["container"], h.app.app.as_str(), "{who}: {r}");
-        assert_eq!(r["new_image"], fixtures::GOOD, "{who}: {r}");
         h.assert_upgraded(&fx, old_id).await;
         h.assert_copied(&ctl.berth, "berth");
         h.assert_copied(&fx.good_tarballs.tar, "lightwave-sts-6.7.0.tar");
@@ -392,6 +408,11 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
         );
         assert_eq!(h.run_dirs().len(), 1, "{who}: run directories");
     }
+    assert_eq!(
+        p.outcomes(),
+        json!({"engine-1": "upgraded", "engine-2": "upgraded"}),
+        "{p}"
+    );
     assert!(
         ctl.config_src.exists(),
         "the play deleted the controller's config file"
@@ -404,7 +425,12 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
         let mdb = h.app.data_mdb(h.d()).await.expect("data.mdb");
         before.push((c["Id"].clone(), c["State"]["StartedAt"].clone(), mdb));
     }
-    let p = ctl.play(&fx.broken_tarballs.tar, "to-6.8.0-broken");
+    // berth's summaries kept on the controller this time.
+    let reports = ctl.dir.join("reports");
+    let p = ctl.play(
+        &fx.broken_tarballs.tar,
+        json!({ "berth_report_dir": reports }),
+    );
     for h in &hosts {
         h.track_rollback_tags();
     }
@@ -426,6 +452,9 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
         .unwrap_or_else(|| panic!("no report\n{p}"));
     assert_eq!(r["rc"], 3, "berth's exit code: rolled back: {r}");
     assert_eq!(r["outcome"], "rolled-back", "{r}");
+    assert_eq!(r["container"], first.app.app.as_str(), "{r}");
+    assert_eq!(r["current"], false, "{r}");
+    assert_eq!(p.outcomes(), json!({"engine-1": "rolled-back"}), "{p}");
     let fatal = p
         .fatal(first.name)
         .unwrap_or_else(|| panic!("no failure\n{p}"));
@@ -480,21 +509,22 @@ async fn fleet_rollout_upgrades_stops_at_first_rollback_and_runs_again() {
 
     // 3. To 6.7.0 again: both hosts are there already; the play passes
     // and changes nothing.
-    let p = ctl.play(&fx.good_tarballs.tar, "to-6.7.0-again");
+    let p = ctl.play(&fx.good_tarballs.tar, json!({}));
     assert_eq!(p.code, Some(0), "the play again:\n{p}");
     for (h, runs) in hosts.iter().zip([2, 1]) {
         let who = h.name;
         assert_eq!(p.recap(who, "failed"), Some(0), "{who}:\n{p}");
         assert_eq!(p.task_status("Run berth upgrade", who), Some("ok"), "{p}");
-        let r = p
-            .report(who)
-            .unwrap_or_else(|| panic!("{who}: no report\n{p}"));
-        assert_eq!((&r["rc"], &r["current"]), (&json!(1), &json!(true)), "{r}");
         let c = h.inspect().await;
         assert_eq!(c["Image"], fx.good.id.as_str(), "{who}: image");
         assert_eq!(c["State"]["Running"], true, "{who}: {}", c["State"]);
         assert_eq!(h.run_dirs().len(), runs, "{who}: berth began a run");
     }
+    assert_eq!(
+        p.outcomes(),
+        json!({"engine-1": "already upgraded", "engine-2": "already upgraded"}),
+        "{p}"
+    );
     let c = second.inspect().await;
     assert_eq!(
         (&c["Id"], &c["State"]["StartedAt"]),
