@@ -3,8 +3,9 @@
 //! stop and restart them in the middle of an operation.
 //!
 //! Each is a `dockerd` with its own socket, data root, exec root (and so its
-//! own containerd) and pid file, without a bridge or iptables rules: it
-//! never touches the default engine's network setup.
+//! own containerd) and pid file, without a bridge or iptables rules, in a
+//! network namespace of its own: a dockerd started with `--bridge=none`
+//! deletes the host's `docker0`, the default engine's bridge.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,8 @@ impl Dockerd {
         fs::create_dir_all(&self.run).unwrap();
         fs::create_dir_all(&self.root).unwrap();
         let log = fs::File::create(&self.log).unwrap();
-        let child = Command::new("dockerd")
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
             .arg(format!("--host=unix://{}", self.socket.display()))
             .arg(format!("--data-root={}", self.root.display()))
             .arg(format!("--exec-root={}", self.run.join("exec").display()))
@@ -120,7 +122,7 @@ impl Dockerd {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("starting dockerd (install docker.io): {e}"));
+            .unwrap_or_else(|e| panic!("starting unshare --net dockerd (install docker.io): {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
