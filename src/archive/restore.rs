@@ -212,7 +212,10 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
         .map_err(|err| {
             // The engine only sees a broken upload; say why it broke.
             let err = if cancel::is_cancelled() {
-                Error::new(Kind::Interrupted, "interrupted by a signal during the upload")
+                Error::new(
+                    Kind::Interrupted,
+                    "interrupted by a signal during the upload",
+                )
             } else {
                 err
             };

@@ -140,7 +140,9 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Ask for one byte more than allowed: getting it proves the excess
         // without reading (or inflating) anything beyond.
-        let want = buf.len().min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left + 1).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n as u64 > self.left {
             return Err(Error::integrity(format!(
@@ -238,7 +240,10 @@ mod tests {
         // The root itself as a symlink.
         assert!(run(
             "/srv/data",
-            &[entry("data", Symlink, Some("/")), entry("data/x", File, None)]
+            &[
+                entry("data", Symlink, Some("/")),
+                entry("data/x", File, None)
+            ]
         )
         .is_err());
     }
@@ -246,7 +251,13 @@ mod tests {
     #[test]
     fn hard_links_must_name_earlier_files_inside() {
         let d = entry("data", Dir, None);
-        for target in ["/etc/passwd", "../etc/passwd", "data/later", "data", "data/l/x"] {
+        for target in [
+            "/etc/passwd",
+            "../etc/passwd",
+            "data/later",
+            "data",
+            "data/l/x",
+        ] {
             let r = run(
                 "/srv/data",
                 &[

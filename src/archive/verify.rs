@@ -40,8 +40,7 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
         )));
     }
     let sums_path = dir.join(manifest::SUMS);
-    let text = open_in_backup(dir, manifest::SUMS)
-        .and_then(|f| read_small_text(f, &sums_path))?;
+    let text = open_in_backup(dir, manifest::SUMS).and_then(|f| read_small_text(f, &sums_path))?;
     let sums = manifest::parse_sums(&text)?;
     let mut problems = vec![];
     let hashed = hash_all(dir, &sums);
@@ -227,7 +226,7 @@ fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
         )));
     }
     let stored = read_index(BufReader::new(open_in_backup(dir, &p.index)?))
-    .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
+        .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
     let diffs = compare(&stored, &found);
     if !diffs.is_empty() || stored.len() as u64 != p.entries {
         let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
