@@ -365,7 +365,14 @@ async fn a_signal_during_restore_stops_it_and_the_next_restore_finishes() {
                 let n = size_of(&big);
                 n > 0 && n < full / 2 && !host.join("marker").exists()
             }),
-            _ => b.wait_for(&why, || size_of(&big) == full),
+            // Written again by this run: emptied first, then full.
+            _ => {
+                let mut emptied = false;
+                b.wait_for(&why, || {
+                    emptied |= size_of(&big) < full;
+                    emptied && size_of(&big) == full
+                })
+            }
         };
         assert!(reached, "{why}: berth ended first: {}", b.finish());
         b.signal(sig);
