@@ -328,6 +328,7 @@ fn assert_refused(t: &Target, dir: &Path, why: &str) -> Vec<u32> {
             "berth {args:?}: wanted {why:?}: {r}"
         );
         assert_eq!(r.stderr.lines().count(), 1, "one message: {r}");
+        eprintln!("  {}", r.stderr.trim_end());
         assert!(r.stdout.is_empty(), "{r}");
         pids.push(r.pid);
     }
@@ -368,6 +369,26 @@ async fn hostile_backups_are_refused_before_anything_is_written() {
     std::os::unix::fs::symlink(outside.join("data.tar.gz"), &archive).unwrap();
     // SHA256SUMS was sealed over the regular file: the sum is right.
     cases.push(("archive-symlink", dir, "data.tar.gz: not a regular file"));
+
+    // SHA256SUMS and manifest.json symlinks to genuine copies outside.
+    for (case, file, why) in [
+        (
+            "sums-symlink",
+            manifest::SUMS,
+            "opening SHA256SUMS: is a symlink",
+        ),
+        (
+            "manifest-symlink",
+            manifest::MANIFEST,
+            "manifest.json: not a regular file",
+        ),
+    ] {
+        let dir = hostile(&t, case, None, |_, _| {});
+        let away = outside.join(format!("{case}-{file}"));
+        fs::rename(dir.join(file), &away).unwrap();
+        std::os::unix::fs::symlink(&away, dir.join(file)).unwrap();
+        cases.push((case, dir, why));
+    }
 
     let tars: [(&str, Vec<u8>, &str); 6] = [
         (

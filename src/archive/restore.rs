@@ -60,7 +60,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     let (m, _) = tokio::task::spawn_blocking(move || verify::verify(&owned, false))
         .await
         .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
-        .map_err(|e| e.context("refusing to restore"))?;
+        .map_err(|e| e.context("refusing to restore: nothing was written"))?;
     let target = o
         .container
         .clone()
