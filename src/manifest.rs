@@ -98,7 +98,7 @@ impl Manifest {
         let schema = v.get("schema").and_then(Value::as_u64).unwrap_or(0);
         if schema > u64::from(SCHEMA) {
             return Err(Error::integrity(format!(
-                "{}: schema {schema} is newer than this berth understands ({SCHEMA}): use a newer berth",
+                "{}: backup format {schema} is newer than this berth understands ({SCHEMA}); use a newer berth",
                 p.display()
             )));
         }
@@ -107,9 +107,9 @@ impl Manifest {
         for e in &m.paths {
             plain_name(&e.archive)?;
             plain_name(&e.index)?;
-            if !e.path.starts_with('/') {
+            if !clean_absolute(&e.path) {
                 return Err(Error::integrity(format!(
-                    "{}: path {:?} is not absolute",
+                    "{}: path {:?} is not a clean absolute path (no `.`, `..` or empty components)",
                     p.display(),
                     e.path
                 )));
@@ -137,6 +137,16 @@ pub fn plain_name(name: &str) -> Result<&str> {
             "refusing file name {name:?}: it points outside the backup directory"
         )))
     }
+}
+
+/// `/` or `/a/b` without empty, `.` or `..` components: a restore writes
+/// into the parent of this path, so it must name the place it seems to.
+fn clean_absolute(path: &str) -> bool {
+    path == "/"
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\0'))
+        })
 }
 
 /// A path's archive base name: "/var/lib/vmware" -> "var-lib-vmware".
@@ -206,6 +216,16 @@ mod tests {
             assert!(plain_name(bad).is_err(), "{bad:?}");
         }
         assert!(plain_name("var-lib-vmware.tar.gz").is_ok());
+    }
+
+    #[test]
+    fn manifest_paths_are_clean() {
+        for ok in ["/", "/var/lib/vmware", "/a b/ü"] {
+            assert!(clean_absolute(ok), "{ok:?}");
+        }
+        for bad in ["", "x", "/a/../etc", "/a/./b", "//a", "/a/", "/..", "a/b"] {
+            assert!(!clean_absolute(bad), "{bad:?}");
+        }
     }
 
     #[test]

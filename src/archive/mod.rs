@@ -20,6 +20,7 @@ pub mod index;
 pub mod pargz;
 pub mod restore;
 pub mod tarscan;
+pub mod untrusted;
 pub mod verify;
 pub mod wipe;
 

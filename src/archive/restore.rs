@@ -5,7 +5,6 @@
 //! path back and compare its content index with the backup's, entry for
 //! entry. A restore is reported done only when they are equal.
 
-use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,10 +14,11 @@ use serde_json::Value;
 
 use super::index::{compare, read_index, IndexEntry};
 use super::tarscan::scan;
+use super::untrusted::Bounded;
 use super::{verify, wipe};
 use crate::cancel;
 use crate::docker::{body, Docker};
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
 use crate::mounts::{self, Mount};
@@ -60,7 +60,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     let (m, _) = tokio::task::spawn_blocking(move || verify::verify(&owned, false))
         .await
         .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
-        .map_err(|e| e.context("refusing to restore"))?;
+        .map_err(|e| e.context("refusing to restore: nothing was written"))?;
     let target = o
         .container
         .clone()
@@ -73,6 +73,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     for e in &entries {
         plan.push((*e, check_target(d, &name, &data.mounts, e, o.merge).await?));
     }
+    deep_check(dir, &entries).await?;
     let mut warnings = vec![];
     if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
         warnings.push(format!(
@@ -113,6 +114,26 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         paths,
         warnings,
         seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Read every archive to be restored through before anything is written:
+/// the checksums only prove that the directory is what its manifest says,
+/// and the manifest may have been rewritten with it. The engine must get
+/// no name outside the path, nothing through a symlink, no gzip bomb (see
+/// `untrusted`), and the archive must match its index.
+async fn deep_check(dir: &Path, entries: &[&PathEntry]) -> Result<()> {
+    let owned: Vec<PathEntry> = entries.iter().map(|e| (*e).clone()).collect();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&PathEntry> = owned.iter().collect();
+        verify::deep_check_all(&dir, &refs)
+    })
+    .await
+    .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
+    .map_err(|e| match e.kind {
+        Kind::Interrupted => e.context("interrupted before anything was written"),
+        _ => e.context("refusing to restore: nothing was written"),
     })
 }
 
@@ -178,17 +199,31 @@ async fn check_target(
 /// restore spent most of its time there), berth does it on its own
 /// thread while the engine extracts. The read-back proves the result.
 async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
-    let apath = dir.join(&e.archive);
-    let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
+    let f = verify::open_in_backup(dir, &e.archive)?;
     let counted = meter.reader(BufReader::with_capacity(1 << 20, f));
-    let reader = flate2::read::MultiGzDecoder::new(counted);
+    // Checked before, bounded again: the file may have changed since.
+    let reader = Bounded::new(flate2::read::MultiGzDecoder::new(counted), e.tar_bytes);
     let parent = match e.path.rsplit_once('/') {
         Some(("", _)) | None => "/".to_owned(),
         Some((p, _)) => p.to_owned(),
     };
     d.archive_put(name, &parent, body::reader_body(reader))
         .await
-        .map_err(|err| err.context(format!("restoring {name}:{}", e.path)))?;
+        .map_err(|err| {
+            // The engine only sees a broken upload; say why it broke.
+            let err = if cancel::is_cancelled() {
+                Error::new(
+                    Kind::Interrupted,
+                    "interrupted by a signal during the upload",
+                )
+            } else {
+                err
+            };
+            err.context(format!(
+                "restoring {name}:{} (it may be partly written: run the restore again)",
+                e.path
+            ))
+        })?;
     Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -203,10 +238,7 @@ pub async fn read_back_and_compare(
     merge: bool,
 ) -> Result<()> {
     let found = read_index_of(d, name, &e.path, &e.excluded).await?;
-    let ipath = dir.join(&e.index);
-    let stored = read_index(BufReader::new(
-        File::open(&ipath).ctx(format!("opening {}", ipath.display()))?,
-    ))?;
+    let stored = read_index(BufReader::new(verify::open_in_backup(dir, &e.index)?))?;
     let mut diffs = compare(&stored, &found);
     if merge {
         diffs.retain(|d| !d.is_extra());

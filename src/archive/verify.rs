@@ -7,7 +7,7 @@
 //! the tar and compare its content index and tar digest with the stored ones.
 
 use std::fs::File;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -16,8 +16,10 @@ use serde::Serialize;
 use super::hashio::{sha256_file, HashReader};
 use super::index::{compare, read_index, IndexEntry};
 use super::tarscan::scan;
-use crate::error::{Context, Error, Result};
+use super::untrusted::{Bounded, Confined};
+use crate::error::{Error, Kind, Result};
 use crate::manifest::{self, Manifest, PathEntry};
+use crate::progress::Meter;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -38,8 +40,7 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
         )));
     }
     let sums_path = dir.join(manifest::SUMS);
-    let text = std::fs::read_to_string(&sums_path)
-        .map_err(|e| Error::integrity(format!("{}: {}", sums_path.display(), io_reason(&e))))?;
+    let text = open_in_backup(dir, manifest::SUMS).and_then(|f| read_small_text(f, &sums_path))?;
     let sums = manifest::parse_sums(&text)?;
     let mut problems = vec![];
     let hashed = hash_all(dir, &sums);
@@ -79,21 +80,8 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
     }
     fail_if(dir, &problems)?;
     if deep {
-        let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let hs: Vec<_> = m
-                .paths
-                .iter()
-                .map(|p| s.spawn(|| deep_check(dir, p)))
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::failed("deep check thread panicked")))
-                })
-                .collect()
-        });
-        problems.extend(results.into_iter().filter_map(|r| r.err()).map(|e| e.msg));
-        fail_if(dir, &problems)?;
+        let all: Vec<&PathEntry> = m.paths.iter().collect();
+        deep_check_all(dir, &all)?;
     }
     let report = Report {
         files: sums.len(),
@@ -115,9 +103,26 @@ fn fail_if(dir: &Path, problems: &[String]) -> Result<()> {
     )))
 }
 
+/// SHA256SUMS lists a handful of files: anything over 1 MiB is not one.
+fn read_small_text(f: File, path: &Path) -> Result<String> {
+    const MAX: u64 = 1 << 20;
+    let mut text = String::new();
+    f.take(MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::integrity(format!("{}: {e}", path.display())))?;
+    if text.len() as u64 > MAX {
+        return Err(Error::integrity(format!(
+            "{}: more than {MAX} bytes: not a berth checksum file",
+            path.display()
+        )));
+    }
+    Ok(text)
+}
+
 fn io_reason(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "missing".into(),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => "is a symlink".into(),
         _ => e.to_string(),
     }
 }
@@ -154,17 +159,65 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
         .collect()
 }
 
+/// The deep check of the given paths of a fast-checked backup, one thread
+/// per path; every problem is named in one Integrity error. Nothing is
+/// written; a signal stops it (Interrupted).
+pub fn deep_check_all(dir: &Path, paths: &[&PathEntry]) -> Result<()> {
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let hs: Vec<_> = paths
+            .iter()
+            .map(|p| s.spawn(|| deep_check(dir, p)))
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::failed("deep check thread panicked")))
+            })
+            .collect()
+    });
+    let mut problems = vec![];
+    for r in results {
+        match r {
+            Err(e) if e.kind == Kind::Interrupted => return Err(e),
+            Err(e) => problems.push(e.msg),
+            Ok(()) => {}
+        }
+    }
+    fail_if(dir, &problems)
+}
+
+/// Open a file of the backup directory, never through a symlink: the
+/// fast check saw regular files, and a link swapped in since must not
+/// lead berth outside the directory.
+pub fn open_in_backup(dir: &Path, name: &str) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(manifest::plain_name(name)?))
+        .map_err(|e| Error::integrity(format!("opening {name}: {}", io_reason(&e))))
+}
+
 /// Decompress one archive, re-index it and compare with what was stored.
+/// The archive is untrusted (see `untrusted`): its names must stay inside
+/// its root and it may not inflate past the declared `tar_bytes`.
 fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
-    let apath = dir.join(&p.archive);
-    let f = File::open(&apath).ctx(format!("opening {}", p.archive))?;
-    let mut tar = HashReader::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)));
+    let f = open_in_backup(dir, &p.archive)?;
+    // Metered: the one reader that notices a signal (no meter is drawn).
+    let meter = Meter::start(String::new(), false);
+    let gz = MultiGzDecoder::new(meter.reader(BufReader::with_capacity(1 << 20, f)));
+    let mut tar = HashReader::new(Bounded::new(gz, p.tar_bytes));
+    let mut confined = Confined::new(&p.path);
     let mut found: Vec<IndexEntry> = vec![];
     scan(&mut tar, io::sink(), &[], |e| {
+        confined.check(e)?;
         found.push(e.clone());
         Ok(())
     })
-    .map_err(|e| Error::integrity(format!("{}: {}", p.archive, e.msg)))?;
+    .map_err(|e| match e.kind {
+        Kind::Interrupted => e,
+        _ => Error::integrity(format!("{}: {}", p.archive, e.msg)),
+    })?;
     let (_, sha, n) = tar.finish();
     if sha != p.tar_sha256 || n != p.tar_bytes {
         return Err(Error::integrity(format!(
@@ -172,11 +225,8 @@ fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
             p.archive, p.tar_bytes, p.tar_sha256
         )));
     }
-    let ipath = dir.join(&p.index);
-    let stored = read_index(BufReader::new(
-        File::open(&ipath).ctx(format!("opening {}", p.index))?,
-    ))
-    .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
+    let stored = read_index(BufReader::new(open_in_backup(dir, &p.index)?))
+        .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
     let diffs = compare(&stored, &found);
     if !diffs.is_empty() || stored.len() as u64 != p.entries {
         let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
