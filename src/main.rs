@@ -518,6 +518,14 @@ async fn run(cli: Cli) -> Result<()> {
             let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);
         }
+        Cmd::Status { dir: Some(dir), .. } if berth::rollout::is_rollout_dir(&dir) => {
+            let r = berth::rollout::state::Rollout::load(&dir)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                print!("{}", berth::rollout::render::render(&r));
+            }
+        }
         Cmd::Status { dir, backup_root } => status(dir, &backup_root, cli.json)?,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;

@@ -568,3 +568,124 @@ async fn a_bad_node_is_refused_before_any_node_is_touched() {
     assert_eq!(r.code, Some(2), "{r}");
     assert!(r.stderr.contains("ssh -L"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn continue_on_failure_goes_on_to_the_next_node() {
+    let (a, b, fx) = two_nodes("ro-continue", true).await;
+    let (secret, root) = run_paths(&a);
+    let nodes = [a.spec(false), b.spec(false)];
+    let cmd = rollout_args(
+        &a.lw.app,
+        &nodes,
+        &fx.broken_tarballs.tar,
+        &secret,
+        &root,
+        &["--continue-on-failure"],
+    );
+    let r = berth_env(&cmd, &[]);
+    let dir = rollout_dir(&root);
+    track_rollback_tags(&dir, &[&a, &b]);
+    eprint!("{}", r.stdout);
+    assert_eq!(r.code, Some(3), "{r}");
+    for n in [&a, &b] {
+        let row = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", n.name)));
+        let row = row.unwrap_or_else(|| panic!("no row for {}: {r}", n.name));
+        assert!(row.contains("ROLLED BACK"), "{row}");
+        assert_eq!(node_runs(&dir, n.name).len(), 1, "node {}", n.name);
+        let c = n.app().await;
+        assert_eq!(c["Id"], n.app_id.as_str(), "node {}", n.name);
+        assert_eq!(c["Image"], fx.old.id.as_str(), "node {}", n.name);
+        assert_eq!(c["State"]["Running"], true, "node {}", n.name);
+        assert_eq!(n.installed_version().await.as_deref(), Some("6.6.0"));
+    }
+    // `berth status` reads the rollout directory without acting on it.
+    let st = berth_env(&args(&["status", dir.to_str().unwrap(), "--json"]), &[]);
+    assert_eq!(st.code, Some(0), "{st}");
+    let v = st.json();
+    assert_eq!(v["continue_on_failure"], true);
+    assert_eq!(v["nodes"][0]["outcome"], "rolled-back", "{v}");
+    assert_eq!(v["nodes"][1]["outcome"], "rolled-back", "{v}");
+}
+
+/// SIGINT while node a upgrades: a ends put back (or upgraded, if the
+/// signal came after its last step), b is not started, exit 130; a resume
+/// upgrades what is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_stops_before_the_next_node_and_resume_goes_on() {
+    let (a, b, fx) = two_nodes("ro-sigint", true).await;
+    let (secret, root) = run_paths(&a);
+    let nodes = [a.spec(false), b.spec(false)];
+    let cmd = rollout_args(
+        &a.lw.app,
+        &nodes,
+        &fx.good_tarballs.tar,
+        &secret,
+        &root,
+        &["--json"],
+    );
+    let child = Command::new(BERTH)
+        .args(&cmd)
+        .env_remove("BERTH_TEST_KILL_AT")
+        .env_remove("BERTH_TEST_ROLLOUT_KILL_AT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // As soon as a's upgrade has journaled its first step.
+    let t = Instant::now();
+    loop {
+        let dir = fs::read_dir(&root).ok().and_then(|mut d| d.next());
+        let began = dir
+            .and_then(|e| e.ok())
+            .map(|e| node_runs(&e.path(), "a"))
+            .and_then(|runs| runs.first().map(|r| !journal(r).is_empty()))
+            .unwrap_or(false);
+        if began {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "a never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: kill(2) on the berth child this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = rollout_dir(&root);
+    track_rollback_tags(&dir, &[&a, &b]);
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["finished"], false, "{v}");
+    assert_eq!(v["interrupted"], true, "{v}");
+    let a_outcome = v["nodes"][0]["outcome"].as_str().unwrap().to_owned();
+    match a_outcome.as_str() {
+        "interrupted" => {
+            let c = a.app().await;
+            assert_eq!(c["Id"], a.app_id.as_str(), "a is not put back");
+            assert_eq!(c["State"]["Running"], true);
+            assert_eq!(a.installed_version().await.as_deref(), Some("6.6.0"));
+        }
+        "upgraded" => a.assert_upgraded(&fx, "signal after a's last step").await,
+        other => panic!("a: {other}: {v}"),
+    }
+    assert_eq!(v["nodes"][1]["outcome"], "pending", "{v}");
+    assert!(node_runs(&dir, "b").is_empty(), "b was started");
+    assert_eq!(b.app().await["Id"], b.app_id.as_str());
+
+    let r = berth_env(&args(&["resume", dir.to_str().unwrap(), "--json"]), &[]);
+    track_rollback_tags(&dir, &[&a, &b]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let v = r.json();
+    assert_eq!(v["finished"], true, "{v}");
+    // An interrupted a is upgraded again in a new run; an upgraded one is
+    // left alone.
+    let want_runs = if a_outcome == "interrupted" { 2 } else { 1 };
+    assert_eq!(node_runs(&dir, "a").len(), want_runs, "a ({a_outcome})");
+    assert_eq!(node_runs(&dir, "b").len(), 1);
+    a.assert_upgraded(&fx, "resumed after SIGINT").await;
+    b.assert_upgraded(&fx, "resumed after SIGINT").await;
+}

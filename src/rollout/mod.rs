@@ -151,6 +151,9 @@ async fn preflight(r: &mut Rollout, i: usize, img: &ImageFile) -> Result<()> {
         (n.old_image, n.new_image) = (old.clone(), old);
         return Ok(());
     }
+    config_reachable(&d, &r.request)
+        .await
+        .map_err(|e| e.context(&ctx))?;
     let p = plan::plan_with(&d, &r.request_for(i), img)
         .await
         .map_err(|e| e.context(&ctx))?;
@@ -159,6 +162,36 @@ async fn preflight(r: &mut Rollout, i: usize, img: &ImageFile) -> Result<()> {
     n.new_image = p.new_image_ref.clone();
     n.plan = Some(p);
     Ok(())
+}
+
+/// `--config-file` is written to a host path on the machine berth runs
+/// on: a node whose engine runs on another host (a socket forwarded over
+/// SSH) would never see it, and this machine would get the secret instead.
+async fn config_reachable(d: &Docker, r: &Request) -> Result<()> {
+    if r.config_file.is_none() || r.force {
+        return Ok(());
+    }
+    let info = d
+        .get_json("/info", "asking the engine its host name")
+        .await?;
+    let there = info["Name"].as_str().unwrap_or_default();
+    let here = local_hostname();
+    if there == here {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "the engine runs on host {there:?}, not on this one ({here:?}): --config-file would be written here, where that node's container cannot see it; run berth on that node, or put the file in place there yourself (--force if this host and the engine's share the path)"
+    )))
+}
+
+fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) into a buffer of the length given.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// The container's image reference when it already runs `image_id`.
@@ -236,10 +269,10 @@ async fn run_node(r: &mut Rollout, i: usize, say: Say, stop: &AtomicBool) -> Res
             (n.old_image, n.new_image) = (old.clone(), old);
         }
         Err(e) => {
-            n.outcome = if e.kind == Kind::RollbackIncomplete {
-                NodeState::RollbackIncomplete
-            } else {
-                NodeState::Failed
+            n.outcome = match e.kind {
+                Kind::RollbackIncomplete => NodeState::RollbackIncomplete,
+                Kind::Interrupted => NodeState::Interrupted,
+                _ => NodeState::Failed,
             };
             n.cause = Some(e.msg);
             // What `berth resume` or `berth rollback` would be given.

@@ -129,7 +129,7 @@ impl Rollout {
         let mut r: Rollout = serde_json::from_slice(&bytes)
             .map_err(|e| Error::integrity(format!("{}: {e}", p.display())))?;
         // Moved or reached through another path: trust where it is now.
-        r.dir = dir.to_owned();
+        r.dir = std::path::absolute(dir).unwrap_or(dir.to_owned());
         Ok(r)
     }
 
