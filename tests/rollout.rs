@@ -662,6 +662,7 @@ async fn sigint_stops_before_the_next_node_and_resume_goes_on() {
     assert_eq!(v["finished"], false, "{v}");
     assert_eq!(v["interrupted"], true, "{v}");
     let a_outcome = v["nodes"][0]["outcome"].as_str().unwrap().to_owned();
+    eprintln!("a after SIGINT: {a_outcome}");
     match a_outcome.as_str() {
         "interrupted" => {
             let c = a.app().await;
