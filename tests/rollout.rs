@@ -556,6 +556,25 @@ async fn a_bad_node_is_refused_before_any_node_is_touched() {
     assert_eq!(a.installed_version().await.as_deref(), Some("6.6.0"));
     assert_eq!(a.test_tags().await, vec![a.image.clone()]);
 
+    // --dry-run: every node's plan, nothing written.
+    let dry = rollout_args(
+        &a.lw.app,
+        &[a.spec(false)],
+        &fx.good_tarballs.tar,
+        &secret,
+        &root,
+        &["--dry-run"],
+    );
+    let r = berth_env(&dry, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert!(
+        r.stdout.starts_with("rollout plan (nothing was changed):"),
+        "{r}"
+    );
+    assert!(r.stdout.contains(&format!("plan for {}", a.lw.app)), "{r}");
+    assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "dry run wrote");
+    assert_eq!(a.app().await["Id"], before["Id"]);
+
     let bad = rollout_args(
         &a.lw.app,
         &[a.spec(false), "b=tcp://10.0.0.2:2375".into()],
