@@ -556,6 +556,20 @@ async fn a_bad_node_is_refused_before_any_node_is_touched() {
     assert_eq!(a.installed_version().await.as_deref(), Some("6.6.0"));
     assert_eq!(a.test_tags().await, vec![a.image.clone()]);
 
+    // A file that is not the one --sha256 names: refused once, up front.
+    let wrong = rollout_args(
+        &a.lw.app,
+        &[a.spec(false)],
+        &fx.good_tarballs.tar,
+        &secret,
+        &root,
+        &["--sha256", &"0".repeat(64)],
+    );
+    let r = berth_env(&wrong, &[]);
+    assert_eq!(r.code, Some(2), "{r}");
+    assert!(r.stderr.contains("--sha256"), "{r}");
+    assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "a directory made");
+
     // --dry-run: every node's plan, nothing written.
     let dry = rollout_args(
         &a.lw.app,

@@ -50,7 +50,7 @@ pub struct Options {
 /// returns the checked plans and writes nothing.
 pub async fn rollout(o: Options, say: Say) -> Result<Rollout> {
     let img = plan::read_image_file(&o.request.image_file).await?;
-    check_sha(&o.request, &img)?;
+    plan::check_sha(&o.request, &img)?;
     let t = clock::now_unix();
     let mut request = o.request;
     // Pinned: each node's upgrade re-reads the file against this, so a
@@ -128,17 +128,6 @@ pub async fn resume(dir: &Path, say: Say) -> Result<Rollout> {
 /// Whether `dir` is a rollout directory (rather than one upgrade's run).
 pub fn is_rollout_dir(dir: &Path) -> bool {
     dir.join(state::STATE).is_file()
-}
-
-fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
-    match &r.sha256 {
-        Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
-            "{}: sha256 is {}, not the {want} given with --sha256: refusing a file that is not the one expected",
-            r.image_file.display(),
-            img.sha256
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn node_context(n: &NodeSpec) -> String {

@@ -189,7 +189,8 @@ fn short(id: &str) -> &str {
     crate::inspect::short(id)
 }
 
-fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
+/// Refuse a tarball that is not the one `--sha256` names.
+pub fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
     match &r.sha256 {
         Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
             "{}: sha256 is {}, not the {} given with --sha256: refusing a file that is not the one expected",
