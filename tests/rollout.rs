@@ -723,3 +723,52 @@ async fn sigint_stops_before_the_next_node_and_resume_goes_on() {
     a.assert_upgraded(&fx, "resumed after SIGINT").await;
     b.assert_upgraded(&fx, "resumed after SIGINT").await;
 }
+
+/// Killed inside node a's upgrade, then that run resumed by hand with
+/// `berth resume RUN_DIR`: the rollout's resume takes its outcome from the
+/// run's journal and does not upgrade a again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_run_resumed_by_hand_is_not_redone() {
+    let (a, b, fx) = two_nodes("ro-by-hand", true).await;
+    let (secret, root) = run_paths(&a);
+    let nodes = [a.spec(false), b.spec(false)];
+    let cmd = rollout_args(
+        &a.lw.app,
+        &nodes,
+        &fx.good_tarballs.tar,
+        &secret,
+        &root,
+        &["--json"],
+    );
+    let r = berth_env(&cmd, &[("BERTH_TEST_KILL_AT", "watch:begin")]);
+    let dir = rollout_dir(&root);
+    track_rollback_tags(&dir, &[&a, &b]);
+    assert_eq!(r.signal, Some(9), "not killed in a's watch: {r}");
+    assert_eq!(state(&dir)["nodes"][0]["outcome"], "running");
+    let a_run = node_runs(&dir, "a");
+    assert_eq!(a_run.len(), 1);
+
+    let host = format!("unix://{}", a.d().socket().display());
+    let by_hand = args(&[
+        "--host",
+        &host,
+        "resume",
+        a_run[0].to_str().unwrap(),
+        "--json",
+    ]);
+    let r = berth_env(&by_hand, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.json()["outcome"], "upgraded", "{r}");
+
+    let r = berth_env(&args(&["resume", dir.to_str().unwrap(), "--json"]), &[]);
+    track_rollback_tags(&dir, &[&a, &b]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let v = r.json();
+    assert_eq!(v["nodes"][0]["outcome"], "upgraded", "{v}");
+    assert_eq!(v["nodes"][0]["run_dir"], a_run[0].to_str().unwrap());
+    assert_eq!(v["nodes"][1]["outcome"], "upgraded", "{v}");
+    assert_eq!(node_runs(&dir, "a"), a_run, "a was redone");
+    assert_eq!(node_runs(&dir, "b").len(), 1);
+    a.assert_upgraded(&fx, "resumed by hand").await;
+    b.assert_upgraded(&fx, "after a resumed by hand").await;
+}

@@ -259,10 +259,11 @@ async fn run_nodes(r: &mut Rollout, say: Say) -> Result<()> {
 async fn run_node(r: &mut Rollout, i: usize, say: Say, stop: &AtomicBool) -> Result<()> {
     let t0 = Instant::now();
     say.step(format!("{}: upgrading", node_context(&r.nodes[i].spec)));
+    let was = r.nodes[i].outcome;
     r.nodes[i].outcome = NodeState::Running;
     r.save()?;
     test_kill_hook(&r.nodes[i].spec.name, "begin");
-    let result = upgrade_node(r, i, say).await;
+    let result = upgrade_node(r, i, was, say).await;
     let root = r.node_root(i);
     let n = &mut r.nodes[i];
     n.seconds += t0.elapsed().as_secs_f64();
@@ -303,13 +304,25 @@ enum NodeEnd {
 }
 
 /// Resume the node's unfinished run if there is one, else upgrade it.
-async fn upgrade_node(r: &Rollout, i: usize, say: Say) -> Result<NodeEnd> {
+/// `was`: the node's state before this attempt.
+async fn upgrade_node(r: &Rollout, i: usize, was: NodeState, say: Say) -> Result<NodeEnd> {
     let spec = &r.nodes[i].spec;
     let ctx = node_context(spec);
     let d = Docker::connect(&spec.socket)
         .await
         .map_err(|e| e.context(&ctx))?;
-    if let Some(run) = state::unfinished_run(&r.node_root(i)) {
+    // A node left `running` by a killed berth: the run its last attempt
+    // made (newer than the run recorded for an earlier attempt) decides,
+    // ended or not (someone may have run `berth resume` on it since).
+    // Otherwise only a run that has not ended is picked up: the ended run
+    // of an interrupted node that was put back is not its answer.
+    let root = r.node_root(i);
+    let run = if was == NodeState::Running {
+        state::latest_run(&root).filter(|run| r.nodes[i].run_dir.as_ref() != Some(run))
+    } else {
+        state::unfinished_run(&root)
+    };
+    if let Some(run) = run {
         say.step(format!(
             "{ctx}: resuming its interrupted upgrade {}",
             run.display()

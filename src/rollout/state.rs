@@ -241,16 +241,29 @@ pub fn lock(dir: &Path) -> Result<DirLock> {
     }
 }
 
+/// A node's upgrade run directories, oldest first (their names carry a
+/// UTC stamp).
+fn runs(node_root: &Path) -> Vec<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(node_root)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join(upgrade::PLAN).is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    runs
+}
+
+/// The node's last upgrade run, ended or not.
+pub fn latest_run(node_root: &Path) -> Option<PathBuf> {
+    runs(node_root).pop()
+}
+
 /// The upgrade run under a node's directory that has not ended (killed
 /// mid-way): a resume finishes it or rolls it back through its journal.
 pub fn unfinished_run(node_root: &Path) -> Option<PathBuf> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(node_root)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join(upgrade::PLAN).is_file())
-        .collect();
-    runs.sort();
-    runs.into_iter().rev().find(|run| {
+    runs(node_root).into_iter().rev().find(|run| {
         journal::read(&run.join(journal::JOURNAL))
             .map(|events| events.iter().all(|e| e.outcome.is_none()))
             // No journal yet: planned, nothing done; resume handles it.
