@@ -99,6 +99,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct UpgradeArgs {
+    /// The container (rollout: on every node whose --node names none).
     container: String,
     /// The new image as a `docker save` tarball (plain or gzip).
     #[arg(long, value_name = "FILE")]
