@@ -434,6 +434,17 @@ async fn rollout_to_broken_rolls_back_the_first_and_never_touches_the_second() {
     assert_eq!(v["nodes"][1]["outcome"], "pending", "{v}");
     assert!(v["nodes"][1]["run_dir"].is_null(), "{v}");
 
+    // As if berth had been killed right after saving a's outcome: a
+    // resume must stop at a too.
+    let mut st = state(&dir);
+    st["finished"] = false.into();
+    fs::write(dir.join("rollout.json"), st.to_string()).unwrap();
+    let res = berth_env(&args(&["resume", dir.to_str().unwrap(), "--json"]), &[]);
+    assert_eq!(res.code, Some(3), "{res}");
+    let v = res.json();
+    assert_eq!(v["finished"], true, "{v}");
+    assert_eq!(v["nodes"][1]["outcome"], "pending", "{v}");
+
     // a: the old container, running, its data as before.
     let c = a.app().await;
     assert_eq!(c["Id"], a.app_id.as_str(), "a: not the old container");

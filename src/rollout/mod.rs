@@ -231,17 +231,18 @@ fn check_space(r: &Rollout) -> Result<()> {
 async fn run_nodes(r: &mut Rollout, say: Say) -> Result<()> {
     let stop = stop_on_signal();
     for i in 0..r.nodes.len() {
-        if r.nodes[i].outcome.is_final() {
-            continue;
+        if !r.nodes[i].outcome.is_final() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            run_node(r, i, say, &stop).await?;
+            test_kill_hook(&r.nodes[i].spec.name, "done");
+            let n = &r.nodes[i];
+            say.step(format!("node {}: {}", n.spec.name, n.outcome.label()));
         }
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        run_node(r, i, say, &stop).await?;
-        test_kill_hook(&r.nodes[i].spec.name, "done");
-        let n = &r.nodes[i];
-        say.step(format!("node {}: {}", n.spec.name, n.outcome.label()));
-        if !n.outcome.is_success() && !r.continue_on_failure {
+        // Also for a node that failed before a kill: a resume must not go
+        // past it either.
+        if !r.nodes[i].outcome.is_success() && !r.continue_on_failure {
             break;
         }
     }
