@@ -1,6 +1,6 @@
 //! berth: upgrade stateful containers safely.
 //!
-//! Dependencies point one way: `upgrade` -> `archive`/`manifest` -> `docker`
+//! Dependencies point one way: `rollout` -> `upgrade` -> `archive`/`manifest` -> `docker`
 //! -> `error`. The docker client knows nothing about backups, and the
 //! archive code knows nothing about upgrades.
 
@@ -15,4 +15,5 @@ pub mod manifest;
 pub mod mounts;
 pub mod profile;
 pub mod progress;
+pub mod rollout;
 pub mod upgrade;

@@ -74,9 +74,12 @@ enum Cmd {
     },
     /// Upgrade a container to the image in a tarball; roll back automatically on failure.
     Upgrade(Box<UpgradeArgs>),
+    /// Upgrade the container on several engines, one node after another.
+    Rollout(Box<RolloutArgs>),
     /// Put the host back to before an upgrade (from its run directory).
     Rollback { dir: PathBuf },
-    /// Finish an interrupted upgrade, or roll it back, whichever is safe.
+    /// Finish an interrupted upgrade (or roll it back, whichever is safe),
+    /// or go on with an interrupted rollout (DIR = its rollout directory).
     Resume { dir: PathBuf },
     /// Where an upgrade stands (DIR), or every upgrade run under --backup-root.
     Status {
@@ -96,6 +99,7 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct UpgradeArgs {
+    /// The container (rollout: on every node whose --node names none).
     container: String,
     /// The new image as a `docker save` tarball (plain or gzip).
     #[arg(long, value_name = "FILE")]
@@ -148,6 +152,24 @@ struct UpgradeArgs {
     /// Seconds to wait for a graceful stop before SIGKILL.
     #[arg(long, default_value_t = 30)]
     stop_timeout: u32,
+}
+
+/// `berth rollout`: the upgrade flags, and the nodes (CONTAINER is the one
+/// on every node that does not name its own).
+#[derive(clap::Args)]
+struct RolloutArgs {
+    /// A node, in rollout order: NAME=unix:///PATH/docker.sock[:CONTAINER] (repeatable).
+    #[arg(
+        long = "node",
+        value_name = "NAME=unix:///PATH[:CONTAINER]",
+        required = true
+    )]
+    nodes: Vec<String>,
+    /// Go on with the next node after one failed (it is rolled back either way).
+    #[arg(long)]
+    continue_on_failure: bool,
+    #[command(flatten)]
+    upgrade: UpgradeArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -277,6 +299,38 @@ fn print_summary(s: &upgrade::Summary, json: bool) {
             (None, None) => {}
         }
     }
+}
+
+async fn rollout(a: RolloutArgs, host: Option<&str>, json: bool) -> Result<()> {
+    use berth::rollout;
+    if host.is_some() {
+        return Err(berth::error::Error::usage(
+            "berth rollout takes its engines from --node, not --host",
+        ));
+    }
+    let o = rollout::Options {
+        nodes: rollout::node::parse_all(&a.nodes, &a.upgrade.container)?,
+        continue_on_failure: a.continue_on_failure,
+        dry_run: a.upgrade.dry_run,
+        request: upgrade_request(a.upgrade)?,
+    };
+    rollout_report(&rollout::rollout(o, say(json)).await?, json)
+}
+
+/// Print the per-node table (or JSON) and exit with the rollout's code.
+fn rollout_report(r: &berth::rollout::state::Rollout, json: bool) -> Result<()> {
+    let code = r.exit_code();
+    if json {
+        let mut v = serde_json::to_value(r).expect("serializable");
+        v["exit_code"] = code.into();
+        print_json(&v);
+    } else {
+        print!("{}", berth::rollout::render::render(r));
+    }
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }
 
 fn status(dir: Option<PathBuf>, root: &std::path::Path, json: bool) -> Result<()> {
@@ -450,11 +504,28 @@ async fn run(cli: Cli) -> Result<()> {
             print_summary(&s, cli.json);
             return Ok(());
         }
+        Cmd::Rollout(a) => {
+            berth::cancel::install();
+            return rollout(*a, host, cli.json).await;
+        }
+        Cmd::Resume { dir } if berth::rollout::is_rollout_dir(&dir) => {
+            berth::cancel::install();
+            let r = berth::rollout::resume(&dir, say(cli.json)).await?;
+            return rollout_report(&r, cli.json);
+        }
         Cmd::Resume { dir } => {
             berth::cancel::install();
             let d = connect(host).await?;
             let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);
+        }
+        Cmd::Status { dir: Some(dir), .. } if berth::rollout::is_rollout_dir(&dir) => {
+            let r = berth::rollout::state::Rollout::load(&dir)?;
+            if cli.json {
+                print_json(&r);
+            } else {
+                print!("{}", berth::rollout::render::render(&r));
+            }
         }
         Cmd::Status { dir, backup_root } => status(dir, &backup_root, cli.json)?,
         Cmd::Wipe { path, keep } => {

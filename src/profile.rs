@@ -35,7 +35,7 @@ impl std::fmt::Display for Watch {
 }
 
 /// One layer of settings; `None`/empty means "not said here".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
     pub paths: Vec<String>,
     pub config_path: Option<String>,

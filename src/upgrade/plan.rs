@@ -17,8 +17,8 @@ use crate::inspect::{name_of, str_at};
 use crate::mounts::{self, DataMap};
 use crate::profile::{self, Layer, Settings};
 
-/// What the user asked for.
-#[derive(Debug, Clone, Default)]
+/// What the user asked for (serializable: a rollout keeps it to resume).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Request {
     pub container: String,
     pub image_file: PathBuf,
@@ -81,16 +81,27 @@ impl Plan {
 }
 
 pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
+    let img = read_image_file(&r.image_file).await?;
+    plan_with(d, r, &img).await
+}
+
+/// Read and hash an image tarball off the async threads.
+pub async fn read_image_file(path: &Path) -> Result<ImageFile> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || imagefile::read(&path))
+        .await
+        .map_err(|e| Error::failed(format!("reading the image file: {e}")))?
+}
+
+/// The plan for an image file already read (a rollout reads it once for
+/// every node).
+pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan> {
     let c = d.container_inspect(&r.container).await?;
     let name = name_of(&c);
     let old_image_id = str_at(&c, "/Image").to_owned();
     let old_image = d.image_inspect(&old_image_id).await?;
-    let img_path = r.image_file.clone();
-    let img = tokio::task::spawn_blocking(move || imagefile::read(&img_path))
-        .await
-        .map_err(|e| Error::failed(format!("reading the image file: {e}")))??;
-    check_sha(r, &img)?;
-    let new_image_ref = new_ref(r, &img)?;
+    check_sha(r, img)?;
+    let new_image_ref = new_ref(r, img)?;
     if img.config_digest == old_image_id {
         return Err(Error::failed(format!(
             "{name} already runs image {} ({}): nothing to upgrade",
@@ -131,7 +142,7 @@ pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
         new_image_ref,
         new_image_id: img.config_digest.clone(),
         image_file: std::path::absolute(&r.image_file).unwrap_or(r.image_file.clone()),
-        image_sha256: img.sha256,
+        image_sha256: img.sha256.clone(),
         aside_name: format!("{name}-berth-old-{stamp}"),
         settings,
         config_file: r
@@ -178,7 +189,8 @@ fn short(id: &str) -> &str {
     crate::inspect::short(id)
 }
 
-fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
+/// Refuse a tarball that is not the one `--sha256` names.
+pub fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
     match &r.sha256 {
         Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
             "{}: sha256 is {}, not the {} given with --sha256: refusing a file that is not the one expected",
