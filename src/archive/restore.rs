@@ -17,7 +17,7 @@ use super::index::{compare, read_index, IndexEntry};
 use super::tarscan::scan;
 use super::{verify, wipe};
 use crate::cancel;
-use crate::docker::{body, Docker};
+use crate::docker::Docker;
 use crate::error::{Context, Error, Result};
 use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
@@ -173,7 +173,8 @@ async fn check_target(
     Ok(mount)
 }
 
-/// PUT the archive into the parent directory of the path, decompressed
+/// PUT the archive so that it lands at the path (Docker: into its parent; see
+/// `Docker::archive_put_at`), decompressed
 /// here: the engine would gunzip it on one core in Go (the 1 GiB bench's
 /// restore spent most of its time there), berth does it on its own
 /// thread while the engine extracts. The read-back proves the result.
@@ -182,11 +183,7 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
     let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
     let counted = meter.reader(BufReader::with_capacity(1 << 20, f));
     let reader = flate2::read::MultiGzDecoder::new(counted);
-    let parent = match e.path.rsplit_once('/') {
-        Some(("", _)) | None => "/".to_owned(),
-        Some((p, _)) => p.to_owned(),
-    };
-    d.archive_put(name, &parent, body::reader_body(reader))
+    d.archive_put_at(name, &e.path, reader)
         .await
         .map_err(|err| err.context(format!("restoring {name}:{}", e.path)))?;
     Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))

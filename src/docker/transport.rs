@@ -45,6 +45,10 @@ pub struct Docker {
     client: Client<UnixConnector, ReqBody>,
     socket: PathBuf,
     api: ApiVersion,
+    /// Podman's version when the engine is Podman's Docker-compatible
+    /// service (it answers the ping with a Libpod-Api-Version header); some
+    /// calls differ there (see podman.rs).
+    podman: Option<String>,
     /// How long to wait for response headers of an ordinary call.
     pub call_timeout: Duration,
     /// How long a streamed body may stay silent before it counts as stalled.
@@ -76,6 +80,7 @@ impl Docker {
             client,
             socket: socket.to_owned(),
             api: MIN_API,
+            podman: None,
             call_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
         };
@@ -108,11 +113,22 @@ impl Docker {
             )));
         }
         d.api = daemon.min(MAX_API);
+        // Podman 4.x answers Api-Version 1.41 like Docker 20.10, and adds
+        // its own version.
+        d.podman = resp
+            .headers()
+            .get("libpod-api-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         Ok(d)
     }
 
     pub fn api(&self) -> ApiVersion {
         self.api
+    }
+    /// Podman's version when the engine is Podman, else None (Docker).
+    pub fn podman(&self) -> Option<&str> {
+        self.podman.as_deref()
     }
     pub fn socket(&self) -> &Path {
         &self.socket

