@@ -20,7 +20,7 @@ use berth::archive::index::{compare, IndexEntry};
 use berth::archive::restore::read_index_of;
 use berth::docker::Docker;
 use serde_json::{json, Value};
-use support::appliance::{self, Appliance, CONFIG_MOUNT, DATA_MDB, STARTED};
+use support::appliance::{self, Appliance, DATA_MDB};
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 
@@ -166,5 +166,83 @@ async fn podman_backup_verify_and_exact_restore() {
         appliance::read_file(d, &lw.data, DATA_MDB).await.unwrap(),
         mdb
     );
-    let _ = (CONFIG_MOUNT, STARTED, json!(null));
+}
+
+/// `berth upgrade APP --image-file FILE` with the lightwave profile, the
+/// reference config file and a backup root of the scope.
+fn upgrade(scope: &Scope, lw: &Appliance, file: &Path, root: &Path, config: &Path) -> Output {
+    let out = berth(&[
+        "upgrade",
+        &lw.app,
+        "--image-file",
+        file.to_str().unwrap(),
+        "--profile",
+        "lightwave",
+        "--config-file",
+        config.to_str().unwrap(),
+        "--backup-root",
+        root.to_str().unwrap(),
+        "--json",
+    ]);
+    // The rollback tags berth made go with the scope.
+    for run in std::fs::read_dir(root).unwrap().flatten() {
+        if let Ok(b) = std::fs::read(run.path().join("plan.json")) {
+            let plan: Value = serde_json::from_slice(&b).unwrap();
+            if let Some(t) = plan["rollback_tag"].as_str() {
+                scope.track_image(t);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
+    let (scope, lw, fx) = stand_up("podman-up").await;
+    let d = &scope.docker;
+    let root = scope.dir("runs");
+    let config = scope.dir("secret").join(appliance::CONFIG_NAME);
+    std::fs::write(&config, appliance::config_text("standalone")).unwrap();
+
+    // 6.6.0 -> 6.7.0: upgraded, the data migrated.
+    let r = upgrade(&scope, &lw, &fx.good_tarballs.tar, &root, &config);
+    assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+    let s = json_of(&r);
+    assert_eq!(s["outcome"], "upgraded", "{s}");
+    let new = inspect(d, &lw.app).await;
+    assert_eq!(new["Image"], fx.good.id.as_str());
+    assert!(running(&new), "{}", new["State"]);
+    assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.7.0"));
+    let mdb = lw.data_mdb(d).await.unwrap();
+    assert!(mdb.starts_with(b"schema=2\n"), "{mdb:?}");
+    assert!(!lw.config_file.exists(), "the config file was left behind");
+
+    // 6.7.0 -> 6.8.0-broken: the upgrade fails, berth rolls back to the
+    // 6.7.0 container with the data as it was.
+    let before = indexes(d, &lw.app).await;
+    let r = upgrade(&scope, &lw, &fx.broken_tarballs.tar, &root, &config);
+    assert_eq!(r.status.code(), Some(3), "{}", show(&r));
+    let s = json_of(&r);
+    assert_eq!(s["outcome"], "rolled-back", "{s}");
+    let old = inspect(d, &lw.app).await;
+    assert_eq!(old["Id"], new["Id"], "not the 6.7.0 container");
+    assert_eq!(old["Image"], fx.good.id.as_str());
+    assert!(running(&old), "{}", old["State"]);
+    assert_same(&before, &indexes(d, &lw.app).await, "after the rollback");
+    assert_eq!(lw.data_mdb(d).await.unwrap(), mdb);
+    assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.7.0"));
+    // Only the appliance's two containers are left.
+    let mut names: Vec<String> = d
+        .container_list(&json!({"name": [scope.prefix.clone()]}))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            c["Names"][0]
+                .as_str()
+                .map(|n| n.trim_start_matches('/').to_owned())
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);
 }

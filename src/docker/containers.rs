@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::{self, BodyReader, ReqBody};
-use super::podman::Rename;
+use super::podman::{self, Rename};
 use super::stream::{Channel, FrameDecoder};
 use super::transport::{collect, enc, Docker};
 use crate::error::{Error, Result};
@@ -96,6 +96,13 @@ impl Docker {
 
     /// Create a container; returns its id.
     pub async fn container_create(&self, name: &str, config: &Value) -> Result<String> {
+        let podman_config;
+        let config = if self.podman().is_some() {
+            podman_config = podman::create_config(config);
+            &podman_config
+        } else {
+            config
+        };
         let v = self
             .post_json(
                 &format!("/containers/create?name={}", enc(name)),

@@ -13,12 +13,38 @@
 //!   mount point itself lands in the volume, and an entry `./` there sets
 //!   the volume root's mode, owner and times.
 //!
+//! And container inspect names HostConfig.Ulimits `RLIMIT_NOFILE` where
+//! Docker names them `nofile`, while Podman's create takes only the
+//! latter: a container recreated from its inspect (`berth upgrade`) failed
+//! with "invalid ulimit type: RLIMIT_NOFILE". [`create_config`] fixes that.
+//!
 //! berth keeps Docker's naming everywhere (backups made on either engine
 //! restore on the other): [`Rename`] rewrites tar entry names on the fly,
 //! headers only, with the data passed through unchanged and in constant
 //! memory.
 
 use std::io::{self, Read};
+
+use serde_json::Value;
+
+/// A create request for Podman: ulimit names as its create takes them
+/// (`RLIMIT_NOFILE` -> `nofile`).
+pub fn create_config(config: &Value) -> Value {
+    let mut c = config.clone();
+    if let Some(limits) = c
+        .pointer_mut("/HostConfig/Ulimits")
+        .and_then(Value::as_array_mut)
+    {
+        for l in limits {
+            if let Some(n) = l["Name"].as_str() {
+                if let Some(short) = n.strip_prefix("RLIMIT_") {
+                    l["Name"] = Value::from(short.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    c
+}
 
 const BLOCK: usize = 512;
 
@@ -629,6 +655,22 @@ mod tests {
         let got = entries(&read_all(Rename::from_volume_root("/v", &tar[..])));
         assert_eq!(got[1].0, format!("v/{long}"));
         assert_eq!(got[1].3, b"z");
+    }
+
+    #[test]
+    fn ulimit_names_as_create_takes_them() {
+        let c = serde_json::json!({"Image": "x", "HostConfig": {"Ulimits": [
+            {"Name": "RLIMIT_NOFILE", "Soft": 1, "Hard": 2},
+            {"Name": "nproc", "Soft": 3, "Hard": 4},
+        ]}});
+        let got = create_config(&c);
+        assert_eq!(got["HostConfig"]["Ulimits"][0]["Name"], "nofile");
+        assert_eq!(got["HostConfig"]["Ulimits"][0]["Hard"], 2);
+        assert_eq!(got["HostConfig"]["Ulimits"][1]["Name"], "nproc");
+        assert_eq!(
+            create_config(&serde_json::json!({"Image": "x"})),
+            serde_json::json!({"Image": "x"})
+        );
     }
 
     #[test]
