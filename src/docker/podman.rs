@@ -116,6 +116,9 @@ pub struct Rename<R> {
     pending: Pending,
 }
 
+/// PAX records: (key, value).
+type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Extension records before an entry's own header.
 #[derive(Default)]
 struct Pending {
@@ -124,7 +127,7 @@ struct Pending {
     gnu_name: Option<Vec<u8>>,
     gnu_link: Option<Vec<u8>>,
     /// The PAX header block and its records.
-    pax: Option<([u8; BLOCK], Vec<(Vec<u8>, Vec<u8>)>)>,
+    pax: Option<([u8; BLOCK], PaxRecords)>,
 }
 
 impl<R: Read> Rename<R> {
@@ -443,7 +446,7 @@ fn gnu_long(kind: u8, v: &[u8]) -> Vec<u8> {
     out
 }
 
-fn parse_pax(data: &[u8]) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn parse_pax(data: &[u8]) -> io::Result<PaxRecords> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad PAX record");
     let mut recs = vec![];
     let mut rest = data;
