@@ -106,20 +106,24 @@ impl Docker {
             .ok_or_else(|| not_docker("no Api-Version header"))?;
         let daemon = ApiVersion::parse(header)
             .ok_or_else(|| not_docker(&format!("unreadable Api-Version {header:?}")))?;
-        if daemon < MIN_API {
-            return Err(Error::failed(format!(
-                "the engine at {} speaks API {daemon}, older than the oldest berth supports ({MIN_API}, Docker 20.10): upgrade the engine",
-                socket.display()
-            )));
-        }
-        d.api = daemon.min(MAX_API);
-        // Podman 4.x answers Api-Version 1.41 like Docker 20.10, and adds
-        // its own version.
+        // Podman's service answers like Docker and adds its own version:
+        // 4.x says Api-Version 1.41 (Docker 20.10's), 3.x said 1.40.
         d.podman = resp
             .headers()
             .get("libpod-api-version")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        if daemon < MIN_API {
+            let (engine, needed) = match &d.podman {
+                Some(v) => (format!("Podman {v}"), "Podman 4.0"),
+                None => ("the engine".to_owned(), "Docker 20.10"),
+            };
+            return Err(Error::failed(format!(
+                "{engine} at {} speaks API {daemon}, older than the oldest berth supports ({MIN_API}, {needed}): upgrade the engine",
+                socket.display()
+            )));
+        }
+        d.api = daemon.min(MAX_API);
         Ok(d)
     }
 
