@@ -1,6 +1,7 @@
 //! berth against Podman's Docker-compatible API (`podman system service`,
 //! Debian's podman 4.3), on the lightwave-sim appliance: backup, deep
-//! verify, exact restore, a good upgrade and a broken one that rolls back.
+//! verify, exact restore, a good upgrade and a broken one that rolls back;
+//! and image import through berth's client.
 //! What differs from Docker and what berth does about it: docs/podman.md.
 //!
 //! The service is `scripts/podman-up`'s, on /run/berth-podman/podman.sock;
@@ -18,11 +19,12 @@ use std::time::Instant;
 
 use berth::archive::index::{compare, IndexEntry};
 use berth::archive::restore::read_index_of;
-use berth::docker::Docker;
+use berth::docker::{body, Docker};
 use serde_json::{json, Value};
 use support::appliance::{self, Appliance, DATA_MDB};
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::images::RootFs;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// Where `scripts/podman-up` serves Podman's API.
@@ -245,4 +247,30 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
         .collect();
     names.sort();
     assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);
+}
+
+/// Podman's import takes the repo but not the tag (it names the image
+/// `repo:latest`): berth's client tags it as asked and leaves no `latest`.
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_import_names_the_image_as_asked() {
+    let scope = Scope::on(podman().await, "podman-import");
+    let d = &scope.docker;
+    let repo = scope.name("img");
+    scope.track_image(&format!("{repo}:7"));
+    scope.track_image(&format!("{repo}:latest"));
+    let mut tar = RootFs::new();
+    tar.file("hello", b"hi\n", 0o644);
+    let changes = ["CMD [\"/hello\"]".to_owned()];
+    let id = d
+        .image_import(body::full(tar.finish()), &repo, "7", &changes)
+        .await
+        .unwrap();
+    let img = d.image_inspect(&format!("{repo}:7")).await.unwrap();
+    assert_eq!(img["Id"], id.as_str());
+    assert_eq!(img["Config"]["Cmd"], json!(["/hello"]));
+    let latest = d.image_inspect(&format!("{repo}:latest")).await;
+    assert!(
+        latest.as_ref().is_err_and(|e| e.is_not_found()),
+        "{repo}:latest is there: {latest:?}"
+    );
 }
