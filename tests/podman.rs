@@ -249,6 +249,18 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);
 }
 
+/// berth names the engine it talks to.
+#[test]
+fn podman_version_names_podman() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(podman());
+    let v = berth(&["version", "--json"]);
+    assert_eq!(v.status.code(), Some(0), "{}", show(&v));
+    let j = json_of(&v);
+    assert_eq!(j["product"], "Podman", "{j}");
+    assert_eq!(j["api"], "1.41", "{j}");
+}
+
 /// Podman's import takes the repo but not the tag (it names the image
 /// `repo:latest`): berth's client tags it as asked and leaves no `latest`.
 #[tokio::test(flavor = "multi_thread")]
