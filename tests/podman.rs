@@ -170,10 +170,17 @@ async fn podman_backup_verify_and_exact_restore() {
     );
 }
 
-/// `berth upgrade APP --image-file FILE` with the lightwave profile, the
-/// reference config file and a backup root of the scope.
-fn upgrade(scope: &Scope, lw: &Appliance, file: &Path, root: &Path, config: &Path) -> Output {
-    let out = berth(&[
+/// `berth upgrade APP --image-file FILE EXTRA...` with the lightwave
+/// profile, the reference config file and a backup root of the scope.
+fn upgrade(
+    scope: &Scope,
+    lw: &Appliance,
+    file: &Path,
+    root: &Path,
+    config: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
         "upgrade",
         &lw.app,
         "--image-file",
@@ -185,7 +192,9 @@ fn upgrade(scope: &Scope, lw: &Appliance, file: &Path, root: &Path, config: &Pat
         "--backup-root",
         root.to_str().unwrap(),
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = berth(&args);
     // The rollback tags berth made go with the scope.
     for run in std::fs::read_dir(root).unwrap().flatten() {
         if let Ok(b) = std::fs::read(run.path().join("plan.json")) {
@@ -207,7 +216,7 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     std::fs::write(&config, appliance::config_text("standalone")).unwrap();
 
     // 6.6.0 -> 6.7.0: upgraded, the data migrated.
-    let r = upgrade(&scope, &lw, &fx.good_tarballs.tar, &root, &config);
+    let r = upgrade(&scope, &lw, &fx.good_tarballs.tar, &root, &config, &[]);
     assert_eq!(r.status.code(), Some(0), "{}", show(&r));
     let s = json_of(&r);
     assert_eq!(s["outcome"], "upgraded", "{s}");
@@ -222,7 +231,7 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     // 6.7.0 -> 6.8.0-broken: the upgrade fails, berth rolls back to the
     // 6.7.0 container with the data as it was.
     let before = indexes(d, &lw.app).await;
-    let r = upgrade(&scope, &lw, &fx.broken_tarballs.tar, &root, &config);
+    let r = upgrade(&scope, &lw, &fx.broken_tarballs.tar, &root, &config, &[]);
     assert_eq!(r.status.code(), Some(3), "{}", show(&r));
     let s = json_of(&r);
     assert_eq!(s["outcome"], "rolled-back", "{s}");
@@ -247,6 +256,45 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
         .collect();
     names.sort();
     assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);
+}
+
+/// `berth upgrade --keep-old` to 6.7.0, then `berth rollback RUN_DIR`:
+/// the 6.6.0 container runs again on the data of the backup.
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_rollback_after_keep_old_puts_6_6_back() {
+    let (scope, lw, fx) = stand_up("podman-rb").await;
+    let d = &scope.docker;
+    let root = scope.dir("runs");
+    let config = scope.dir("secret").join(appliance::CONFIG_NAME);
+    std::fs::write(&config, appliance::config_text("standalone")).unwrap();
+    let old = inspect(d, &lw.app).await;
+    let before = indexes(d, &lw.app).await;
+    let mdb = lw.data_mdb(d).await.unwrap();
+
+    let r = upgrade(
+        &scope,
+        &lw,
+        &fx.good_tarballs.tar,
+        &root,
+        &config,
+        &["--keep-old"],
+    );
+    assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+    let s = json_of(&r);
+    assert_eq!(s["outcome"], "upgraded", "{s}");
+    assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.7.0"));
+
+    let run = s["run_dir"].as_str().unwrap().to_owned();
+    let rb = berth(&["rollback", &run, "--json"]);
+    assert_eq!(rb.status.code(), Some(0), "{}", show(&rb));
+    assert_eq!(json_of(&rb)["outcome"], "rolled-back", "{}", show(&rb));
+    let back = inspect(d, &lw.app).await;
+    assert_eq!(back["Id"], old["Id"], "not the 6.6.0 container");
+    assert_eq!(back["Image"], fx.old.id.as_str());
+    assert!(running(&back), "{}", back["State"]);
+    assert_same(&before, &indexes(d, &lw.app).await, "after berth rollback");
+    assert_eq!(lw.data_mdb(d).await.unwrap(), mdb);
+    assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.6.0"));
 }
 
 /// berth names the engine it talks to.
