@@ -173,11 +173,11 @@ async fn check_target(
     Ok(mount)
 }
 
-/// PUT the archive so that it lands at the path (Docker: into its parent; see
-/// `Docker::archive_put_at`), decompressed
-/// here: the engine would gunzip it on one core in Go (the 1 GiB bench's
-/// restore spent most of its time there), berth does it on its own
-/// thread while the engine extracts. The read-back proves the result.
+/// PUT the archive so that it lands at the path (into its parent directory
+/// on Docker: see `Docker::archive_put_at`), decompressed here: the engine
+/// would gunzip it on one core in Go (the 1 GiB bench's restore spent most
+/// of its time there), berth does it on its own thread while the engine
+/// extracts. The read-back proves the result.
 async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
     let apath = dir.join(&e.archive);
     let f = File::open(&apath).ctx(format!("opening {}", apath.display()))?;
