@@ -379,9 +379,16 @@ async fn run(cli: Cli) -> Result<()> {
                 .and_then(|x| x.as_str())
                 .unwrap_or("?")
                 .to_owned();
+            // Podman's version says nothing of Podman: name it.
+            let product = if d.podman().is_some() {
+                "Podman"
+            } else {
+                "Docker"
+            };
             let out = serde_json::json!({
                 "berth": env!("CARGO_PKG_VERSION"),
                 "engine": engine,
+                "product": product,
                 "engine_api": v.get("ApiVersion"),
                 "api": d.api().to_string(),
                 "socket": d.socket(),
@@ -390,7 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
                 print_json(&out);
             } else {
                 println!("berth   {}", env!("CARGO_PKG_VERSION"));
-                println!("engine  {engine} at {}", d.socket().display());
+                println!("engine  {product} {engine} at {}", d.socket().display());
                 println!(
                     "api     {} (engine {}, berth {}..{})",
                     d.api(),

@@ -394,6 +394,19 @@ async fn an_api_version_out_of_range() {
             .contains("speaks API 1.24, older than the oldest berth supports (1.41"),
         "{e}"
     );
+    // Podman 3 answered 1.40: the refusal names Podman and the version
+    // it needs.
+    let p = fake_socket(
+        b"HTTP/1.1 200 OK\r\nApi-Version: 1.40\r\nLibpod-Api-Version: 3.4.4\r\nContent-Length: 2\r\n\r\nOK",
+    )
+    .await;
+    let e = Docker::connect(&p).await.err().unwrap();
+    assert!(
+        e.msg.starts_with("Podman 3.4.4 at ")
+            && e.msg.contains("speaks API 1.40")
+            && e.msg.contains("(1.41, Podman 4.0)"),
+        "{e}"
+    );
     let p =
         fake_socket(b"HTTP/1.1 200 OK\r\nApi-Version: 1.99\r\nContent-Length: 2\r\n\r\nOK").await;
     assert_eq!(

@@ -17,7 +17,7 @@ use super::tarscan::scan;
 use super::untrusted::Bounded;
 use super::{verify, wipe};
 use crate::cancel;
-use crate::docker::{body, Docker};
+use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
@@ -194,20 +194,17 @@ async fn check_target(
     Ok(mount)
 }
 
-/// PUT the archive into the parent directory of the path, decompressed
-/// here: the engine would gunzip it on one core in Go (the 1 GiB bench's
-/// restore spent most of its time there), berth does it on its own
-/// thread while the engine extracts. The read-back proves the result.
+/// PUT the archive so that it lands at the path (into its parent directory
+/// on Docker: see `Docker::archive_put_at`), decompressed here: the engine
+/// would gunzip it on one core in Go (the 1 GiB bench's restore spent most
+/// of its time there), berth does it on its own thread while the engine
+/// extracts. The read-back proves the result.
 async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
     let f = verify::open_in_backup(dir, &e.archive)?;
     let counted = meter.reader(BufReader::with_capacity(1 << 20, f));
     // Checked before, bounded again: the file may have changed since.
     let reader = Bounded::new(flate2::read::MultiGzDecoder::new(counted), e.tar_bytes);
-    let parent = match e.path.rsplit_once('/') {
-        Some(("", _)) | None => "/".to_owned(),
-        Some((p, _)) => p.to_owned(),
-    };
-    d.archive_put(name, &parent, body::reader_body(reader))
+    d.archive_put_at(name, &e.path, reader)
         .await
         .map_err(|err| {
             // The engine only sees a broken upload; say why it broke.

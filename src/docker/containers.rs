@@ -1,15 +1,21 @@
 //! Container calls: inspect (whole JSON), lifecycle, logs and the archive
 //! endpoints.
 
+use std::io::Read;
+
 use bytes::Bytes;
 use hyper::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::{self, BodyReader, ReqBody};
+use super::podman::{self, Rename};
 use super::stream::{Channel, FrameDecoder};
 use super::transport::{collect, enc, Docker};
 use crate::error::{Error, Result};
+
+/// A GET archive stream: the engine's body, renamed on Podman.
+pub type ArchiveReader = Box<dyn Read + Send>;
 
 /// What HEAD/GET archive say about a path (X-Docker-Container-Path-Stat).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -90,6 +96,13 @@ impl Docker {
 
     /// Create a container; returns its id.
     pub async fn container_create(&self, name: &str, config: &Value) -> Result<String> {
+        let podman_config;
+        let config = if self.podman().is_some() {
+            podman_config = podman::create_config(config);
+            &podman_config
+        } else {
+            config
+        };
         let v = self
             .post_json(
                 &format!("/containers/create?name={}", enc(name)),
@@ -236,7 +249,7 @@ impl Docker {
 
     /// GET archive: a tar stream of `path` (its top entry named by the
     /// path's last component) as a blocking reader.
-    pub async fn archive_get(&self, id: &str, path: &str) -> Result<(PathStat, BodyReader)> {
+    pub async fn archive_get(&self, id: &str, path: &str) -> Result<(PathStat, ArchiveReader)> {
         let doing = format!("reading the archive of {id}:{path}");
         let resp = self
             .send(
@@ -248,7 +261,36 @@ impl Docker {
             )
             .await?;
         let stat = path_stat(resp.headers(), &doing)?;
-        Ok((stat, self.reader(resp, &doing)))
+        let reader = self.reader(resp, &doing);
+        if self.podman().is_some() {
+            // Podman names a stopped container's volume root `/`: renamed
+            // as Docker names it.
+            return Ok((stat, Box::new(Rename::from_volume_root(path, reader))));
+        }
+        Ok((stat, Box::new(reader)))
+    }
+
+    /// PUT a tar whose entries are named `<last component of path>/...`
+    /// (as GET archive names them) so that they land at `path`: Docker
+    /// extracts it into the parent directory; Podman would put a volume's
+    /// entries under its mount point in the container's own filesystem
+    /// when the container is stopped, so there it goes into `path` itself
+    /// with the names made relative to it.
+    pub async fn archive_put_at<R: Read + Send + 'static>(
+        &self,
+        id: &str,
+        path: &str,
+        tar: R,
+    ) -> Result<()> {
+        if self.podman().is_some() {
+            let renamed = Rename::into_path(path, tar);
+            return self.archive_put(id, path, body::reader_body(renamed)).await;
+        }
+        let parent = match path.trim_end_matches('/').rsplit_once('/') {
+            Some(("", _)) | None => "/",
+            Some((p, _)) => p,
+        };
+        self.archive_put(id, parent, body::reader_body(tar)).await
     }
 
     /// PUT archive: extract a tar (plain or gzip, streamed) into directory

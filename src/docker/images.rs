@@ -115,12 +115,28 @@ impl Docker {
             )
             .await?;
         let msgs = self.json_stream(resp, &doing).await?;
-        msgs.iter()
+        let id = msgs
+            .iter()
             .rev()
             .filter_map(|v| v.get("status").and_then(Value::as_str))
             .find(|s| s.starts_with("sha256:"))
             .map(str::to_owned)
-            .ok_or_else(|| Error::failed(format!("{doing}: the engine reported no image id")))
+            .ok_or_else(|| Error::failed(format!("{doing}: the engine reported no image id")))?;
+        if self.podman().is_some() && tag != "latest" {
+            // Podman 4.3 takes the repo but not the tag: it names the
+            // import `repo:latest`. Tag it as asked, and take back the
+            // `latest` it gave (only that name: the image has another now).
+            self.image_tag(&id, repo, tag).await?;
+            let latest = format!("{repo}:latest");
+            if self
+                .image_inspect(&latest)
+                .await
+                .is_ok_and(|v| v["Id"] == id.as_str())
+            {
+                self.image_remove(&latest, false).await?;
+            }
+        }
+        Ok(id)
     }
 
     /// `docker save`: the image as a tar stream.

@@ -45,6 +45,10 @@ pub struct Docker {
     client: Client<UnixConnector, ReqBody>,
     socket: PathBuf,
     api: ApiVersion,
+    /// Podman's version when the engine is Podman's Docker-compatible
+    /// service (it answers the ping with a Libpod-Api-Version header); some
+    /// calls differ there (see podman.rs).
+    podman: Option<String>,
     /// How long to wait for response headers of an ordinary call.
     pub call_timeout: Duration,
     /// How long a streamed body may stay silent before it counts as stalled.
@@ -76,6 +80,7 @@ impl Docker {
             client,
             socket: socket.to_owned(),
             api: MIN_API,
+            podman: None,
             call_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
         };
@@ -101,9 +106,20 @@ impl Docker {
             .ok_or_else(|| not_docker("no Api-Version header"))?;
         let daemon = ApiVersion::parse(header)
             .ok_or_else(|| not_docker(&format!("unreadable Api-Version {header:?}")))?;
+        // Podman's service answers like Docker and adds its own version:
+        // 4.x says Api-Version 1.41 (Docker 20.10's), 3.x said 1.40.
+        d.podman = resp
+            .headers()
+            .get("libpod-api-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if daemon < MIN_API {
+            let (engine, needed) = match &d.podman {
+                Some(v) => (format!("Podman {v}"), "Podman 4.0"),
+                None => ("the engine".to_owned(), "Docker 20.10"),
+            };
             return Err(Error::failed(format!(
-                "the engine at {} speaks API {daemon}, older than the oldest berth supports ({MIN_API}, Docker 20.10): upgrade the engine",
+                "{engine} at {} speaks API {daemon}, older than the oldest berth supports ({MIN_API}, {needed}): upgrade the engine",
                 socket.display()
             )));
         }
@@ -113,6 +129,10 @@ impl Docker {
 
     pub fn api(&self) -> ApiVersion {
         self.api
+    }
+    /// Podman's version when the engine is Podman, else None (Docker).
+    pub fn podman(&self) -> Option<&str> {
+        self.podman.as_deref()
     }
     pub fn socket(&self) -> &Path {
         &self.socket
