@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::body::{self, BodyReader, ReqBody};
 use super::stream::{Channel, FrameDecoder};
-use super::transport::{collect, enc, Docker};
+use super::transport::{enc, Docker};
 use crate::error::{Error, Result};
 
 /// What HEAD/GET archive say about a path (X-Docker-Container-Path-Stat).
@@ -230,7 +230,7 @@ impl Docker {
             )
             .await?;
         let stat = path_stat(resp.headers(), &doing);
-        collect(resp.into_body(), &doing).await?;
+        self.collect(resp.into_body(), &doing).await?;
         stat
     }
 
@@ -262,7 +262,7 @@ impl Docker {
         let resp = d
             .send(Method::PUT, &path, tar, Some("application/x-tar"), &doing)
             .await?;
-        collect(resp.into_body(), &doing).await.map(drop)
+        d.collect(resp.into_body(), &doing).await.map(drop)
     }
 }
 
