@@ -155,10 +155,20 @@ impl Docker {
             .map_err(|e| Error::failed(format!("building request {path}: {e}")))?;
         match tokio::time::timeout(self.call_timeout, self.client.request(req)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Error::new(
+            // Not reaching the engine and losing it mid-call call for
+            // different actions: only the first is a wrong socket.
+            Ok(Err(e)) if e.is_connect() => Err(Error::new(
                 Kind::Connection,
                 format!(
                     "cannot reach the Docker engine at {}: {} (is dockerd running? choose another socket with --host or DOCKER_HOST)",
+                    self.socket.display(),
+                    error_chain(&e)
+                ),
+            )),
+            Ok(Err(e)) => Err(Error::new(
+                Kind::Connection,
+                format!(
+                    "the connection to the Docker engine at {} broke before it answered: {}",
                     self.socket.display(),
                     error_chain(&e)
                 ),
