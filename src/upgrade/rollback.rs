@@ -51,6 +51,14 @@ pub async fn rollback(
 
 async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool) -> Result<()> {
     step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
+    // The secret goes first, before any step that needs the engine: an
+    // engine that is gone or failing must not leave it behind.
+    let wrote = wrote_config(j);
+    step(j, Step::RemoveConfig, async move {
+        remove_config_if(p, wrote)?;
+        Ok(Value::Null)
+    })
+    .await?;
     let new_id = new_container(d, p, j).await?;
     if let Some(id) = &new_id {
         say.step(format!(
@@ -69,13 +77,6 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
-    // The secret goes first: whatever fails later, it is not left behind.
-    let wrote = wrote_config(j);
-    step(j, Step::RemoveConfig, async move {
-        remove_config_if(p, wrote)?;
-        Ok(Value::Null)
-    })
-    .await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, restore_all(d, p, say)).await?;
