@@ -59,7 +59,12 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         Ok(Value::Null)
     })
     .await?;
-    let new_id = new_container(d, p, j).await?;
+    let new_id = match new_container(d, p, j).await {
+        Ok(id) => id,
+        // Looking is remove-new's first part: its failure (an engine that
+        // is gone) goes into the journal as remove-new's.
+        Err(e) => return step(j, Step::RemoveNew, async { Err(e) }).await.map(drop),
+    };
     if let Some(id) = &new_id {
         say.step(format!(
             "removing the new container {}",
