@@ -448,8 +448,8 @@ struct UpgradeCell {
     /// The faulted upgrade's exit code (1 aborted, 3 rolled back, 4
     /// rollback incomplete, 0 upgraded anyway).
     code: i32,
-    /// The step whose `failed` line the journal must hold, if any.
-    failed_step: Option<&'static str>,
+    /// The steps whose `failed` lines the journal must hold.
+    failed: &'static [&'static str],
     /// Words the message must hold (the step and the cause).
     said: &'static [&'static str],
     then: Then,
@@ -478,7 +478,7 @@ async fn upgrade_cell(u: UpgradeCell) {
         assert!(said.contains(w), "the message lacks {w:?}: {ctx}");
     }
     let run = c.run_dir();
-    if let Some(step) = u.failed_step {
+    for step in u.failed {
         assert!(
             journal_failure(&run, step).is_some(),
             "the journal has no failed {step}: {:#?}",
@@ -568,115 +568,115 @@ upgrade_matrix! {
     tag_old_answers_500 {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/.+/tag\?"), Fault::Status(500, "fake: layer store locked".into())),
-        code: 1, failed_step: Some("tag-old"), said: &["tag-old", "500", "layer store locked"],
+        code: 1, failed: &["tag-old"], said: &["tag-old", "500", "layer store locked"],
         then: Then::Nothing, upgraded: false,
     }
     stop_stalls_past_the_timeout {
         good: true,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/stop")), Fault::StallHeaders),
-        code: 1, failed_step: Some("stop"), said: &["stop", "did not answer within"],
+        code: 1, failed: &["stop"], said: &["stop", "did not answer within"],
         then: Then::Nothing, upgraded: false,
     }
     backup_archive_connection_dropped {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/etc/likewise")), Fault::DropBody { after: 1500 }),
-        code: 1, failed_step: Some("backup"), said: &["backup", "/etc/likewise", "broke"],
+        code: 1, failed: &["backup"], said: &["backup", "/etc/likewise", "broke"],
         then: Then::Nothing, upgraded: false,
     }
     backup_archive_without_end_blocks {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/var/lib/likewise")), Fault::CutTarEnd),
-        code: 1, failed_step: Some("backup"), said: &["backup", "/var/lib/likewise"],
+        code: 1, failed: &["backup"], said: &["backup", "/var/lib/likewise"],
         then: Then::Nothing, upgraded: false,
     }
     backup_answer_stalls_after_headers {
         good: true,
         fault: |_| (on(Method::GET, r"^/version$"), Fault::StallBody { after: 0 }),
-        code: 1, failed_step: Some("backup"), said: &["backup", "version", "nothing for"],
+        code: 1, failed: &["backup"], said: &["backup", "version", "nothing for"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_between_verify_and_load {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/load"), Fault::Vanish),
-        code: 4, failed_step: Some("load"), said: &["load", "rollback incomplete", "berth rollback"],
+        code: 4, failed: &["load", "rename-back"], said: &["load", "rename-back", "rollback incomplete", "berth rollback"],
         then: Then::Rollback, upgraded: false,
     }
     load_stream_reports_an_error {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/load"), Fault::StreamError("fake: write /var/lib/docker/tmp/x: no space left on device".into())),
-        code: 1, failed_step: Some("load"), said: &["load", "no space left on device"],
+        code: 1, failed: &["load"], said: &["load", "no space left on device"],
         then: Then::Nothing, upgraded: false,
     }
     rename_old_answers_409 {
         good: true,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/rename")), Fault::Status(409, "Conflict. The container name is already in use".into())),
-        code: 1, failed_step: Some("rename-old"), said: &["rename-old", "409", "Conflict"],
+        code: 1, failed: &["rename-old"], said: &["rename-old", "409", "Conflict"],
         then: Then::Nothing, upgraded: false,
     }
     create_new_answer_lost {
         good: true,
         fault: |_| (on(Method::POST, r"^/containers/create\?"), Fault::LoseAnswer),
-        code: 1, failed_step: Some("create-new"), said: &["create-new", "creating container"],
+        code: 1, failed: &["create-new"], said: &["create-new", "creating container"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_between_write_config_and_start {
         good: true,
         fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::Vanish),
-        code: 4, failed_step: Some("start-new"), said: &["start-new", "rollback incomplete"],
+        code: 4, failed: &["start-new", "remove-new"], said: &["start-new", "remove-new", "rollback incomplete", "cannot reach"],
         then: Then::Rollback, upgraded: false,
     }
     start_new_answer_lost {
         good: true,
         fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::LoseAnswer),
-        code: 3, failed_step: Some("start-new"), said: &["start-new", "starting container"],
+        code: 3, failed: &["start-new"], said: &["start-new", "starting container"],
         then: Then::Nothing, upgraded: false,
     }
     watch_inspect_answers_500 {
         good: true,
         fault: |id| (on(Method::GET, "^/containers/[0-9a-f]{64}/json$").unless(id), Fault::Status(500, "fake: inspect failed".into())),
-        code: 3, failed_step: Some("watch"), said: &["watch", "500", "inspect failed"],
+        code: 3, failed: &["watch"], said: &["watch", "500", "inspect failed"],
         then: Then::Nothing, upgraded: false,
     }
     watch_exec_output_dropped_is_retried {
         good: true,
         fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$"), Fault::DropBody { after: 0 }),
-        code: 0, failed_step: None, said: &[],
+        code: 0, failed: &[], said: &[],
         then: Then::Nothing, upgraded: true,
     }
     finish_remove_old_answers_500 {
         good: true,
         fault: |id| (on(Method::DELETE, &format!("^/containers/{id}\\?")), Fault::Status(500, "fake: device or resource busy".into())),
-        code: 1, failed_step: Some("finish"), said: &["upgraded, but cleaning up failed", "device or resource busy", "berth resume"],
+        code: 1, failed: &["finish"], said: &["upgraded, but cleaning up failed", "device or resource busy", "berth resume"],
         then: Then::Resume, upgraded: true,
     }
     rollback_remove_new_answers_500 {
         good: false,
         fault: |id| (on(Method::DELETE, &format!("^/containers/{ANY}\\?")).unless(id), Fault::Status(500, "fake: removal in progress".into())),
-        code: 4, failed_step: Some("remove-new"), said: &["remove-new", "removal in progress", "berth rollback"],
+        code: 4, failed: &["remove-new"], said: &["remove-new", "removal in progress", "berth rollback"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_restore_upload_dropped {
         good: false,
         fault: |_| (on(Method::PUT, &format!(r"^/containers/{ANY}/archive\?path=%2Fvar%2Flib&")), Fault::DropUpload { after: 1024 }),
-        code: 4, failed_step: Some("restore"), said: &["restore", "/var/lib/"],
+        code: 4, failed: &["restore"], said: &["restore", "/var/lib/"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_restore_read_back_without_end_blocks {
         good: false,
         fault: |_| (on(Method::GET, &archive_of("/etc/vmware-sso")).nth(2), Fault::CutTarEnd),
-        code: 4, failed_step: Some("restore"), said: &["restore", "/etc/vmware-sso"],
+        code: 4, failed: &["restore"], said: &["restore", "/etc/vmware-sso"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_rename_back_answers_409 {
         good: false,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/rename")).nth(2), Fault::Status(409, "Conflict. The container name is already in use".into())),
-        code: 4, failed_step: Some("rename-back"), said: &["rename-back", "409"],
+        code: 4, failed: &["rename-back"], said: &["rename-back", "409"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_start_old_answers_500 {
         good: false,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/start$")), Fault::Status(500, "fake: cgroup busy".into())),
-        code: 4, failed_step: Some("start-old"), said: &["start-old", "cgroup busy", "berth rollback"],
+        code: 4, failed: &["start-old"], said: &["start-old", "cgroup busy", "berth rollback"],
         then: Then::Resume, upgraded: false,
     }
 }
@@ -749,7 +749,7 @@ async fn backup_archive_answers_500() {
     let f = Fault::Status(500, "fake: mount namespace gone".into());
     backup_cell(
         "bk-500",
-        "/etc/likewise",
+        "/var/lib/vmware",
         f,
         false,
         1,
@@ -761,7 +761,7 @@ async fn backup_archive_answers_500() {
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_archive_stalls_while_stopped() {
     let f = Fault::StallBody { after: 512 };
-    backup_cell("bk-stall", "/var/lib/vmware", f, true, 1, &["nothing for"]).await;
+    backup_cell("bk-stall", "/etc/likewise", f, true, 1, &["nothing for"]).await;
 }
 
 /// `berth restore` of a backup taken before the data changed, through the
@@ -867,4 +867,14 @@ async fn restore_read_back_stalls() {
     let when = on(Method::GET, &archive_of("/var/lib/likewise"));
     let f = Fault::StallBody { after: 512 };
     restore_cell("rs-stall", when, f, &["/var/lib/likewise", "nothing for"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_upload_answer_stalls() {
+    let when = on(
+        Method::PUT,
+        &format!(r"^/containers/{ANY}/archive\?path=%2Fvar%2Flib&"),
+    );
+    let said = ["/var/lib/likewise", "did not answer within"];
+    restore_cell("rs-put-stall", when, Fault::StallHeaders, &said).await;
 }
