@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use berth::archive::index::{compare, read_index, IndexEntry};
 use berth::archive::restore::read_index_of;
-use berth::docker::Docker;
+use berth::docker::{body, Docker};
 use berth::manifest::Manifest;
 use hyper::Method;
 use serde_json::Value;
@@ -775,24 +775,11 @@ async fn restore_cell(test: &str, when: When, fault: Fault, said: &[&str]) {
     let b = berth(&c.real, &["backup", &c.app, "--out", out, "--json"]);
     assert_eq!(b.code, Some(0), "{b}");
     let dir = b.json()["dir"].as_str().unwrap().to_owned();
-    // The data moves on after the backup: the upgrade migrates it.
+    // The data moves on after the backup (as an upgrade would move it):
+    // a file changed, files added. The restore goes into the stopped app.
     c.d().container_stop(&c.app, 3).await.unwrap();
-    let new = c
-        .scope
-        .create(
-            "new",
-            appliance::app_config(&c.fx.good.reference, &c.data, &c.config_dir, false),
-        )
-        .await;
-    appliance::write_config_file(&c.config_dir, &config_text());
-    c.d().container_start(&new).await.unwrap();
-    appliance::wait_for_line(c.d(), &new, "Upgrade complete.", Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    c.d().container_remove(&new, true, false).await.unwrap();
-    fs::remove_file(c.config_file()).unwrap();
-    // The app stays stopped: a restore goes into a stopped container.
-    let migrated = c.indexes().await;
+    change_data(c.d(), &c.data).await;
+    let changed = c.indexes().await;
 
     c.fake.inject(when, fault);
     let r = c.berth(&["restore", &dir, "--container", &c.app, "--json"]);
@@ -802,14 +789,20 @@ async fn restore_cell(test: &str, when: When, fault: Fault, said: &[&str]) {
     for w in said {
         assert!(r.said().contains(w), "the message lacks {w:?}: {ctx}");
     }
-    // Untouched paths are as the migration left them.
+    // What the failed restore left (either kind is fine: the second run
+    // must put it right).
     let now = c.indexes().await;
-    let touched: Vec<&String> = now.keys().filter(|p| now[*p] != migrated[*p]).collect();
+    let touched: Vec<&String> = now.keys().filter(|p| now[*p] != changed[*p]).collect();
     eprintln!("{test}: paths changed by the failed restore: {touched:?}");
 
     c.fake.clear();
     let again = c.berth(&["restore", &dir, "--container", &c.app, "--json"]);
     assert_eq!(again.code, Some(0), "{again}");
+    eprintln!(
+        "{test}: faulted restore {:.1}s, second restore {:.1}s",
+        r.took.as_secs_f64(),
+        again.took.as_secs_f64()
+    );
     assert_equal_to_backup(&c, Path::new(&dir), test).await;
     assert_eq!(
         appliance::installed_version(c.d(), &c.data)
@@ -823,6 +816,33 @@ async fn restore_cell(test: &str, when: When, fault: Fault, said: &[&str]) {
     let app = c.inspect(&c.app).await.unwrap();
     assert!(running(&app), "{test}: the restored app does not run");
     eprintln!("{test}: {:.1}s in all", t0.elapsed().as_secs_f64());
+}
+
+/// Through the data container: installed-version says 6.7.0, and a file
+/// the backup does not have in two volumes.
+async fn change_data(d: &Docker, data: &str) {
+    let lib = tar_of(&[
+        ("likewise/installed-version", "6.7.0\n"),
+        ("likewise/added-after-backup", "new\n"),
+    ]);
+    let etc = tar_of(&[("vmware-sso/added-after-backup", "new\n")]);
+    d.archive_put(data, "/var/lib", body::full(lib))
+        .await
+        .unwrap();
+    d.archive_put(data, "/etc", body::full(etc)).await.unwrap();
+}
+
+/// A tar of small regular files.
+fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, text) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, path, text.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
