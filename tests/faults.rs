@@ -512,23 +512,20 @@ async fn upgrade_cell(u: UpgradeCell) {
         Then::Rollback => Some(c.berth(&["rollback", dir, "--json"])),
     };
     if let Some(f) = &fix {
-        let want = if u.upgraded {
-            0
-        } else if u.then == Then::Resume {
-            3
-        } else {
-            0
-        };
         let outcome = f.json()["outcome"].as_str().unwrap_or("").to_owned();
-        assert!(
-            ["upgraded", "rolled-back", "aborted"].contains(&outcome.as_str()),
-            "{:?}: {f}",
+        assert_eq!(
+            outcome == "upgraded",
+            u.upgraded,
+            "{:?} ended as {outcome:?}: {f}",
             u.then
         );
-        let want = if outcome == "aborted" && u.then == Then::Resume {
-            1
-        } else {
-            want
+        // `rollback` asked for and done is a success; `resume` exits with
+        // the run's outcome.
+        let want = match (u.then, outcome.as_str()) {
+            (Then::Rollback, "rolled-back" | "aborted") | (_, "upgraded") => 0,
+            (Then::Resume, "rolled-back") => 3,
+            (Then::Resume, "aborted") => 1,
+            _ => panic!("{:?} ended as {outcome:?}: {f}", u.then),
         };
         assert_eq!(f.code, Some(want), "{:?}: {f}", u.then);
     }
@@ -568,73 +565,73 @@ upgrade_matrix! {
     tag_old_answers_500 {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/.+/tag\?"), Fault::Status(500, "fake: layer store locked".into())),
-        code: 1, failed: &["tag-old"], said: &["tag-old", "500", "layer store locked"],
+        code: 1, failed: &["tag-old"], said: &["step tag-old", "500", "layer store locked"],
         then: Then::Nothing, upgraded: false,
     }
     stop_stalls_past_the_timeout {
         good: true,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/stop")), Fault::StallHeaders),
-        code: 1, failed: &["stop"], said: &["stop", "did not answer within"],
+        code: 1, failed: &["stop"], said: &["step stop", "did not answer within"],
         then: Then::Nothing, upgraded: false,
     }
     backup_archive_connection_dropped {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/etc/likewise")), Fault::DropBody { after: 1500 }),
-        code: 1, failed: &["backup"], said: &["backup", "/etc/likewise", "broke"],
+        code: 1, failed: &["backup"], said: &["step backup", "/etc/likewise", "broke"],
         then: Then::Nothing, upgraded: false,
     }
     backup_archive_without_end_blocks {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/var/lib/likewise")), Fault::CutTarEnd),
-        code: 1, failed: &["backup"], said: &["backup", "/var/lib/likewise"],
+        code: 1, failed: &["backup"], said: &["step backup", "/var/lib/likewise"],
         then: Then::Nothing, upgraded: false,
     }
     backup_answer_stalls_after_headers {
         good: true,
         fault: |_| (on(Method::GET, r"^/version$"), Fault::StallBody { after: 0 }),
-        code: 1, failed: &["backup"], said: &["backup", "version", "nothing for"],
+        code: 1, failed: &["backup"], said: &["step backup", "version", "nothing for"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_between_verify_and_load {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/load"), Fault::Vanish),
-        code: 4, failed: &["load", "rename-back"], said: &["load", "rename-back", "rollback incomplete", "berth rollback"],
+        code: 4, failed: &["load", "rename-back"], said: &["step load", "step rename-back", "rollback incomplete", "berth rollback"],
         then: Then::Rollback, upgraded: false,
     }
     load_stream_reports_an_error {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/load"), Fault::StreamError("fake: write /var/lib/docker/tmp/x: no space left on device".into())),
-        code: 1, failed: &["load"], said: &["load", "no space left on device"],
+        code: 1, failed: &["load"], said: &["step load", "no space left on device"],
         then: Then::Nothing, upgraded: false,
     }
     rename_old_answers_409 {
         good: true,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/rename")), Fault::Status(409, "Conflict. The container name is already in use".into())),
-        code: 1, failed: &["rename-old"], said: &["rename-old", "409", "Conflict"],
+        code: 1, failed: &["rename-old"], said: &["step rename-old", "409", "Conflict"],
         then: Then::Nothing, upgraded: false,
     }
     create_new_answer_lost {
         good: true,
         fault: |_| (on(Method::POST, r"^/containers/create\?"), Fault::LoseAnswer),
-        code: 1, failed: &["create-new"], said: &["create-new", "creating container"],
+        code: 1, failed: &["create-new"], said: &["step create-new", "creating container", "broke before it answered"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_between_write_config_and_start {
         good: true,
         fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::Vanish),
-        code: 4, failed: &["start-new", "remove-new"], said: &["start-new", "remove-new", "rollback incomplete", "cannot reach"],
+        code: 4, failed: &["start-new", "remove-new"], said: &["step start-new", "step remove-new", "rollback incomplete", "cannot reach"],
         then: Then::Rollback, upgraded: false,
     }
     start_new_answer_lost {
         good: true,
         fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::LoseAnswer),
-        code: 3, failed: &["start-new"], said: &["start-new", "starting container"],
+        code: 3, failed: &["start-new"], said: &["step start-new", "starting container", "broke before it answered"],
         then: Then::Nothing, upgraded: false,
     }
     watch_inspect_answers_500 {
         good: true,
         fault: |id| (on(Method::GET, "^/containers/[0-9a-f]{64}/json$").unless(id), Fault::Status(500, "fake: inspect failed".into())),
-        code: 3, failed: &["watch"], said: &["watch", "500", "inspect failed"],
+        code: 3, failed: &["watch"], said: &["step watch", "500", "inspect failed"],
         then: Then::Nothing, upgraded: false,
     }
     watch_exec_output_dropped_is_retried {
@@ -646,37 +643,37 @@ upgrade_matrix! {
     finish_remove_old_answers_500 {
         good: true,
         fault: |id| (on(Method::DELETE, &format!("^/containers/{id}\\?")), Fault::Status(500, "fake: device or resource busy".into())),
-        code: 1, failed: &["finish"], said: &["upgraded, but cleaning up failed", "device or resource busy", "berth resume"],
+        code: 1, failed: &["finish"], said: &["upgraded, but cleaning up failed", "step finish", "device or resource busy", "berth resume"],
         then: Then::Resume, upgraded: true,
     }
     rollback_remove_new_answers_500 {
         good: false,
         fault: |id| (on(Method::DELETE, &format!("^/containers/{ANY}\\?")).unless(id), Fault::Status(500, "fake: removal in progress".into())),
-        code: 4, failed: &["remove-new"], said: &["remove-new", "removal in progress", "berth rollback"],
+        code: 4, failed: &["remove-new"], said: &["step remove-new", "removal in progress", "berth rollback"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_restore_upload_dropped {
         good: false,
         fault: |_| (on(Method::PUT, &format!(r"^/containers/{ANY}/archive\?path=%2Fvar%2Flib&")), Fault::DropUpload { after: 1024 }),
-        code: 4, failed: &["restore"], said: &["restore", "/var/lib/"],
+        code: 4, failed: &["restore"], said: &["step restore", "/var/lib/vmware", "broke"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_restore_read_back_without_end_blocks {
         good: false,
         fault: |_| (on(Method::GET, &archive_of("/etc/vmware-sso")).nth(2), Fault::CutTarEnd),
-        code: 4, failed: &["restore"], said: &["restore", "/etc/vmware-sso"],
+        code: 4, failed: &["restore"], said: &["step restore", "/etc/vmware-sso", "ended early"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_rename_back_answers_409 {
         good: false,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/rename")).nth(2), Fault::Status(409, "Conflict. The container name is already in use".into())),
-        code: 4, failed: &["rename-back"], said: &["rename-back", "409"],
+        code: 4, failed: &["rename-back"], said: &["step rename-back", "409"],
         then: Then::Rollback, upgraded: false,
     }
     rollback_start_old_answers_500 {
         good: false,
         fault: |id| (on(Method::POST, &format!("^/containers/{id}/start$")), Fault::Status(500, "fake: cgroup busy".into())),
-        code: 4, failed: &["start-old"], said: &["start-old", "cgroup busy", "berth rollback"],
+        code: 4, failed: &["start-old"], said: &["step start-old", "cgroup busy", "berth rollback"],
         then: Then::Resume, upgraded: false,
     }
 }
