@@ -16,7 +16,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -233,11 +233,6 @@ impl FakeDaemon {
     /// Whether the daemon is there (false after a [`Fault::Vanish`]).
     pub fn is_up(&self) -> bool {
         *self.state.up.borrow()
-    }
-
-    /// Vanish now, outside of any request.
-    pub fn vanish(&self) {
-        self.state.up.send_replace(false);
     }
 
     /// Listen again after a vanish.
@@ -475,23 +470,22 @@ impl Shaped {
         }
     }
 
-    /// The data of a frame after the shape; Err for a broken connection.
-    fn reshape(&mut self, data: Bytes) -> Result<Option<Bytes>, BoxError> {
+    /// What of a frame's data passes (maybe nothing, for now).
+    fn reshape(&mut self, data: Bytes) -> Bytes {
         match &self.shape {
             Shape::Drop(n) | Shape::Stall(n) if self.sent + data.len() >= *n => {
                 let keep = n - self.sent;
                 self.sent = *n;
-                Ok(Some(data.slice(..keep)))
+                data.slice(..keep)
             }
             Shape::CutEnd(n) => {
                 self.held.extend_from_slice(&data);
                 let out = self.held.len().saturating_sub(*n);
-                let pass: Vec<u8> = self.held.drain(..out).collect();
-                Ok(Some(Bytes::from(pass)))
+                self.held.drain(..out).collect::<Vec<u8>>().into()
             }
             _ => {
                 self.sent += data.len();
-                Ok(Some(data))
+                data
             }
         }
     }
@@ -499,6 +493,20 @@ impl Shaped {
     /// Whether the shape has passed all it may.
     fn cut_reached(&self) -> bool {
         matches!(self.shape, Shape::Drop(n) | Shape::Stall(n) if self.sent >= n)
+    }
+
+    /// After the cut: break the connection (after a pause), or stay silent.
+    fn poll_cut(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if !matches!(self.shape, Shape::Drop(_)) {
+            // Never ready again: the connection stays open and silent.
+            return Poll::Pending;
+        }
+        let pause = self
+            .pause
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(FLUSH_PAUSE)));
+        ready!(pause.as_mut().poll(cx));
+        self.done = true;
+        Poll::Ready(Some(Err("connection dropped by the fake daemon".into())))
     }
 }
 
@@ -511,46 +519,26 @@ impl Body for Shaped {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if this.cut_reached() {
-            return match this.shape {
-                Shape::Drop(_) => {
-                    let pause = this
-                        .pause
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(FLUSH_PAUSE)));
-                    if pause.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    this.done = true;
-                    Poll::Ready(Some(Err("connection dropped by the fake daemon".into())))
-                }
-                // Silence: never ready again (the connection stays open).
-                _ => Poll::Pending,
-            };
-        }
         loop {
-            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(f) => f,
-            };
-            match frame {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if this.cut_reached() {
+                return this.poll_cut(cx);
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 None => {
                     this.done = true;
                     if let Shape::Append(extra) = &this.shape {
                         return Poll::Ready(Some(Ok(Frame::data(extra.clone()))));
                     }
-                    return Poll::Ready(None);
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 Some(Ok(f)) => {
                     let Ok(data) = f.into_data() else { continue };
-                    match this.reshape(data) {
-                        Ok(Some(d)) if d.is_empty() && !this.cut_reached() => continue,
-                        Ok(Some(d)) => return Poll::Ready(Some(Ok(Frame::data(d)))),
-                        Ok(None) => continue,
-                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    let data = this.reshape(data);
+                    if !data.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
             }
