@@ -74,7 +74,8 @@ impl Run {
     /// What berth said: the error or the cause, and stderr.
     fn said(&self) -> String {
         let j: Value = serde_json::from_str(&self.stdout).unwrap_or(Value::Null);
-        format!("{} {} {}", j["error"], j["cause"], self.stderr)
+        let text = |k: &str| j[k].as_str().unwrap_or("").to_owned();
+        format!("{} {} {}", text("error"), text("cause"), self.stderr)
     }
 }
 
@@ -474,15 +475,24 @@ async fn upgrade_cell(u: UpgradeCell) {
     let ctx = format!("{r}\nrequests:\n{}", c.requests());
     assert_eq!(r.code, Some(u.code), "exit code: {ctx}");
     let said = r.said();
+    eprintln!("{}: berth said: {}", u.test, said.trim());
     for w in u.said {
         assert!(said.contains(w), "the message lacks {w:?}: {ctx}");
     }
     let run = c.run_dir();
     for step in u.failed {
         assert!(
-            journal_failure(&run, step).is_some(),
-            "the journal has no failed {step}: {:#?}",
+            journal_failure(&run, step).is_some_and(|e| !e.is_empty()),
+            "the journal has no failed {step} with its error: {:#?}",
             journal(&run)
+        );
+    }
+    // berth says the cause the journal recorded for the first failure.
+    if let Some(first) = u.failed.first() {
+        let recorded = journal_failure(&run, first).unwrap();
+        assert!(
+            said.contains(&format!("step {first}: {recorded}")),
+            "the message does not carry the journal's {first} error {recorded:?}: {ctx}"
         );
     }
     // What the journal says the run ended as, if it ended.
