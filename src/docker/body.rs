@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Kind};
 
@@ -36,6 +36,44 @@ pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A request body that says when it has been sent to its end (when the
+/// connection has taken its last frame).
+pub fn watch_end(body: ReqBody) -> (ReqBody, oneshot::Receiver<()>) {
+    let (tx, rx) = oneshot::channel();
+    (
+        EndSignal {
+            inner: body,
+            tx: Some(tx),
+        }
+        .boxed(),
+        rx,
+    )
+}
+
+struct EndSignal {
+    inner: ReqBody,
+    tx: Option<oneshot::Sender<()>>,
+}
+
+/// No `is_end_stream`/`size_hint`: hyper then polls to the end, where the
+/// signal is given.
+impl Body for EndSignal {
+    type Data = Bytes;
+    type Error = io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            if let Some(tx) = self.tx.take() {
+                let _ = tx.send(());
+            }
+        }
+        frame
+    }
 }
 
 /// A body fed by a channel of chunks (or one error that fails the request).

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::body::{self, BodyReader, ReqBody};
 use super::podman::{self, Rename};
 use super::stream::{Channel, FrameDecoder};
-use super::transport::{collect, enc, Docker};
-use crate::error::{Error, Result};
+use super::transport::{enc, Docker};
+use crate::error::{Error, Kind, Result};
 
 /// A GET archive stream: the engine's body, renamed on Podman.
 pub type ArchiveReader = Box<dyn Read + Send>;
@@ -243,7 +243,7 @@ impl Docker {
             )
             .await?;
         let stat = path_stat(resp.headers(), &doing);
-        collect(resp.into_body(), &doing).await?;
+        self.collect(resp.into_body(), &doing).await?;
         stat
     }
 
@@ -299,12 +299,32 @@ impl Docker {
         let doing = format!("writing an archive into {id}:{dir}");
         let path = format!("{}&noOverwriteDirNonDir=false", archive_path(id, dir));
         let mut d = self.clone();
-        // The answer comes only after the whole upload was extracted.
+        // The answer comes only after the whole upload was extracted: no
+        // limit while it is sent, the usual one once it has all gone (an
+        // engine that takes it all and never answers must not hang berth).
         d.call_timeout = std::time::Duration::from_secs(24 * 3600);
-        let resp = d
-            .send(Method::PUT, &path, tar, Some("application/x-tar"), &doing)
-            .await?;
-        collect(resp.into_body(), &doing).await.map(drop)
+        let (tar, sent) = body::watch_end(tar);
+        let limit = self.call_timeout;
+        let silent = async move {
+            match sent.await {
+                Ok(()) => tokio::time::sleep(limit).await,
+                // The upload failed: the call reports that itself.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let resp = tokio::select! {
+            r = d.send(Method::PUT, &path, tar, Some("application/x-tar"), &doing) => r?,
+            _ = silent => {
+                return Err(Error::new(
+                    Kind::Connection,
+                    format!(
+                        "{doing}: the engine took the whole archive, then did not answer within {}s",
+                        limit.as_secs()
+                    ),
+                ))
+            }
+        };
+        self.collect(resp.into_body(), &doing).await.map(drop)
     }
 }
 

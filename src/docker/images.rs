@@ -46,9 +46,7 @@ impl Docker {
                 &doing,
             )
             .await?;
-        super::transport::collect(resp.into_body(), &doing)
-            .await
-            .map(drop)
+        self.collect(resp.into_body(), &doing).await.map(drop)
     }
 
     /// Load a `docker save` tarball (plain or compressed, streamed). Returns

@@ -23,6 +23,24 @@ pub const MAX_API: ApiVersion = ApiVersion(1, 52);
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
+/// How long an ordinary call may wait for its answer, and a stream stay
+/// silent, unless BERTH_ENGINE_TIMEOUT (seconds) says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// BERTH_ENGINE_TIMEOUT, else [`DEFAULT_TIMEOUT`]: a slow engine may need
+/// more, and the fault tests make a stalled engine show in seconds.
+fn engine_timeout() -> Result<Duration> {
+    let Ok(v) = std::env::var("BERTH_ENGINE_TIMEOUT") else {
+        return Ok(DEFAULT_TIMEOUT);
+    };
+    match v.trim().parse::<u64>() {
+        Ok(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(Error::usage(format!(
+            "BERTH_ENGINE_TIMEOUT={v:?}: expected a number of seconds"
+        ))),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ApiVersion(pub u32, pub u32);
 
@@ -76,13 +94,14 @@ impl Docker {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(UnixConnector);
+        let timeout = engine_timeout()?;
         let mut d = Docker {
             client,
             socket: socket.to_owned(),
             api: MIN_API,
             podman: None,
-            call_timeout: Duration::from_secs(120),
-            idle_timeout: Duration::from_secs(120),
+            call_timeout: timeout,
+            idle_timeout: timeout,
         };
         let not_docker = |why: &str| {
             Error::new(
@@ -156,10 +175,20 @@ impl Docker {
             .map_err(|e| Error::failed(format!("building request {path}: {e}")))?;
         match tokio::time::timeout(self.call_timeout, self.client.request(req)).await {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Error::new(
+            // Not reaching the engine and losing it mid-call call for
+            // different actions: only the first is a wrong socket.
+            Ok(Err(e)) if e.is_connect() => Err(Error::new(
                 Kind::Connection,
                 format!(
                     "cannot reach the Docker engine at {}: {} (is dockerd running? choose another socket with --host or DOCKER_HOST)",
+                    self.socket.display(),
+                    error_chain(&e)
+                ),
+            )),
+            Ok(Err(e)) => Err(Error::new(
+                Kind::Connection,
+                format!(
+                    "the connection to the Docker engine at {} broke before it answered: {}",
                     self.socket.display(),
                     error_chain(&e)
                 ),
@@ -195,7 +224,10 @@ impl Docker {
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok(resp);
         }
-        let text = collect(resp.into_body(), doing).await.unwrap_or_default();
+        let text = self
+            .collect(resp.into_body(), doing)
+            .await
+            .unwrap_or_default();
         Err(api_error(status.as_u16(), &text, doing))
     }
 
@@ -203,7 +235,7 @@ impl Docker {
         let resp = self
             .send(Method::GET, path, body::empty(), None, doing)
             .await?;
-        json_body(resp, doing).await
+        self.json_body(resp, doing).await
     }
 
     /// POST with an optional JSON body; returns the JSON answer (Null if none).
@@ -216,39 +248,51 @@ impl Docker {
             None => (body::empty(), None),
         };
         let resp = self.send(Method::POST, path, b, ct, doing).await?;
-        json_body(resp, doing).await
+        self.json_body(resp, doing).await
     }
 
     pub async fn delete(&self, path: &str, doing: &str) -> Result<()> {
         let resp = self
             .send(Method::DELETE, path, body::empty(), None, doing)
             .await?;
-        collect(resp.into_body(), doing).await.map(drop)
+        self.collect(resp.into_body(), doing).await.map(drop)
     }
 
     /// A streamed response body as a blocking reader.
     pub fn reader(&self, resp: Response<Incoming>, doing: &str) -> BodyReader {
         BodyReader::new(resp.into_body(), Some(self.idle_timeout), doing.to_owned())
     }
-}
 
-/// Read a whole (small) body.
-pub async fn collect(body: Incoming, doing: &str) -> Result<Bytes> {
-    body.collect().await.map(|c| c.to_bytes()).map_err(|e| {
-        Error::new(
-            Kind::Connection,
-            format!("{doing}: the connection to the engine broke: {e}"),
-        )
-    })
-}
-
-async fn json_body(resp: Response<Incoming>, doing: &str) -> Result<Value> {
-    let bytes = collect(resp.into_body(), doing).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
+    /// Read a whole (small) body. An engine that sends the headers and then
+    /// nothing must not hang berth: the body has as long as the call had
+    /// for its answer (a container wait's body comes when the container
+    /// exits) and never less than a stream may stay silent.
+    pub async fn collect(&self, body: Incoming, doing: &str) -> Result<Bytes> {
+        let limit = self.call_timeout.max(self.idle_timeout);
+        match tokio::time::timeout(limit, body.collect()).await {
+            Ok(Ok(c)) => Ok(c.to_bytes()),
+            Ok(Err(e)) => Err(Error::new(
+                Kind::Connection,
+                format!("{doing}: the connection to the engine broke: {e}"),
+            )),
+            Err(_) => Err(Error::new(
+                Kind::Connection,
+                format!(
+                    "{doing}: the engine sent the start of its answer, then nothing for {}s",
+                    limit.as_secs()
+                ),
+            )),
+        }
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::failed(format!("{doing}: the engine sent unreadable JSON: {e}")))
+
+    async fn json_body(&self, resp: Response<Incoming>, doing: &str) -> Result<Value> {
+        let bytes = self.collect(resp.into_body(), doing).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::failed(format!("{doing}: the engine sent unreadable JSON: {e}")))
+    }
 }
 
 /// "<doing>: <status> <message>", message from the daemon's {"message": ...}.

@@ -41,6 +41,14 @@ pub enum Step {
     RemoveConfig,
 }
 
+/// The step's journal name ("rename-old").
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = serde_json::to_value(self).expect("serializable");
+        f.write_str(v.as_str().unwrap_or("?"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {

@@ -51,7 +51,20 @@ pub async fn rollback(
 
 async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool) -> Result<()> {
     step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
-    let new_id = new_container(d, p, j).await?;
+    // The secret goes first, before any step that needs the engine: an
+    // engine that is gone or failing must not leave it behind.
+    let wrote = wrote_config(j);
+    step(j, Step::RemoveConfig, async move {
+        remove_config_if(p, wrote)?;
+        Ok(Value::Null)
+    })
+    .await?;
+    let new_id = match new_container(d, p, j).await {
+        Ok(id) => id,
+        // Looking is remove-new's first part: its failure (an engine that
+        // is gone) goes into the journal as remove-new's.
+        Err(e) => return step(j, Step::RemoveNew, async { Err(e) }).await.map(drop),
+    };
     if let Some(id) = &new_id {
         say.step(format!(
             "removing the new container {}",
@@ -69,13 +82,6 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
-    // The secret goes first: whatever fails later, it is not left behind.
-    let wrote = wrote_config(j);
-    step(j, Step::RemoveConfig, async move {
-        remove_config_if(p, wrote)?;
-        Ok(Value::Null)
-    })
-    .await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, restore_all(d, p, say)).await?;

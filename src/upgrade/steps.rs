@@ -16,7 +16,8 @@ use crate::error::{Error, Kind, Result};
 use crate::mounts;
 
 /// Run one step: `begin` in the journal, the work, then `done` (with what
-/// the step learned) or `failed` (with why).
+/// the step learned) or `failed` (with why). A failure names the step, so
+/// every message that carries it says where the upgrade stopped.
 pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
 where
     F: Future<Output = Result<Value>>,
@@ -29,7 +30,7 @@ where
         }
         Err(e) => {
             j.record(s, Phase::Failed, json!({ "error": e.msg }))?;
-            Err(e)
+            Err(e.context(format!("step {s}")))
         }
     }
 }

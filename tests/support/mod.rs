@@ -6,5 +6,6 @@
 pub mod appliance;
 pub mod dockerd;
 pub mod engine;
+pub mod fakedaemon;
 pub mod fixtures;
 pub mod images;
