@@ -463,6 +463,18 @@ async fn assert_tidy(lw: &Lw, why: &str) {
     assert!(aside.is_empty(), "{why}: containers left aside");
 }
 
+/// No helper container of berth (wipe, restore stand-in) is left on an
+/// engine the test owns (on the shared engine other tests' helpers run).
+async fn assert_no_helpers(lw: &Lw, why: &str) {
+    let left = lw
+        .d()
+        .container_list(&json!({"label": ["berth.helper"]}))
+        .await
+        .unwrap();
+    let names: Vec<&Value> = left.iter().map(|c| &c["Names"]).collect();
+    assert!(names.is_empty(), "{why}: helpers left: {names:?}");
+}
+
 /// The outcome `berth status` shows for a run equals its journal's.
 fn assert_status(lw: &Lw, run: &Path, want: &str) {
     let s = lw.on_run("status", run);
@@ -502,6 +514,7 @@ async fn engine_down_under_berth(e: &mut Dockerd, bg: Bg) -> Run {
     );
     assert_eq!(r.code, Some(4), "{r}");
     let msg = r.error();
+    eprintln!("berth said: {msg}");
     assert!(
         msg.starts_with("rollback incomplete: ") && msg.contains("Docker engine"),
         "{msg}"
@@ -572,16 +585,30 @@ async fn engine_restart_during_rollback_restore_then_rollback() {
     let before = lw.indexes().await;
     let mut bg = Bg::spawn(&lw.upgrade_args(&lw.fx.broken_tarballs.tar, &[]), &[]);
     let run = lw.wait_journal(&mut bg, "restore", "begin");
+    // The moment the volumes are being emptied: berth's wipe helper exists.
+    let t = Instant::now();
+    while lw
+        .d()
+        .container_list(&json!({"label": ["berth.helper=wipe"]}))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(t.elapsed() < PROGRESS && bg.running(), "no wipe helper");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     engine_down_under_berth(&mut e, bg).await;
     assert!(
         !journal_has(&run, "restore", "done"),
         "the restore finished"
     );
 
+    // `berth rollback` asked for and done: exit 0.
     let res = lw.on_run("rollback", &run);
-    assert_eq!(res.code, Some(3), "{res}");
+    assert_eq!(res.code, Some(0), "{res}");
     assert_eq!(res.json()["outcome"], "rolled-back", "{res}");
     assert_rolled_back(&lw, &before, "engine restarted during the restore").await;
+    assert_no_helpers(&lw, "engine restarted during the restore").await;
     assert_status(&lw, &run, "rolled-back");
 }
 
@@ -657,6 +684,7 @@ async fn disk_full_during_backup_and_upgrade_loses_nothing() {
     let small = lw.scope.dir("small");
     let _tmpfs = Tmpfs::mount(&small, 8);
     let on_small = |r: &Run, msg: &str| {
+        eprintln!("berth said: {msg}");
         assert!(
             msg.contains("No space left on device") && msg.contains(small.to_str().unwrap()),
             "not one clear \"no space left\" naming the path: {msg}\n{r}"
@@ -788,6 +816,7 @@ async fn remove_old_at(lw: &Lw, file: &Path, at: (&str, &str)) -> (Run, PathBuf)
     lw.track_rollback_tags();
     assert_eq!(r.code, Some(4), "{r}");
     let msg = r.error();
+    eprintln!("berth said: {msg}");
     assert!(
         msg.contains(&format!("old container {} was removed", short(&lw.id))),
         "{msg}"

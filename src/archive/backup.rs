@@ -344,13 +344,22 @@ async fn copy_path(
     meter: Meter,
 ) -> Result<PathEntry> {
     let t0 = Instant::now();
-    let (_, reader) = d.archive_get(id, &t.path).await.map_err(|e| {
-        if e.is_not_found() {
-            Error::failed(format!("{} does not exist in the container", t.path))
-        } else {
-            e
+    let (_, reader) = match d.archive_get(id, &t.path).await {
+        Ok(r) => r,
+        // 404 is also the answer when the container itself is gone.
+        Err(e) if e.is_not_found() => {
+            let gone = match d.container_inspect(id).await {
+                Err(e) => e.is_not_found(),
+                Ok(c) => matches!(str_at(&c, "/State/Status"), "removing" | "dead"),
+            };
+            return Err(Error::failed(if gone {
+                "the container was removed while berth was backing it up".to_owned()
+            } else {
+                format!("{} does not exist in the container", t.path)
+            }));
         }
-    })?;
+        Err(e) => return Err(e),
+    };
     let roots = super::tar_roots(&t.path, &t.excluded);
     let slug = manifest::slug(&t.path);
     let (t, dir) = (t.clone(), dir.to_owned());

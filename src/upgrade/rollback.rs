@@ -84,11 +84,7 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         Ok(Value::Null)
     })
     .await?;
-    let old_exists = match d.container_inspect(&p.container_id).await {
-        Ok(_) => true,
-        Err(e) if e.is_not_found() => false,
-        Err(e) => return Err(e),
-    };
+    let old_exists = old_container_exists(d, p).await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, restore_all(d, p, say, old_exists)).await?;
@@ -114,6 +110,19 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     Ok(())
+}
+
+/// Whether the old container is still there to go back to. One the engine
+/// is removing (or failed to remove: dead) is gone as far as berth goes.
+async fn old_container_exists(d: &Docker, p: &Plan) -> Result<bool> {
+    match d.container_inspect(&p.container_id).await {
+        Ok(c) => Ok(!matches!(
+            c.pointer("/State/Status").and_then(Value::as_str),
+            Some("removing" | "dead")
+        )),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Put every path back, through the old container, or through a stand-in
@@ -195,7 +204,7 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
     Error::new(
         Kind::RollbackIncomplete,
         format!(
-            "the old container {} was removed by someone else during the upgrade; {data}, and the new container is removed. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\")",
+            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\")",
             crate::inspect::short(&p.container_id),
             p.container,
             p.run_dir.display(),
@@ -364,15 +373,32 @@ async fn incomplete(
     } else {
         "no backup was completed (the new version never ran: the data was not touched)".to_owned()
     };
+    // An engine that broke the connection or answered 5xx is usually one
+    // going down (restart, upgrade, crash): say that first, not its symptom.
+    let (what, fix) = if engine_failed(&e) {
+        (
+            format!(
+                "the Docker engine at {} stopped answering or failed during the rollback ({})",
+                d.socket().display(),
+                e.msg
+            ),
+            "Once the engine runs again, run",
+        )
+    } else {
+        (e.msg, "Fix the cause, then run")
+    };
     Error::new(
         Kind::RollbackIncomplete,
         format!(
-            "rollback incomplete: {}{}. State: {old}; {backup}{config}. Fix the cause, then run `berth rollback {}`",
-            e.msg,
+            "rollback incomplete: {what}{}. State: {old}; {backup}{config}. {fix} `berth rollback {}`",
             cause.map(|c| format!(" (the upgrade had failed: {c})")).unwrap_or_default(),
             p.run_dir.display()
         ),
     )
+}
+
+fn engine_failed(e: &Error) -> bool {
+    e.kind == Kind::Connection || e.status().is_some_and(|s| s >= 500)
 }
 
 /// `berth rollback DIR`: put the host back to before the upgrade.
