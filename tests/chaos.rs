@@ -747,14 +747,32 @@ async fn disk_full_during_backup_and_upgrade_loses_nothing() {
 
 // --------------------------------------- 3. the new container crash-looping
 
-/// The old container has `RestartPolicy: always`, so the new one inherits
-/// it; the new version exits at once (6.7.0 refuses to upgrade without the
-/// config file), the engine restarts it again and again. The watch must
-/// call that a crash loop within seconds, not wait for its timeout.
+/// The old container has a restart policy, so the new one inherits it; the
+/// new version exits at once (6.7.0 refuses to upgrade without the config
+/// file), the engine restarts it again and again (`always`), or a few
+/// times and then leaves it exited (`on-failure:2`). The watch must call
+/// that a failure within seconds, not wait for its timeout, and the old
+/// container must run again under its policy.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_looping_new_container_under_restart_policy_rolls_back() {
-    let lw = Lw::up(Scope::new("chaos-loop").await).await;
-    let policy = json!({"Name": "always", "MaximumRetryCount": 0});
+    crash_loop(
+        "chaos-loop",
+        json!({"Name": "always", "MaximumRetryCount": 0}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_looping_new_container_under_on_failure_policy_rolls_back() {
+    crash_loop(
+        "chaos-loop-onfail",
+        json!({"Name": "on-failure", "MaximumRetryCount": 2}),
+    )
+    .await;
+}
+
+async fn crash_loop(test: &str, policy: Value) {
+    let lw = Lw::up(Scope::new(test).await).await;
     lw.d()
         .post_json(
             &format!("/containers/{}/update", lw.id),
@@ -772,8 +790,13 @@ async fn crash_looping_new_container_under_restart_policy_rolls_back() {
     assert_eq!(r.code, Some(3), "{r}");
     let s = r.json();
     assert_eq!(s["outcome"], "rolled-back", "{r}");
+    // Once its retries are used up an on-failure container stays exited:
+    // the watch may see it only then.
     let why = s["verdict"]["why"].as_str().unwrap_or("");
-    assert!(why.contains("crash-looping"), "{r}");
+    assert!(
+        why.contains("crash-looping") || (policy["Name"] == "on-failure" && why.contains("exited")),
+        "{r}"
+    );
     let run = lw.run_dir();
     let at = |phase: &str| {
         journal(&run)
@@ -782,6 +805,11 @@ async fn crash_looping_new_container_under_restart_policy_rolls_back() {
             .and_then(|e| e["t"].as_i64())
             .unwrap()
     };
+    eprintln!(
+        "watch {}s, whole upgrade and rollback {:.1}s",
+        at("done") - at("begin"),
+        r.took.as_secs_f64()
+    );
     assert!(at("done") - at("begin") <= 10, "not detected promptly: {r}");
     let log = fs::read_to_string(run.join("new-container.log")).unwrap();
     assert!(
@@ -837,10 +865,25 @@ async fn old_container_removed_after_rename_aside_data_restored() {
     assert_data_as_before(&lw, &before, "old container removed aside").await;
     assert_tidy(&lw, "old container removed aside").await;
     assert!(journal_outcome(&run).is_none());
-    // Asking again gives the same answer and changes nothing.
+    // Asking again gives the same answer and changes nothing; a stand-in
+    // that a killed berth left behind is removed on the way.
+    let stale = format!("{}-berth-restore-1", lw.a.app);
+    let mut cfg = appliance::data_config(&lw.fx.old.id);
+    cfg["Labels"] = json!({"berth.helper": "restore"});
+    cfg["HostConfig"] = json!({"VolumesFrom": [lw.a.data]});
+    assert_eq!(lw.scope.create("lw-berth-restore-1", cfg).await, stale);
     let again = lw.on_run("rollback", &run);
     assert_eq!(again.code, Some(4), "{again}");
+    assert!(lw.inspect(&stale).await.is_none(), "stale stand-in left");
     assert_data_as_before(&lw, &before, "rollback again").await;
+    let left = lw
+        .d()
+        .container_list(
+            &json!({"label": ["berth.helper=restore"], "name": [lw.scope.prefix.clone()]}),
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "stand-ins left: {left:?}");
 }
 
 /// Removed while berth is stopping it: nothing was restored because the

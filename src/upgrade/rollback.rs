@@ -131,6 +131,7 @@ async fn restore_all(d: &Docker, p: &Plan, say: Say, old_exists: bool) -> Result
     if old_exists {
         return restore_into(d, p, &p.container_id, say).await;
     }
+    remove_stale_stand_ins(d, p).await?;
     let stand_in = create_stand_in(d, p).await?;
     let restored = restore_into(d, p, &stand_in, say).await;
     let removed = d
@@ -140,6 +141,30 @@ async fn restore_all(d: &Docker, p: &Plan, say: Say, old_exists: bool) -> Result
     let v = restored?;
     removed?;
     Ok(v)
+}
+
+/// Stand-ins a killed berth left (we hold the container's lock: no other
+/// berth is using them). They hold the volumes, so they must not linger.
+async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
+    let prefix = stand_in_prefix(p);
+    let filters = json!({"label": ["berth.helper=restore"], "name": [prefix.clone()]});
+    for c in d.container_list(&filters).await? {
+        let name = c.pointer("/Names/0").and_then(Value::as_str).unwrap_or("");
+        // The name filter matches substrings: check the prefix ourselves.
+        if let (true, Some(id)) = (
+            name.trim_start_matches('/').starts_with(&prefix),
+            c["Id"].as_str(),
+        ) {
+            d.container_remove(id, true, false)
+                .await
+                .or_else(not_found_ok)?;
+        }
+    }
+    Ok(())
+}
+
+fn stand_in_prefix(p: &Plan) -> String {
+    format!("{}-berth-restore-", p.container)
 }
 
 /// A container that is never started: the old image with the old
@@ -165,7 +190,7 @@ async fn create_stand_in(d: &Docker, p: &Plan) -> Result<String> {
         req["Labels"] = json!({});
     }
     req["Labels"]["berth.helper"] = json!("restore");
-    let name = format!("{}-berth-restore-{}", p.container, crate::clock::now_unix());
+    let name = format!("{}{}", stand_in_prefix(p), crate::clock::now_unix());
     d.container_create(&name, &req)
         .await
         .map_err(|e| e.context(doing))
