@@ -693,7 +693,7 @@ async fn disk_full_during_backup_and_upgrade_loses_nothing() {
     let started = lw.inspect(&lw.a.app).await.unwrap()["State"]["StartedAt"].clone();
 
     // `berth backup`: exit 1, nothing left behind, the container untouched.
-    let r = berth(&[
+    let backup: Vec<String> = vec![
         "backup".into(),
         lw.a.app.clone(),
         "--out".into(),
@@ -701,7 +701,8 @@ async fn disk_full_during_backup_and_upgrade_loses_nothing() {
         "--host".into(),
         lw.host(),
         "--json".into(),
-    ]);
+    ];
+    let r = berth(&backup);
     assert_eq!(r.code, Some(1), "{r}");
     on_small(&r, &r.error());
     let left: Vec<_> = fs::read_dir(&small).unwrap().collect();
@@ -713,6 +714,17 @@ async fn disk_full_during_backup_and_upgrade_loses_nothing() {
         c["State"]
     );
     assert_data_as_before(&lw, &before, "berth backup on a full disk").await;
+    // With --stop: the container berth stopped for the copy runs again.
+    let mut stop = backup.clone();
+    stop.push("--stop".into());
+    let r = berth(&stop);
+    assert_eq!(r.code, Some(1), "{r}");
+    on_small(&r, &r.error());
+    assert_eq!(fs::read_dir(&small).unwrap().count(), 0, "left behind");
+    let c = lw.inspect(&lw.a.app).await.unwrap();
+    assert_eq!(c["Id"], lw.id.as_str());
+    assert!(running(&c), "not started again: {}", c["State"]);
+    assert_data_as_before(&lw, &before, "berth backup --stop on a full disk").await;
 
     // `berth upgrade` sees the space is short before changing anything...
     let mut args = lw.upgrade_args(&lw.fx.good_tarballs.tar, &[]);
