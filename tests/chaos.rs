@@ -222,7 +222,12 @@ impl Lw {
         d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
         scope.track_image(&format!("{repo}:6.6.0"));
         let a = appliance::up(&scope, &format!("{repo}:6.6.0")).await;
-        let id = d.container_inspect(&a.app).await.unwrap()["Id"]
+        Lw::with(scope, fx, a).await
+    }
+
+    /// The upgrade's surroundings for an appliance that is up.
+    async fn with(scope: Scope, fx: Fixtures, a: Appliance) -> Lw {
+        let id = scope.docker.container_inspect(&a.app).await.unwrap()["Id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -238,6 +243,66 @@ impl Lw {
             root,
             scope,
         }
+    }
+
+    /// The appliance with its data in volumes of its own instead of a data
+    /// container's: named (`-v NAME:PATH`) or anonymous (`-v PATH`).
+    /// `a.data` is the container to read them through: for named volumes
+    /// one that is never started and mounts them too; for anonymous ones
+    /// the app itself (a second user would keep `rm -v` from removing them).
+    async fn up_own_volumes(scope: Scope, named: bool) -> Lw {
+        let d = scope.docker.clone();
+        let fx = fixtures::ensure(&d).await;
+        let repo = format!("{}/lightwave-sts", scope.prefix);
+        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
+        let image = format!("{repo}:6.6.0");
+        scope.track_image(&image);
+        let config_dir = scope.dir("lw-config");
+        let config_file =
+            appliance::write_config_file(&config_dir, &appliance::config_text("standalone"));
+        let mut binds: Vec<String> = vec![];
+        if named {
+            for p in DATA_PATHS {
+                let v = scope.name(&format!("vol{}", p.replace('/', "-")));
+                scope.track_volume(&v);
+                binds.push(format!("{v}:{p}"));
+            }
+        }
+        let mut app = appliance::app_config(&image, "", &config_dir, false);
+        let reader = if named {
+            let mut r = appliance::data_config(&image);
+            r["HostConfig"] = json!({ "Binds": binds });
+            Some(scope.create("reader", r).await)
+        } else {
+            app["Volumes"] = appliance::data_config(&image)["Volumes"].clone();
+            None
+        };
+        binds.push(format!(
+            "{}:{}",
+            config_dir.display(),
+            appliance::CONFIG_MOUNT
+        ));
+        app["HostConfig"]["VolumesFrom"] = json!([]);
+        app["HostConfig"]["Binds"] = json!(binds);
+        let name = scope.run("lw", app).await;
+        appliance::wait_for_lines(
+            &d,
+            &name,
+            &[appliance::SETUP_COMPLETE, appliance::STARTED],
+            appliance::SETUP_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        fs::remove_file(&config_file).unwrap();
+        let a = Appliance {
+            data: reader.unwrap_or_else(|| name.clone()),
+            app: name,
+            config_dir,
+            config_file,
+            image,
+            privileged: false,
+        };
+        Lw::with(scope, fx, a).await
     }
 
     fn d(&self) -> &Docker {
@@ -848,10 +913,19 @@ async fn crash_loop(test: &str, policy: Value) {
 
 /// `docker rm -f` of the old container (volumes kept) once the journal
 /// shows `at`; berth must end with exit 4 saying exactly that.
-async fn remove_old_at(lw: &Lw, file: &Path, at: (&str, &str)) -> (Run, PathBuf) {
+/// `with_volumes`: `docker rm -f -v` (anonymous volumes go too).
+async fn remove_old_at(
+    lw: &Lw,
+    file: &Path,
+    at: (&str, &str),
+    with_volumes: bool,
+) -> (Run, PathBuf) {
     let mut bg = Bg::spawn(&lw.upgrade_args(file, &[]), &[]);
     let run = lw.wait_journal(&mut bg, at.0, at.1);
-    lw.d().container_remove(&lw.id, true, false).await.unwrap();
+    lw.d()
+        .container_remove(&lw.id, true, with_volumes)
+        .await
+        .unwrap();
     let r = bg.wait(PROGRESS);
     lw.track_rollback_tags();
     assert_eq!(r.code, Some(4), "{r}");
@@ -870,7 +944,13 @@ async fn remove_old_at(lw: &Lw, file: &Path, at: (&str, &str)) -> (Run, PathBuf)
 async fn old_container_removed_after_rename_aside_data_restored() {
     let lw = Lw::up(Scope::new("chaos-rm-aside").await).await;
     let before = lw.indexes().await;
-    let (r, run) = remove_old_at(&lw, &lw.fx.broken_tarballs.tar, ("rename-old", "done")).await;
+    let (r, run) = remove_old_at(
+        &lw,
+        &lw.fx.broken_tarballs.tar,
+        ("rename-old", "done"),
+        false,
+    )
+    .await;
     let msg = r.error();
     assert!(msg.contains("restored and verified"), "{msg}");
     assert!(lw.inspect(&lw.a.app).await.is_none(), "the new one is left");
@@ -904,10 +984,82 @@ async fn old_container_removed_after_rename_aside_data_restored() {
 async fn old_container_removed_before_the_stop_data_untouched() {
     let lw = Lw::up(Scope::new("chaos-rm-stop").await).await;
     let before = lw.indexes().await;
-    let (r, run) = remove_old_at(&lw, &lw.fx.good_tarballs.tar, ("tag-old", "done")).await;
-    assert!(r.error().contains("not touched"), "{r}");
+    let (r, run) = remove_old_at(&lw, &lw.fx.good_tarballs.tar, ("tag-old", "done"), false).await;
+    assert!(r.error().contains("did not touch its data volumes"), "{r}");
     assert!(!journal_has(&run, "start-new", "begin"));
     assert!(lw.inspect(&lw.a.app).await.is_none());
     assert_data_as_before(&lw, &before, "old container removed before the stop").await;
     assert_tidy(&lw, "old container removed before the stop").await;
+}
+
+/// Named volumes survive even `docker rm -f -v`: removed after the rename
+/// aside, the failed upgrade's data is restored into them all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_container_with_named_volumes_removed_with_v_data_restored() {
+    let lw = Lw::up_own_volumes(Scope::new("chaos-rm-named").await, true).await;
+    let before = lw.indexes().await;
+    let (r, run) = remove_old_at(
+        &lw,
+        &lw.fx.broken_tarballs.tar,
+        ("rename-old", "done"),
+        true,
+    )
+    .await;
+    assert!(r.error().contains("restored and verified"), "{r}");
+    assert!(journal_has(&run, "restore", "done"));
+    assert!(lw.inspect(&lw.a.app).await.is_none(), "the new one is left");
+    assert_data_as_before(&lw, &before, "named volumes, rm -f -v").await;
+    assert_tidy(&lw, "named volumes, rm -f -v").await;
+}
+
+/// Anonymous volumes of the old container itself go with `docker rm -f
+/// -v` once no other container uses them (here: berth was killed just
+/// after it removed the new container). The rollback must not create
+/// empty volumes in their place: it says the data is only in the backup,
+/// which still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_container_removed_with_its_anonymous_volumes_is_refused() {
+    let lw = Lw::up_own_volumes(Scope::new("chaos-rm-anon").await, false).await;
+    let vols: Vec<String> = lw.inspect(&lw.a.app).await.unwrap()["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Type"] == "volume")
+        .map(|m| m["Name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(vols.len(), DATA_PATHS.len());
+    let bg = Bg::spawn(
+        &lw.upgrade_args(&lw.fx.broken_tarballs.tar, &[]),
+        &[("BERTH_TEST_KILL_AT", "remove-new:done")],
+    );
+    let r = bg.wait(PROGRESS);
+    assert_eq!(r.signal, Some(9), "not killed at remove-new:done: {r}");
+    let run = lw.run_dir();
+    lw.track_rollback_tags();
+    lw.d().container_remove(&lw.id, true, true).await.unwrap();
+    for v in &vols {
+        let e = lw.d().volume_inspect(v).await.unwrap_err();
+        assert!(e.is_not_found(), "volume {v} was not removed: {e}");
+    }
+
+    let r = lw.on_run("rollback", &run);
+    assert_eq!(r.code, Some(4), "{r}");
+    let msg = r.error();
+    eprintln!("berth said: {msg}");
+    assert!(
+        msg.contains("is gone too") && msg.contains("only in the backup"),
+        "{msg}"
+    );
+    for v in &vols {
+        let e = lw.d().volume_inspect(v).await.unwrap_err();
+        assert!(e.is_not_found(), "volume {v} is back: {e}");
+    }
+    assert!(lw.inspect(&lw.a.app).await.is_none(), "the new one is left");
+    assert!(!lw.a.config_dir.join(CONFIG_NAME).exists());
+    let v = berth(&[
+        "verify".into(),
+        run.join("backup").to_str().unwrap().into(),
+        "--deep".into(),
+    ]);
+    assert_eq!(v.code, Some(0), "the backup: {v}");
 }

@@ -224,7 +224,7 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
             p.run_dir.join(BACKUP).display()
         )
     } else {
-        "its data volumes were not touched (the new version never ran)".to_owned()
+        "berth did not touch its data volumes (the new version never ran)".to_owned()
     };
     Error::new(
         Kind::RollbackIncomplete,
@@ -373,7 +373,7 @@ async fn incomplete(
                 .unwrap_or("?")
         ),
         Err(err) if err.is_not_found() => format!(
-            "the old container {} was removed by someone else (its volumes were not removed with it)",
+            "the old container {} was removed by someone else",
             crate::inspect::short(&p.container_id)
         ),
         Err(err) => format!(
