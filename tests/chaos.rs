@@ -667,6 +667,23 @@ async fn engine_restart_during_rollback_restore_then_rollback() {
         !journal_has(&run, "restore", "done"),
         "the restore finished"
     );
+    // Whether or not the engine left berth's helper behind this time, one
+    // is there now (as a berth that died mid-wipe leaves it): the next
+    // wipe of that volume must remove it.
+    let data = lw.inspect(&lw.a.data).await.unwrap();
+    let vol = data["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/var/lib/vmware")
+        .and_then(|m| m["Name"].as_str())
+        .unwrap()
+        .to_owned();
+    let mut stale = appliance::data_config(&lw.fx.old.id);
+    stale["Labels"] = json!({"berth.helper": "wipe", "berth.volume": vol});
+    stale["HostConfig"] =
+        json!({"Mounts": [{"Type": "volume", "Source": vol, "Target": "/var/lib/vmware"}]});
+    lw.scope.create("stale-wipe", stale).await;
 
     // `berth rollback` asked for and done: exit 0.
     let res = lw.on_run("rollback", &run);
