@@ -1,11 +1,11 @@
 //! Durable files: what berth writes must be whole or absent after a crash.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 /// fsync a directory so that renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
@@ -55,4 +55,43 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
         .mode(0o700)
         .create(path)
         .ctx(format!("creating directory {}", path.display()))
+}
+
+/// A new file whose write errors name it: a full disk deep inside a
+/// compressing pipeline must still say which file could not be written.
+pub struct NamedFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl NamedFile {
+    /// Create a new file (never overwrite) with `mode`.
+    pub fn create_new(path: &Path, mode: u32) -> Result<NamedFile> {
+        Ok(NamedFile {
+            file: create_new(path, mode)?,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    fn named(&self, e: io::Error) -> io::Error {
+        // `write_all` retries on Interrupted: that kind must stay as it is.
+        if e.kind() == io::ErrorKind::Interrupted {
+            return e;
+        }
+        Error::failed(format!("{}: {e}", self.path.display())).into_io()
+    }
+}
+
+impl Write for NamedFile {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.file.write(b).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush().map_err(|e| self.named(e))
+    }
 }

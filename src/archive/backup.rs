@@ -20,7 +20,7 @@ use super::pargz::ParGzWriter;
 use super::tarscan::scan;
 use crate::docker::Docker;
 use crate::error::{Context, Error, Result};
-use crate::files::{create_new, create_private_dir, sync_dir};
+use crate::files::{create_new, create_private_dir, sync_dir, NamedFile};
 use crate::inspect::{name_of, str_at};
 use crate::manifest::{self, Manifest, PathEntry};
 use crate::mounts::{self, DataMap, Mount};
@@ -344,13 +344,22 @@ async fn copy_path(
     meter: Meter,
 ) -> Result<PathEntry> {
     let t0 = Instant::now();
-    let (_, reader) = d.archive_get(id, &t.path).await.map_err(|e| {
-        if e.is_not_found() {
-            Error::failed(format!("{} does not exist in the container", t.path))
-        } else {
-            e
+    let (_, reader) = match d.archive_get(id, &t.path).await {
+        Ok(r) => r,
+        // 404 is also the answer when the container itself is gone.
+        Err(e) if e.is_not_found() => {
+            let gone = match d.container_inspect(id).await {
+                Err(e) => e.is_not_found(),
+                Ok(c) => matches!(str_at(&c, "/State/Status"), "removing" | "dead"),
+            };
+            return Err(Error::failed(if gone {
+                "the container was removed while berth was backing it up".to_owned()
+            } else {
+                format!("{} does not exist in the container", t.path)
+            }));
         }
-    })?;
+        Err(e) => return Err(e),
+    };
     let roots = super::tar_roots(&t.path, &t.excluded);
     let slug = manifest::slug(&t.path);
     let (t, dir) = (t.clone(), dir.to_owned());
@@ -380,24 +389,24 @@ pub fn stream_to_files(
     let index = format!("{slug}.index");
     let apath = dir.join(&archive);
     let ipath = dir.join(&index);
-    let file = BufWriter::with_capacity(1 << 20, create_new(&apath, 0o600)?);
+    let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
     // hashes the tar (its chunks, in order) and the compressed file.
     let mut gz = ParGzWriter::hashing(HashWriter::new(file), level, 0);
-    let mut idx = HashWriter::new(BufWriter::new(create_new(&ipath, 0o600)?));
+    let mut idx = HashWriter::new(BufWriter::new(NamedFile::create_new(&ipath, 0o600)?));
     let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
     let writing = || format!("writing {}", apath.display());
     let (file, tar_sha256, tar_bytes) = gz.finish_hashed().map_err(|e| e.context(writing()))?;
     let (file, sha256, bytes) = file.finish();
     file.into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
+        .and_then(|f| f.into_file().sync_all())
         .ctx(writing())?;
     let (ifile, index_sha256, _) = idx.finish();
     ifile
         .into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
+        .and_then(|f| f.into_file().sync_all())
         .ctx(format!("writing {}", ipath.display()))?;
     Ok(PathEntry {
         path: String::new(),

@@ -44,13 +44,16 @@ pub async fn wipe_volume(
         "Cmd": cmd,
         "User": "0:0",
         "WorkingDir": "/",
-        "Labels": {"berth.helper": "wipe"},
+        "Labels": {"berth.helper": "wipe", "berth.volume": volume},
         "NetworkDisabled": true,
         "HostConfig": {
             "NetworkMode": "none",
             "Mounts": [{"Type": "volume", "Source": volume, "Target": path}],
         },
     });
+    remove_stale_helpers(d, volume)
+        .await
+        .map_err(|e| e.context(&doing))?;
     let id = d
         .container_create(&name, &cfg)
         .await
@@ -74,6 +77,23 @@ pub async fn wipe_volume(
     let removed = d.container_remove(&id, true, false).await;
     result?;
     removed.map_err(|e| e.context(&doing))
+}
+
+/// A helper whose berth died, or lost its engine, in the middle of a wipe
+/// is left behind holding the volume. Two berths never empty one volume at
+/// once (that would be a broken restore anyway), so a helper found on it
+/// now is stale.
+async fn remove_stale_helpers(d: &Docker, volume: &str) -> Result<()> {
+    let filters = json!({"label": ["berth.helper=wipe", format!("berth.volume={volume}")]});
+    for c in d.container_list(&filters).await? {
+        if let Some(id) = c["Id"].as_str() {
+            match d.container_remove(id, true, false).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A tar holding berth's binary as /.berth-helper.

@@ -278,10 +278,7 @@ fn rollback_tag(old_ref: &str, name: &str, stamp: &str) -> String {
 
 /// Sum of the volumes' sizes as the engine counts them (/system/df).
 async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
-    let Ok(df) = d
-        .get_json("/system/df", "asking the engine for volume sizes")
-        .await
-    else {
+    let Some(df) = system_df(d).await else {
         return 0;
     };
     let vols = df
@@ -306,6 +303,25 @@ async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
         })
         .map(|s| s.max(0) as u64)
         .sum()
+}
+
+/// GET /system/df. The engine runs one at a time and refuses a second
+/// ("a disk usage operation is already running", Docker 20.10): wait for
+/// the other one (up to 10 s) rather than skip the free-space check.
+async fn system_df(d: &Docker) -> Option<Value> {
+    for _ in 0..40 {
+        match d
+            .get_json("/system/df", "asking the engine for volume sizes")
+            .await
+        {
+            Ok(v) => return Some(v),
+            Err(e) if e.msg.contains("already running") => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Free space where `dir` is or will be (its nearest existing ancestor:

@@ -35,6 +35,7 @@ pub async fn rollback(
     }
     say.step("rolling back");
     let started_new = j.has(Step::StartNew, Phase::Begin);
+    let backed_up = j.has(Step::Verify, Phase::Done);
     match undo(d, p, j, say, started_new).await {
         Ok(()) => {
             let outcome = if started_new {
@@ -45,7 +46,14 @@ pub async fn rollback(
             j.finish(outcome, json!({ "cause": cause }))?;
             Ok(Summary::new(p, Some(outcome), verdict, cause, t0))
         }
-        Err(e) => Err(incomplete(d, p, cause, e).await),
+        // The old container is gone: `undo` said exactly what it did.
+        Err(e) if e.kind == Kind::RollbackIncomplete => Err(e.context(format!(
+            "rollback incomplete{}",
+            cause
+                .map(|c| format!(" (the upgrade had failed: {c})"))
+                .unwrap_or_default()
+        ))),
+        Err(e) => Err(incomplete(d, p, cause, backed_up, e).await),
     }
 }
 
@@ -82,9 +90,13 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
+    let old_exists = old_container_exists(d, p).await?;
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
-        step(j, Step::Restore, restore_all(d, p, say)).await?;
+        step(j, Step::Restore, restore_all(d, p, say, old_exists)).await?;
+    }
+    if !old_exists {
+        return Err(old_removed(p, started_new));
     }
     step(j, Step::RenameBack, async {
         let old = d.container_inspect(&p.container_id).await?;
@@ -96,23 +108,155 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
     .await?;
     if p.was_running {
         say.step(format!("starting the old {} again", p.container));
-        step(j, Step::StartOld, start_and_settle(d, &p.container_id)).await?;
+        step(
+            j,
+            Step::StartOld,
+            start_and_settle(d, &p.container_id, "the old container"),
+        )
+        .await?;
     }
     Ok(())
 }
 
-/// Put every path back. A path the old container mounts read-only cannot
-/// have been changed through it and cannot be written through it either:
-/// it is read back and compared instead.
-async fn restore_all(d: &Docker, p: &Plan, say: Say) -> Result<Value> {
+/// Whether the old container is still there to go back to. One the engine
+/// is removing (or failed to remove: dead) is gone as far as berth goes.
+async fn old_container_exists(d: &Docker, p: &Plan) -> Result<bool> {
+    match d.container_inspect(&p.container_id).await {
+        Ok(c) => Ok(!matches!(
+            c.pointer("/State/Status").and_then(Value::as_str),
+            Some("removing" | "dead")
+        )),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Put every path back, through the old container, or through a stand-in
+/// for it when someone removed it (its volumes outlive it).
+async fn restore_all(d: &Docker, p: &Plan, say: Say, old_exists: bool) -> Result<Value> {
+    if old_exists {
+        return restore_into(d, p, &p.container_id, say).await;
+    }
+    remove_stale_stand_ins(d, p).await?;
+    let stand_in = create_stand_in(d, p).await?;
+    let restored = restore_into(d, p, &stand_in, say).await;
+    let removed = d
+        .container_remove(&stand_in, true, false)
+        .await
+        .or_else(not_found_ok);
+    let v = restored?;
+    removed?;
+    Ok(v)
+}
+
+/// Stand-ins a killed berth left (we hold the container's lock: no other
+/// berth is using them). They hold the volumes, so they must not linger.
+async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
+    let prefix = stand_in_prefix(p);
+    let filters = json!({"label": ["berth.helper=restore"], "name": [prefix.clone()]});
+    for c in d.container_list(&filters).await? {
+        let name = c.pointer("/Names/0").and_then(Value::as_str).unwrap_or("");
+        // The name filter matches substrings: check the prefix ourselves.
+        if let (true, Some(id)) = (
+            name.trim_start_matches('/').starts_with(&prefix),
+            c["Id"].as_str(),
+        ) {
+            d.container_remove(id, true, false)
+                .await
+                .or_else(not_found_ok)?;
+        }
+    }
+    Ok(())
+}
+
+fn stand_in_prefix(p: &Plan) -> String {
+    format!("{}-berth-restore-", p.container)
+}
+
+/// A container that is never started: the old image with the old
+/// container's own mounts (the create request of the plan), so that the
+/// restore reaches the same volumes at the same paths. A volume that is
+/// gone too must not be created again empty under its name: that is refused.
+async fn create_stand_in(d: &Docker, p: &Plan) -> Result<String> {
+    let mut req = p.create.clone();
+    let doing = "creating a stand-in for the removed old container to restore its volumes";
+    for v in named_volumes(&req["HostConfig"]) {
+        match d.volume_inspect(&v).await {
+            Err(e) if e.is_not_found() => {
+                return Err(Error::failed(format!(
+                    "{doing}: its volume {v} is gone too; its data is only in the backup {}",
+                    p.run_dir.join(BACKUP).display()
+                )))
+            }
+            r => r.map(drop).map_err(|e| e.context(doing))?,
+        }
+    }
+    req["Image"] = json!(p.old_image_id);
+    if !req["Labels"].is_object() {
+        req["Labels"] = json!({});
+    }
+    req["Labels"]["berth.helper"] = json!("restore");
+    let name = format!("{}{}", stand_in_prefix(p), crate::clock::now_unix());
+    d.container_create(&name, &req)
+        .await
+        .map_err(|e| e.context(doing))
+}
+
+/// The volumes a HostConfig names: `Mounts` of type volume and `Binds`
+/// whose source is a name, not a host path.
+fn named_volumes(host: &Value) -> Vec<String> {
+    let mounts = host["Mounts"].as_array().into_iter().flatten();
+    let from_mounts = mounts
+        .filter(|m| m["Type"] == "volume")
+        .filter_map(|m| m["Source"].as_str());
+    let binds = host["Binds"].as_array().into_iter().flatten();
+    let from_binds = binds
+        .filter_map(Value::as_str)
+        .filter_map(|b| b.split(':').next())
+        .filter(|src| !src.starts_with('/'));
+    from_mounts
+        .chain(from_binds)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The exit-4 message when the old container was removed behind berth's
+/// back: what berth did to the data, and what it cannot do.
+fn old_removed(p: &Plan, started_new: bool) -> Error {
+    let data = if started_new {
+        format!(
+            "its data volumes were restored and verified equal to the backup {}",
+            p.run_dir.join(BACKUP).display()
+        )
+    } else {
+        "berth did not touch its data volumes (the new version never ran)".to_owned()
+    };
+    Error::new(
+        Kind::RollbackIncomplete,
+        format!(
+            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\")",
+            crate::inspect::short(&p.container_id),
+            p.container,
+            p.run_dir.display(),
+            super::PLAN,
+            p.rollback_tag
+        ),
+    )
+}
+
+/// Put every path back into `target`. A path the old container mounts
+/// read-only cannot have been changed through it and cannot be written
+/// through it either: it is read back and compared instead.
+async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Value> {
     let dir = p.run_dir.join(BACKUP);
-    let old = d.container_inspect(&p.container_id).await?;
+    let old = d.container_inspect(target).await?;
     let data = crate::mounts::resolve(d, &old).await?;
     let ro = |path: &String| data.mounts.iter().any(|m| &m.destination == path && !m.rw);
     let (read_only, writable): (Vec<String>, Vec<String>) = p.paths.iter().cloned().partition(ro);
     if !writable.is_empty() {
         let o = restore::Options {
-            container: Some(p.container_id.clone()),
+            container: Some(target.to_owned()),
             paths: writable.clone(),
             merge: false,
             progress: say.progress,
@@ -167,7 +311,9 @@ fn not_found_ok(e: Error) -> Result<()> {
     }
 }
 
-async fn start_and_settle(d: &Docker, id: &str) -> Result<Value> {
+/// Start a container (`what` names it in errors) and check that it is
+/// still running a few seconds later.
+async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
     d.container_start(id).await?;
     let t = Instant::now();
     while t.elapsed() < OLD_SETTLE {
@@ -179,7 +325,7 @@ async fn start_and_settle(d: &Docker, id: &str) -> Result<Value> {
                 .and_then(Value::as_i64)
                 .unwrap_or(-1);
             return Err(Error::failed(format!(
-                "the old container exited with code {code} after it was started again"
+                "{what} exited with code {code} after it was started again"
             )));
         }
     }
@@ -216,7 +362,13 @@ pub fn remove_config_if(p: &Plan, wrote: bool) -> Result<()> {
 }
 
 /// The one message for exit 4: what state the host is in, what to run.
-async fn incomplete(d: &Docker, p: &Plan, cause: Option<String>, e: Error) -> Error {
+async fn incomplete(
+    d: &Docker,
+    p: &Plan,
+    cause: Option<String>,
+    backed_up: bool,
+    e: Error,
+) -> Error {
     let old = match d.container_inspect(&p.container_id).await {
         Ok(c) => format!(
             "the old container {} is named {} and is {}",
@@ -225,6 +377,10 @@ async fn incomplete(d: &Docker, p: &Plan, cause: Option<String>, e: Error) -> Er
             c.pointer("/State/Status")
                 .and_then(Value::as_str)
                 .unwrap_or("?")
+        ),
+        Err(err) if err.is_not_found() => format!(
+            "the old container {} was removed by someone else",
+            crate::inspect::short(&p.container_id)
         ),
         Err(err) => format!(
             "the old container {} cannot be inspected ({})",
@@ -239,16 +395,41 @@ async fn incomplete(d: &Docker, p: &Plan, cause: Option<String>, e: Error) -> Er
         ),
         _ => String::new(),
     };
+    // Only a backup that passed `verify` is one to point at.
+    let backup = if backed_up {
+        format!(
+            "the verified backup is {}",
+            p.run_dir.join(BACKUP).display()
+        )
+    } else {
+        "no backup was completed (the new version never ran: the data was not touched)".to_owned()
+    };
+    // An engine that broke the connection or answered 5xx is usually one
+    // going down (restart, upgrade, crash): say that first, not its symptom.
+    let (what, fix) = if engine_failed(&e) {
+        (
+            format!(
+                "the Docker engine at {} stopped answering or failed during the rollback ({})",
+                d.socket().display(),
+                e.msg
+            ),
+            "Once the engine runs again, run",
+        )
+    } else {
+        (e.msg, "Fix the cause, then run")
+    };
     Error::new(
         Kind::RollbackIncomplete,
         format!(
-            "rollback incomplete: {}{}. State: {old}; the verified backup is {}{config}. Fix the cause, then run `berth rollback {}`",
-            e.msg,
+            "rollback incomplete: {what}{}. State: {old}; {backup}{config}. {fix} `berth rollback {}`",
             cause.map(|c| format!(" (the upgrade had failed: {c})")).unwrap_or_default(),
-            p.run_dir.join(BACKUP).display(),
             p.run_dir.display()
         ),
     )
+}
+
+fn engine_failed(e: &Error) -> bool {
+    e.kind == Kind::Connection || e.status().is_some_and(|s| s >= 500)
 }
 
 /// `berth rollback DIR`: put the host back to before the upgrade.
@@ -298,6 +479,24 @@ pub async fn rollback_dir(d: &Docker, run: &std::path::Path, say: Say) -> Result
     .await
 }
 
+/// Before finishing an upgrade the application had called good: the new
+/// container must be running. An engine restart (or a reboot) stops
+/// containers without a restart policy; berth starts it again, as the
+/// upgrade left it, rather than report an upgrade whose container is down.
+async fn new_still_runs(d: &Docker, j: &Journal) -> Result<()> {
+    let Some(id) = j.data(Step::CreateNew).and_then(|v| v["id"].as_str()) else {
+        return Ok(());
+    };
+    let c = d.container_inspect(id).await?;
+    if c.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
+        return Ok(());
+    }
+    start_and_settle(d, id, "the new container")
+        .await
+        .map(drop)
+        .map_err(|e| e.context("the new container had stopped after the upgrade succeeded"))
+}
+
 /// `berth resume DIR`: finish or roll back, whichever is safe.
 pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
@@ -342,6 +541,18 @@ pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summa
         .await;
     }
     if matches!(verdict, Some(Verdict::Success(_))) {
+        if let Err(e) = new_still_runs(d, &j).await {
+            return rollback(
+                d,
+                &p,
+                &mut j,
+                say,
+                Some(e.msg.clone()),
+                Some(Verdict::Failure(e.msg)),
+                t0,
+            )
+            .await;
+        }
         return finish(
             d,
             &p,

@@ -204,22 +204,24 @@ fn judge_complete_lines(p: &Patterns, buf: &mut String) -> Option<Verdict> {
 /// A failure that the engine's state shows: exited, restarting, unhealthy.
 fn state_verdict(st: &Value, restarts0: i64) -> Option<Verdict> {
     let s = |p: &str| st.pointer(p).and_then(Value::as_str).unwrap_or("");
-    if st.pointer("/State/Running").and_then(Value::as_bool) != Some(true) {
-        let code = st
-            .pointer("/State/ExitCode")
-            .and_then(Value::as_i64)
-            .unwrap_or(-1);
-        return Some(Verdict::Failure(format!(
-            "the container exited with code {code}"
-        )));
-    }
+    let code = st
+        .pointer("/State/ExitCode")
+        .and_then(Value::as_i64)
+        .unwrap_or(-1);
+    // Under a restart policy an exited container is "restarting", not
+    // running: that is a crash loop, and saying so tells the operator more.
     let restarts = st.get("RestartCount").and_then(Value::as_i64).unwrap_or(0);
     if restarts > restarts0
         || st.pointer("/State/Restarting").and_then(Value::as_bool) == Some(true)
     {
         return Some(Verdict::Failure(format!(
-            "the container is crash-looping ({} restarts)",
+            "the container is crash-looping (exit code {code}, {} restarts)",
             restarts - restarts0
+        )));
+    }
+    if st.pointer("/State/Running").and_then(Value::as_bool) != Some(true) {
+        return Some(Verdict::Failure(format!(
+            "the container exited with code {code}"
         )));
     }
     if s("/State/Health/Status") == "unhealthy" {
@@ -291,6 +293,14 @@ mod tests {
             state_verdict(&looping, 1),
             Some(Verdict::Failure(_))
         ));
+        let backing_off =
+            serde_json::json!({"State": {"Running": false, "Restarting": true, "ExitCode": 1}});
+        assert_eq!(
+            state_verdict(&backing_off, 0),
+            Some(Verdict::Failure(
+                "the container is crash-looping (exit code 1, 0 restarts)".into()
+            ))
+        );
         let sick =
             serde_json::json!({"State": {"Running": true, "Health": {"Status": "unhealthy"}}});
         assert!(matches!(state_verdict(&sick, 0), Some(Verdict::Failure(_))));

@@ -141,6 +141,13 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         self.stop();
+        // dockerd leaves its default network namespace bind-mounted in the
+        // exec root; detach it, or the directory cannot be removed.
+        let netns = self.run.join("exec/netns/default");
+        if let Ok(c) = std::ffi::CString::new(netns.as_os_str().as_encoded_bytes()) {
+            // SAFETY: umount2(2) with a valid C string; failure is harmless.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
         let _ = fs::remove_dir_all(&self.root);
         let _ = fs::remove_dir_all(&self.run);
         let _ = fs::remove_file(&self.log);
