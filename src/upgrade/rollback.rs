@@ -90,7 +90,19 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
-    let old_exists = old_container_exists(d, p).await?;
+    let old_exists = match old_container_exists(d, p).await {
+        Ok(exists) => exists,
+        // Looking is the next step's first part: its failure (an engine
+        // that is gone) goes into the journal as that step's.
+        Err(e) => {
+            let next = if started_new {
+                Step::Restore
+            } else {
+                Step::RenameBack
+            };
+            return step(j, next, async { Err(e) }).await.map(drop);
+        }
+    };
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, restore_all(d, p, say, old_exists)).await?;
