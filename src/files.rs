@@ -95,3 +95,20 @@ impl Write for NamedFile {
         self.file.flush().map_err(|e| self.named(e))
     }
 }
+
+/// An exclusive lock on `path` (created if missing), held until the file
+/// returned is dropped; the kernel drops it with a killed process too.
+/// `busy` is the error message when another process holds it.
+pub fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ctx(format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::failed(busy())),
+        Err(fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
+    }
+}

@@ -18,17 +18,16 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::archive::index::{compare, read_index, IndexEntry};
-use berth::archive::restore::read_index_of;
 use berth::docker::{body, Docker};
 use berth::manifest::Manifest;
 use serde_json::{json, Value};
 use support::appliance::{self, Appliance, CONFIG_NAME};
+use support::cli::Run;
 use support::dockerd::Dockerd;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
@@ -40,60 +39,6 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 const PROGRESS: Duration = Duration::from_secs(60);
 
 // ------------------------------------------------------------------ the CLI
-
-struct Run {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} signal {:?} after {:.1}s\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            self.signal,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn from(out: Output, took: Duration) -> Run {
-        Run {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took,
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
-    }
-
-    /// The one error berth reported: `{"error": ...}` on stdout (--json)
-    /// and the same one line on stderr, nothing else.
-    fn error(&self) -> String {
-        let e = self.json()["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error reported: {self}"))
-            .to_owned();
-        assert_eq!(
-            self.stderr.trim(),
-            format!("berth: {e}"),
-            "more than the one message on stderr: {self}"
-        );
-        e
-    }
-}
 
 fn berth_cmd(args: &[String]) -> Command {
     let mut c = Command::new(BERTH);
@@ -404,14 +349,7 @@ impl Lw {
     /// container (it outlives the app container whatever happens to it),
     /// the config directory's mountpoint left out as berth does.
     async fn indexes(&self) -> BTreeMap<String, Vec<IndexEntry>> {
-        let mut out = BTreeMap::new();
-        for p in DATA_PATHS {
-            let idx = read_index_of(self.d(), &self.a.data, p, &excluded(p))
-                .await
-                .unwrap_or_else(|e| panic!("reading {}:{p}: {e}", self.a.data));
-            out.insert(p.to_owned(), idx);
-        }
-        out
+        appliance::data_indexes(self.d(), &self.a.data).await
     }
 
     /// Put a file of `mb` MiB of incompressible bytes into the volumes, so
@@ -436,14 +374,6 @@ impl Lw {
             .archive_put(&self.a.data, "/var/lib/vmware/vmdir", body::full(tar))
             .await
             .unwrap();
-    }
-}
-
-fn excluded(path: &str) -> Vec<String> {
-    if path == "/var/lib/vmware" {
-        vec!["config".into()]
-    } else {
-        vec![]
     }
 }
 

@@ -33,6 +33,7 @@ use berth::manifest::Manifest;
 use hyper::Method;
 use serde_json::Value;
 use support::appliance::{self, CONFIG_NAME, SETUP_COMPLETE, STARTED};
+use support::cli::Run;
 use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
 use support::fixtures::{self, Fixtures, DATA_PATHS};
@@ -45,40 +46,6 @@ const PASSWORD: &str = "F4ult-S3cret-pw-91c2";
 
 // ------------------------------------------------------------------ the CLI
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} after {:.1}s\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
-    }
-
-    /// What berth said: the error or the cause, and stderr.
-    fn said(&self) -> String {
-        let j: Value = serde_json::from_str(&self.stdout).unwrap_or(Value::Null);
-        let text = |k: &str| j[k].as_str().unwrap_or("").to_owned();
-        format!("{} {} {}", text("error"), text("cause"), self.stderr)
-    }
-}
-
 /// Run berth against `host` with a short engine timeout.
 fn berth(host: &str, args: &[&str]) -> Run {
     let t = Instant::now();
@@ -90,12 +57,7 @@ fn berth(host: &str, args: &[&str]) -> Run {
         .env_remove("BERTH_TEST_KILL_AT")
         .output()
         .expect("running berth");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: t.elapsed(),
-    }
+    Run::from(out, t.elapsed())
 }
 
 // ------------------------------------------------------------ the appliance
@@ -243,19 +205,7 @@ impl Cell {
     /// The content index of every data path, read through the container
     /// under the app's name (the config bind cut out, as berth does).
     async fn indexes(&self) -> BTreeMap<String, Vec<IndexEntry>> {
-        let mut out = BTreeMap::new();
-        for p in DATA_PATHS {
-            let excluded: Vec<String> = if p == "/var/lib/vmware" {
-                vec!["config".into()]
-            } else {
-                vec![]
-            };
-            let idx = read_index_of(self.d(), &self.app, p, &excluded)
-                .await
-                .unwrap_or_else(|e| panic!("reading {}:{p}: {e}", self.app));
-            out.insert(p.to_owned(), idx);
-        }
-        out
+        appliance::data_indexes(self.d(), &self.app).await
     }
 
     /// Fail with the fake's log unless every injected fault fired.

@@ -18,12 +18,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use berth::archive::index::{compare, IndexEntry};
-use berth::archive::restore::read_index_of;
 use berth::docker::{body, Docker};
 use serde_json::{json, Value};
 use support::appliance::{self, Appliance, DATA_MDB};
 use support::engine::Scope;
-use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::fixtures::{self, Fixtures};
 use support::images::RootFs;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -81,19 +80,7 @@ fn json_of(o: &Output) -> Value {
 /// The content index of every data path, read through `container` (the
 /// config bind mount cut out of /var/lib/vmware, as berth does).
 async fn indexes(d: &Docker, container: &str) -> BTreeMap<String, Vec<IndexEntry>> {
-    let mut out = BTreeMap::new();
-    for p in DATA_PATHS {
-        let excluded: Vec<String> = if p == "/var/lib/vmware" {
-            vec!["config".into()]
-        } else {
-            vec![]
-        };
-        let idx = read_index_of(d, container, p, &excluded)
-            .await
-            .unwrap_or_else(|e| panic!("reading {container}:{p}: {e}"));
-        out.insert(p.to_owned(), idx);
-    }
-    out
+    appliance::data_indexes(d, container).await
 }
 
 fn assert_same(

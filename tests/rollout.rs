@@ -12,52 +12,22 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth::archive::index::{compare, IndexEntry};
-use berth::archive::restore::read_index_of;
 use berth::docker::Docker;
 use serde_json::Value;
 use support::appliance::{self, Appliance, CONFIG_NAME};
+use support::cli::Run;
 use support::dockerd::second_engine;
 use support::engine::{engine, Scope};
-use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::fixtures::{self, Fixtures};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
 // ------------------------------------------------------------------ the CLI
-
-struct Run {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} signal {:?} after {:.1}s\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            self.signal,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
-    }
-}
 
 /// Run berth with `env` (the kill hooks are removed unless given).
 fn berth_env(args: &[String], env: &[(&str, &str)]) -> Run {
@@ -70,13 +40,7 @@ fn berth_env(args: &[String], env: &[(&str, &str)]) -> Run {
         c.env(k, v);
     }
     let out = c.output().expect("running berth");
-    Run {
-        code: out.status.code(),
-        signal: out.status.signal(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        took: t.elapsed(),
-    }
+    Run::from(out, t.elapsed())
 }
 
 fn args(a: &[&str]) -> Vec<String> {
@@ -156,19 +120,7 @@ impl Node {
 
     /// The content index of every data path (the config bind cut out).
     async fn indexes(&self) -> BTreeMap<String, Vec<IndexEntry>> {
-        let mut out = BTreeMap::new();
-        for p in DATA_PATHS {
-            let excluded: Vec<String> = if p == "/var/lib/vmware" {
-                vec!["config".into()]
-            } else {
-                vec![]
-            };
-            let idx = read_index_of(self.d(), &self.lw.app, p, &excluded)
-                .await
-                .unwrap_or_else(|e| panic!("node {}: reading {p}: {e}", self.name));
-            out.insert(p.to_owned(), idx);
-        }
-        out
+        appliance::data_indexes(self.d(), &self.lw.app).await
     }
 
     /// Images of this test's repository on the node's engine.

@@ -20,9 +20,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth::archive::index::{compare, read_index, IndexEntry};
@@ -31,6 +30,7 @@ use berth::docker::Docker;
 use berth::manifest::Manifest;
 use serde_json::{json, Value};
 use support::appliance::{self, CONFIG_NAME, DATA_MDB, SETUP_COMPLETE, STARTED};
+use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::images::busybox;
@@ -43,46 +43,6 @@ const MACHINE_SSL_KEY: &str = "/etc/vmware-sso/keys/machine-ssl.key";
 const UPGRADE_PARTIAL: &str = "/var/lib/vmware/vmdir/vdcupgrade.partial";
 
 // ------------------------------------------------------------------ the CLI
-
-struct Run {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?} signal {:?} after {:.1}s\n--- stdout\n{}--- stderr\n{}",
-            self.code,
-            self.signal,
-            self.took.as_secs_f64(),
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn from(out: Output, took: Duration) -> Run {
-        Run {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took,
-        }
-    }
-
-    /// The one JSON document of `--json`.
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
-    }
-}
 
 fn berth_env<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, &str)]) -> Run {
     let t = Instant::now();
@@ -280,19 +240,7 @@ impl Lw {
     /// The content index of every data path, read through the container
     /// under the app's name (the config bind mount cut out, as berth does).
     async fn indexes(&self) -> BTreeMap<String, Vec<IndexEntry>> {
-        let mut out = BTreeMap::new();
-        for p in DATA_PATHS {
-            let excluded: Vec<String> = if p == "/var/lib/vmware" {
-                vec!["config".into()]
-            } else {
-                vec![]
-            };
-            let idx = read_index_of(self.d(), &self.app, p, &excluded)
-                .await
-                .unwrap_or_else(|e| panic!("reading {}:{p}: {e}", self.app));
-            out.insert(p.to_owned(), idx);
-        }
-        out
+        appliance::data_indexes(self.d(), &self.app).await
     }
 
     async fn read(&self, path: &str) -> Option<Vec<u8>> {

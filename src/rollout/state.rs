@@ -3,7 +3,7 @@
 //! every change) and one directory per node holding that node's upgrade
 //! run directory (`<node>/<container>-<stamp>-upgrade/`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -225,20 +225,13 @@ pub struct DirLock {
 
 pub fn lock(dir: &Path) -> Result<DirLock> {
     let path = dir.join(LOCK);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx(format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(DirLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::failed(format!(
+    let file = crate::files::try_lock(&path, || {
+        format!(
             "another berth is running the rollout {}: wait for it to finish",
             dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
-    }
+        )
+    })?;
+    Ok(DirLock { _file: file })
 }
 
 /// A node's upgrade run directories, oldest first (their names carry a

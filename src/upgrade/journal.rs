@@ -250,20 +250,13 @@ pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
         })
         .collect();
     let path = base.join(format!("{key}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx(format!("opening {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Lock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::failed(format!(
+    let file = crate::files::try_lock(&path, || {
+        format!(
             "another berth is working on container {container} (lock {}): wait for it to finish",
             path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
-    }
+        )
+    })?;
+    Ok(Lock { _file: file })
 }
 
 fn is_writable(p: &str) -> bool {

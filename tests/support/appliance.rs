@@ -22,6 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use berth::archive::index::IndexEntry;
+use berth::archive::restore::read_index_of;
 use berth::docker::containers::LogOptions;
 use berth::docker::Docker;
 use serde_json::{json, Value};
@@ -385,4 +389,28 @@ pub async fn installed_version(d: &Docker, container: &str) -> Option<String> {
     read_file(d, container, INSTALLED_VERSION)
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+}
+
+/// What berth leaves out of a data path's backup: the config directory's
+/// mountpoint inside /var/lib/vmware.
+pub fn excluded(path: &str) -> Vec<String> {
+    if path == "/var/lib/vmware" {
+        vec!["config".into()]
+    } else {
+        vec![]
+    }
+}
+
+/// The content index of every data path, read through `container` (the
+/// app, or the data container, which outlives the app whatever happens to
+/// it), with what berth leaves out left out.
+pub async fn data_indexes(d: &Docker, container: &str) -> BTreeMap<String, Vec<IndexEntry>> {
+    let mut out = BTreeMap::new();
+    for p in DATA_PATHS {
+        let idx = read_index_of(d, container, p, &excluded(p))
+            .await
+            .unwrap_or_else(|e| panic!("reading {container}:{p}: {e}"));
+        out.insert(p.to_owned(), idx);
+    }
+    out
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod appliance;
+pub mod cli;
 pub mod dockerd;
 pub mod engine;
 pub mod fakedaemon;
