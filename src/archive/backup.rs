@@ -348,10 +348,7 @@ async fn copy_path(
         Ok(r) => r,
         // 404 is also the answer when the container itself is gone.
         Err(e) if e.is_not_found() => {
-            let gone = match d.container_inspect(id).await {
-                Err(e) => e.is_not_found(),
-                Ok(c) => matches!(str_at(&c, "/State/Status"), "removing" | "dead"),
-            };
+            let gone = matches!(d.container_exists(id).await, Ok(false));
             return Err(Error::failed(if gone {
                 "the container was removed while berth was backing it up".to_owned()
             } else {

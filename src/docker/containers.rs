@@ -80,6 +80,19 @@ impl Docker {
         .await
     }
 
+    /// Whether container `id` is still there. One the engine does not know,
+    /// is removing, or failed to remove (dead) is gone.
+    pub async fn container_exists(&self, id: &str) -> Result<bool> {
+        match self.container_inspect(id).await {
+            Ok(c) => Ok(!matches!(
+                c.pointer("/State/Status").and_then(Value::as_str),
+                Some("removing" | "dead")
+            )),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Containers (all states) matching an engine filter, e.g. {"name": ["x"]}.
     pub async fn container_list(&self, filters: &Value) -> Result<Vec<Value>> {
         let v = self

@@ -90,7 +90,7 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     let _ = std::fs::remove_dir_all(p.run_dir.join(format!("{BACKUP}.partial")));
-    let old_exists = match old_container_exists(d, p).await {
+    let old_exists = match d.container_exists(&p.container_id).await {
         Ok(exists) => exists,
         // Looking is the next step's first part: its failure (an engine
         // that is gone) goes into the journal as that step's.
@@ -128,19 +128,6 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         .await?;
     }
     Ok(())
-}
-
-/// Whether the old container is still there to go back to. One the engine
-/// is removing (or failed to remove: dead) is gone as far as berth goes.
-async fn old_container_exists(d: &Docker, p: &Plan) -> Result<bool> {
-    match d.container_inspect(&p.container_id).await {
-        Ok(c) => Ok(!matches!(
-            c.pointer("/State/Status").and_then(Value::as_str),
-            Some("removing" | "dead")
-        )),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// Put every path back, through the old container, or through a stand-in
