@@ -31,6 +31,7 @@ use support::cli::Run;
 use support::dockerd::Dockerd;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::journal::{journal, journal_has, journal_outcome};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// How long berth may take to give up once the engine is gone.
@@ -119,27 +120,6 @@ fn until<T>(why: &str, limit: Duration, mut what: impl FnMut() -> Option<T>) -> 
         assert!(t.elapsed() < limit, "{why}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn journal(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn journal_has(run: &Path, step: &str, phase: &str) -> bool {
-    journal(run)
-        .iter()
-        .any(|e| e["step"] == step && e["phase"] == phase)
-}
-
-fn journal_outcome(run: &Path) -> Option<String> {
-    journal(run)
-        .iter()
-        .rev()
-        .find_map(|e| e["outcome"].as_str().map(String::from))
 }
 
 // ------------------------------------------------------------ the appliance

@@ -37,6 +37,7 @@ use support::cli::Run;
 use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
 use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::journal::{journal, journal_outcome};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// berth's engine timeout in these tests (BERTH_ENGINE_TIMEOUT): a stall
@@ -229,21 +230,6 @@ fn config_text() -> String {
 
 fn running(c: &Value) -> bool {
     c.pointer("/State/Running").and_then(Value::as_bool) == Some(true)
-}
-
-fn journal(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn journal_outcome(run: &Path) -> Option<String> {
-    journal(run)
-        .iter()
-        .rev()
-        .find_map(|e| e["outcome"].as_str().map(String::from))
 }
 
 /// The error the journal recorded for `step`'s `failed` line.

@@ -24,6 +24,7 @@ use support::cli::Run;
 use support::dockerd::second_engine;
 use support::engine::{engine, Scope};
 use support::fixtures::{self, Fixtures};
+use support::journal::journal;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
@@ -241,14 +242,6 @@ fn node_runs(dir: &Path, node: &str) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn journal(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 /// Remove the rollback tags berth made (read from the nodes' plans) with

@@ -25,6 +25,7 @@ use support::appliance::{self, CONFIG_NAME};
 use support::engine::Scope;
 use support::fixtures;
 use support::images::busybox;
+use support::journal::{journal, journal_has};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// A busybox command that idles and exits at once on SIGTERM.
@@ -439,20 +440,6 @@ fn containers_named(d: &Docker, prefix: &str) -> Vec<Value> {
 
 // ------------------------------------------------------------ upgrade
 
-fn journal(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn has_step(run: &Path, step: &str, phase: &str) -> bool {
-    journal(run)
-        .iter()
-        .any(|e| e["step"] == step && e["phase"] == phase)
-}
-
 fn outcome(run: &Path) -> Option<(String, Value)> {
     let last = journal(run).last().cloned()?;
     Some((last["outcome"].as_str()?.to_owned(), last))
@@ -598,7 +585,7 @@ async fn a_signal_during_upgrade_rolls_back_and_resume_has_nothing_left() {
         fs::create_dir_all(&root).unwrap();
         let mut b = u.spawn(&root, &fx.good_tarballs.tar);
         let reached = b.wait_for(&why, || {
-            run_dir(&root).is_some_and(|r| has_step(&r, step, "begin"))
+            run_dir(&root).is_some_and(|r| journal_has(&r, step, "begin"))
         });
         assert!(reached, "{why}: berth ended first: {}", b.finish());
         b.signal(sig);
@@ -639,12 +626,12 @@ async fn a_second_signal_during_the_rollback_is_finished_by_resume() {
     let mut b = u.spawn(&root, &fx.good_tarballs.tar);
     let why = "SIGINT at watch, SIGTERM at restore";
     let reached = b.wait_for(why, || {
-        run_dir(&root).is_some_and(|r| has_step(&r, "watch", "begin"))
+        run_dir(&root).is_some_and(|r| journal_has(&r, "watch", "begin"))
     });
     assert!(reached, "berth ended before the watch: {}", b.finish());
     b.signal(libc::SIGINT);
     let reached = b.wait_for(why, || {
-        run_dir(&root).is_some_and(|r| has_step(&r, "restore", "begin"))
+        run_dir(&root).is_some_and(|r| journal_has(&r, "restore", "begin"))
     });
     assert!(reached, "berth ended before restoring: {}", b.finish());
     b.signal(libc::SIGTERM);

@@ -34,6 +34,7 @@ use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::images::busybox;
+use support::journal::journal;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// The admin password in the config file that berth puts in place: it must
@@ -284,14 +285,6 @@ fn diffs_text(diffs: &[berth::archive::index::Difference]) -> String {
 }
 
 /// The journal's events.
-fn journal(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn journal_outcome(run: &Path) -> Option<String> {
     journal(run)
         .last()

@@ -10,3 +10,4 @@ pub mod engine;
 pub mod fakedaemon;
 pub mod fixtures;
 pub mod images;
+pub mod journal;
