@@ -12,6 +12,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod podman;
+pub mod socket;
 pub mod stream;
 pub mod transport;
 pub mod volumes;

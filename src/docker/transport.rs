@@ -10,10 +10,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
 use serde_json::Value;
 
 use super::body::{self, BodyReader, ReqBody};
+use super::socket::Connector;
 use crate::error::{Error, Kind, Result};
 
 /// Oldest API berth speaks: Docker 20.10.
@@ -60,7 +60,7 @@ impl fmt::Display for ApiVersion {
 /// A connected, version-negotiated Engine API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Docker {
-    client: Client<UnixConnector, ReqBody>,
+    client: Client<Connector, ReqBody>,
     socket: PathBuf,
     api: ApiVersion,
     /// Podman's version when the engine is Podman's Docker-compatible
@@ -93,7 +93,7 @@ impl Docker {
     pub async fn connect(socket: &Path) -> Result<Docker> {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(UnixConnector);
+            .build(Connector);
         let timeout = engine_timeout()?;
         let mut d = Docker {
             client,
