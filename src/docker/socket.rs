@@ -108,22 +108,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Patient<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> Patient<S> {
+    /// One write through `write`, its failure held back as the module
+    /// comment says.
+    fn write_with(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(Pin<&mut S>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Some(kind) = self.write_failed {
+            return Poll::Ready(self.after_write_failed(kind, len));
+        }
+        match write(Pin::new(&mut self.inner)) {
+            Poll::Ready(Err(e)) if Self::peer_stopped_reading(&e) => {
+                self.write_failed = Some(e.kind());
+                Poll::Ready(self.after_write_failed(e.kind(), len))
+            }
+            other => other,
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Patient<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(kind) = self.write_failed {
-            return Poll::Ready(self.after_write_failed(kind, buf.len()));
-        }
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Err(e)) if Self::peer_stopped_reading(&e) => {
-                self.write_failed = Some(e.kind());
-                Poll::Ready(self.after_write_failed(e.kind(), buf.len()))
-            }
-            other => other,
-        }
+        self.write_with(buf.len(), |s| s.poll_write(cx, buf))
+    }
+
+    /// Vectored like the socket, so hyper queues body chunks instead of
+    /// copying them into one buffer.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.write_with(len, |s| s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
