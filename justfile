@@ -29,6 +29,10 @@ test: docker-up
     cargo build -q --release -p lightwave-sim
     cargo nextest run --workspace --no-fail-fast
 
+# The tests that need no engine (unit tests of the library and the fixture program): seconds, for quick iteration.
+test-unit:
+    cargo nextest run --workspace --lib --bins
+
 # The main job on a built-in demo appliance.
 demo: docker-up
     cargo build -q --release -p berth
