@@ -24,6 +24,7 @@ use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth::archive::index::{compare, read_index, IndexEntry};
@@ -40,25 +41,34 @@ use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::journal::{journal, journal_outcome};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-/// berth's engine timeout in these tests (BERTH_ENGINE_TIMEOUT): a stall
-/// shows after this long. Long enough for a busy engine on a busy machine.
-const ENGINE_TIMEOUT_S: u64 = 6;
+/// berth's engine timeout (BERTH_ENGINE_TIMEOUT) for a run whose fault is
+/// a stall: the stall shows after this long.
+const STALL_TIMEOUT_S: u64 = 6;
+/// berth's engine timeout for every other run: a busy engine on a busy
+/// machine may take seconds to answer, and only a stall may end in a
+/// timeout, so that no cell depends on how fast the engine is today.
+const CALM_TIMEOUT_S: u64 = 120;
 const PASSWORD: &str = "F4ult-S3cret-pw-91c2";
 
 // ------------------------------------------------------------------ the CLI
 
-/// Run berth against `host` with a short engine timeout.
-fn berth(host: &str, args: &[&str]) -> Run {
+/// Run berth against `host` with the engine timeout `timeout_s`.
+fn berth_with(host: &str, timeout_s: u64, args: &[&str]) -> Run {
     let t = Instant::now();
     let out = Command::new(BERTH)
         .arg("--host")
         .arg(host)
         .args(args)
-        .env("BERTH_ENGINE_TIMEOUT", ENGINE_TIMEOUT_S.to_string())
+        .env("BERTH_ENGINE_TIMEOUT", timeout_s.to_string())
         .env_remove("BERTH_TEST_KILL_AT")
         .output()
         .expect("running berth");
     Run::from(out, t.elapsed())
+}
+
+/// Run berth against the real engine `host`.
+fn berth(host: &str, args: &[&str]) -> Run {
+    berth_with(host, CALM_TIMEOUT_S, args)
 }
 
 // ------------------------------------------------------------ the appliance
@@ -77,6 +87,8 @@ struct Cell {
     /// `--backup-root` / `--out`.
     root: PathBuf,
     scope: Scope,
+    /// The engine timeout of the next run through the fake.
+    timeout_s: AtomicU64,
 }
 
 impl Cell {
@@ -128,6 +140,7 @@ impl Cell {
             config_src,
             root,
             scope,
+            timeout_s: AtomicU64::new(CALM_TIMEOUT_S),
         }
     }
 
@@ -139,9 +152,28 @@ impl Cell {
         self.config_dir.join(CONFIG_NAME)
     }
 
-    /// berth through the fake.
+    /// berth through the fake, with the short timeout while a stall is
+    /// injected.
     fn berth(&self, args: &[&str]) -> Run {
-        berth(&self.fake.host(), args)
+        let timeout_s = self.timeout_s.load(Ordering::Relaxed);
+        berth_with(&self.fake.host(), timeout_s, args)
+    }
+
+    /// Inject one fault into the fake.
+    fn inject(&self, when: When, fault: Fault) {
+        let timeout_s = if fault.stalls() {
+            STALL_TIMEOUT_S
+        } else {
+            CALM_TIMEOUT_S
+        };
+        self.timeout_s.store(timeout_s, Ordering::Relaxed);
+        self.fake.inject(when, fault);
+    }
+
+    /// Clear the fake's faults: it passes everything through again.
+    fn clear(&self) {
+        self.timeout_s.store(CALM_TIMEOUT_S, Ordering::Relaxed);
+        self.fake.clear();
     }
 
     /// `berth upgrade` to the 6.7.0 (`good`) or 6.8.0-broken tarball,
@@ -399,7 +431,7 @@ async fn upgrade_cell(u: UpgradeCell) {
     let c = Cell::up(u.test).await;
     let before = c.indexes().await;
     let (when, fault) = (u.fault)(&c.app_id);
-    c.fake.inject(when, fault);
+    c.inject(when, fault);
     let r = c.upgrade(u.good, &[]);
     eprintln!(
         "{}: stood up in {:.1}s, faulted upgrade {:.1}s",
@@ -447,7 +479,7 @@ async fn upgrade_cell(u: UpgradeCell) {
         );
     }
     // The fault clears: the daemon is back and passes everything.
-    c.fake.clear();
+    c.clear();
     if !c.fake.is_up() {
         c.fake.come_back();
     }
@@ -633,7 +665,7 @@ upgrade_matrix! {
 async fn backup_cell(test: &str, path: &str, fault: Fault, stop: bool, code: i32, said: &[&str]) {
     let t0 = Instant::now();
     let c = Cell::up(test).await;
-    c.fake.inject(on(Method::GET, &archive_of(path)), fault);
+    c.inject(on(Method::GET, &archive_of(path)), fault);
     let out = c.root.to_str().unwrap();
     let mut args = vec!["backup", &c.app, "--out", out, "--json"];
     if stop {
@@ -655,7 +687,7 @@ async fn backup_cell(test: &str, path: &str, fault: Fault, stop: bool, code: i32
     assert_eq!(app["Id"], c.app_id.as_str());
     assert!(running(&app), "{test}: not running after the failed backup");
 
-    c.fake.clear();
+    c.clear();
     let again = c.berth(&["backup", &c.app, "--out", out, "--json"]);
     assert_eq!(again.code, Some(0), "{again}");
     let dir = again.json()["dir"].as_str().unwrap().to_owned();
@@ -724,7 +756,7 @@ async fn restore_cell(test: &str, when: When, fault: Fault, said: &[&str]) {
     change_data(c.d(), &c.data).await;
     let changed = c.indexes().await;
 
-    c.fake.inject(when, fault);
+    c.inject(when, fault);
     let r = c.berth(&["restore", &dir, "--container", &c.app, "--json"]);
     c.assert_faults_fired();
     let ctx = format!("{r}\nrequests:\n{}", c.requests());
@@ -738,7 +770,7 @@ async fn restore_cell(test: &str, when: When, fault: Fault, said: &[&str]) {
     let touched: Vec<&String> = now.keys().filter(|p| now[*p] != changed[*p]).collect();
     eprintln!("{test}: paths changed by the failed restore: {touched:?}");
 
-    c.fake.clear();
+    c.clear();
     let again = c.berth(&["restore", &dir, "--container", &c.app, "--json"]);
     assert_eq!(again.code, Some(0), "{again}");
     eprintln!(

@@ -64,6 +64,13 @@ pub enum Fault {
     Vanish,
 }
 
+impl Fault {
+    /// Whether the fault shows only as silence (berth's timeout ends it).
+    pub fn stalls(&self) -> bool {
+        matches!(self, Fault::StallHeaders | Fault::StallBody { .. })
+    }
+}
+
 /// Which request a fault hits: the `nth` (from 1) request with this method
 /// whose path and query (`/vX.Y` cut) match `path` and not `unless`.
 #[derive(Debug, Clone)]
