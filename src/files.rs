@@ -112,3 +112,16 @@ pub fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
         Err(fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
     }
 }
+
+/// An exclusive lock on a directory itself (flock on its descriptor, so
+/// nothing is written into it and the lock follows it through a rename).
+/// `Ok(None)` when another process holds it. The writer of a `.partial`
+/// directory holds this while it fills it: whoever cleans up asks first.
+pub fn try_lock_dir(dir: &Path) -> Result<Option<File>> {
+    let file = File::open(dir).ctx(format!("opening {}", dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", dir.display())),
+    }
+}
