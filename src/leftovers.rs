@@ -603,10 +603,14 @@ pub fn render(inv: &Inventory) -> String {
                 .as_ref()
                 .map(|r| format!("made by {}", r.display()))
                 .unwrap_or_else(|| "no run directory under the roots made it".into());
-            let used = if t.used_by.is_empty() {
-                String::new()
-            } else {
-                format!("; image used by {}", t.used_by.join(", "))
+            let used = match t.used_by.as_slice() {
+                [] => String::new(),
+                few @ [_, ..] if few.len() <= 3 => format!("; image used by {}", few.join(", ")),
+                many => format!(
+                    "; image used by {} and {} more",
+                    many[..3].join(", "),
+                    many.len() - 3
+                ),
             };
             s += &format!(
                 "  tag      {}  {}  {by}{used}\n",
