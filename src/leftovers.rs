@@ -302,8 +302,7 @@ fn identify(path: &Path, socket: &Path, engine: &Engine) -> Dir {
     if let Some(base) = name.strip_suffix(".partial") {
         dir.kind = DirKind::Partial;
         dir.container = container_of_stamped(base).unwrap_or(NO_CONTAINER).into();
-        // Busy or unreadable: count it as owned (never remove on a doubt).
-        dir.owned = !matches!(crate::files::try_lock_dir(path), Ok(Some(_)));
+        dir.owned = flock_held(path);
     } else if crate::rollout::is_rollout_dir(path) {
         dir.kind = DirKind::Rollout;
         dir.note = Some("a rollout directory: its node runs are inside it".into());
@@ -390,8 +389,54 @@ fn run_of(p: &Plan, events: &[journal::Event], socket: &Path, engine: &Engine) -
 }
 
 /// Whether a berth holds the lock of container `key` (id or name).
+/// Looked up without taking it: a `berth status` must never make a berth
+/// that starts at that moment find its container locked.
 pub fn locked(socket: &Path, key: &str) -> bool {
-    journal::lock(socket, key).is_err()
+    container_lock_paths(socket, key)
+        .iter()
+        .any(|p| flock_held(p))
+}
+
+/// Where `upgrade::journal::lock` keeps container `key`'s lock file (the
+/// same scheme, read only: /run/berth, else $TMPDIR/berth).
+fn container_lock_paths(socket: &Path, key: &str) -> Vec<PathBuf> {
+    let name: String = format!("{key}@{}", socket.display())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    [
+        PathBuf::from("/run/berth"),
+        std::env::temp_dir().join("berth"),
+    ]
+    .iter()
+    .map(|b| b.join(format!("{name}.lock")))
+    .collect()
+}
+
+/// Whether some process holds a flock on `path`, read from /proc/locks
+/// (`N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF`). Only the inode is
+/// compared (overlay and bind mounts report devices differently): a lock
+/// on another file system's same inode makes it look held, which errs on
+/// the side of keeping. Unreadable /proc/locks: held.
+pub fn flock_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(locks) = std::fs::read_to_string("/proc/locks") else {
+        return true;
+    };
+    let ino = md.ino().to_string();
+    locks.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&"FLOCK") && f.get(5).and_then(|d| d.rsplit(':').next()) == Some(&ino)
+    })
 }
 
 /// Bytes of the files under `path` (symlinks not followed).
@@ -689,6 +734,18 @@ mod tests {
             assert_eq!(parse_rfc3339(&crate::clock::rfc3339(t)), Some(t));
         }
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn a_held_flock_is_seen_without_taking_it() {
+        let dir = std::env::temp_dir().join(format!("berth-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!flock_held(&dir));
+        let held = crate::files::lock_dir(&dir).unwrap();
+        assert!(flock_held(&dir));
+        drop(held);
+        assert!(!flock_held(&dir));
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
