@@ -680,7 +680,7 @@ pub fn render(inv: &Inventory) -> String {
     s
 }
 
-fn kind_word(k: DirKind) -> &'static str {
+pub fn kind_word(k: DirKind) -> &'static str {
     match k {
         DirKind::Backup => "backup",
         DirKind::Run => "run",

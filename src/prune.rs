@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::docker::Docker;
 use crate::error::{Error, Result};
-use crate::leftovers::{self, Container, Dir, DirKind, Inventory, RunState, Tag};
+use crate::leftovers::{self, kind_word, Container, Dir, DirKind, Inventory, RunState, Tag};
 use crate::upgrade::journal;
 
 pub struct Options {
@@ -328,16 +328,6 @@ fn kept_dir(c: &str, d: &Dir, why: String) -> Kept {
         what: kind_word(d.kind).into(),
         target: d.path.display().to_string(),
         why,
-    }
-}
-
-pub fn kind_word(k: DirKind) -> &'static str {
-    match k {
-        DirKind::Backup => "backup",
-        DirKind::Run => "run",
-        DirKind::Partial => "partial",
-        DirKind::Rollout => "rollout",
-        DirKind::Unknown => "other",
     }
 }
 

@@ -1,9 +1,10 @@
 //! `berth status` (no DIR) and `berth prune` against the real engine.
 //!
 //! One backup root holds what real runs of berth leave: a plain backup,
-//! two `--keep-old` upgrades of one container (the older one no longer
-//! usable by `berth rollback`, the newer one still), and an upgrade of a
-//! second container killed with SIGKILL while it watched the new version.
+//! a finished upgrade, then two `--keep-old` upgrades of one container
+//! (the older one no longer usable by `berth rollback`, the newer one
+//! still), and an upgrade of a second container killed with SIGKILL while
+//! it watched the new version.
 //! Beside them: a `.partial` a killed backup left, one a running writer
 //! holds locked, directories that are not berth's, a stale and a live wipe
 //! helper, and a stale restore stand-in (these last are made as berth
@@ -174,14 +175,15 @@ async fn setup() -> Setup {
     let v1_id = app_image(&d, &repo, "v1", "v1 up").await;
     app_image(&d, &repo, "v2", "upgraded ok").await;
     app_image(&d, &repo, "v3", "upgraded ok").await;
+    app_image(&d, &repo, "v4", "upgraded ok").await;
     d.image_tag(&v1_id, &other_repo, "v1").await.unwrap();
-    for t in ["v1", "v2", "v3"] {
+    for t in ["v1", "v2", "v3", "v4"] {
         scope.track_image(&format!("{repo}:{t}"));
     }
     scope.track_image(&format!("{other_repo}:v1"));
     let files_dir = scope.dir("images");
     let mut files = vec![];
-    for t in ["v2", "v3"] {
+    for t in ["v2", "v3", "v4"] {
         let f = files_dir.join(format!("{t}.tar"));
         save(&d, &format!("{repo}:{t}"), &f).await;
         files.push(f);
@@ -224,20 +226,24 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     let s = setup().await;
     let root = s.root.to_str().unwrap().to_owned();
 
-    // A plain backup, then two --keep-old upgrades of the app.
+    // A plain backup, a finished upgrade, then two --keep-old upgrades of the app.
     let r = berth(&["backup", &s.app, "--out", &root, "--json"], &[]);
     assert_eq!(r.code, Some(0), "{r}");
     let backup = PathBuf::from(r.json()["dir"].as_str().unwrap());
-    for f in &s.files {
+    for (f, keep) in s.files.iter().zip([false, true, true]) {
         // Each run directory is named by the second it started in.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let r = s.upgrade(&s.app, f, &["--keep-old"], &[]);
+        let r = s.upgrade(&s.app, f, if keep { &["--keep-old"] } else { &[] }, &[]);
         assert_eq!(r.code, Some(0), "{r}");
     }
     let app_runs = run_dirs_of(&s.root, &s.app);
-    assert_eq!(app_runs.len(), 2, "{app_runs:?}");
-    let (r1, r2) = (app_runs[0].clone(), app_runs[1].clone());
-    let (p1, p2) = (plan_of(&r1), plan_of(&r2));
+    assert_eq!(app_runs.len(), 3, "{app_runs:?}");
+    let (r0, r1, r2) = (
+        app_runs[0].clone(),
+        app_runs[1].clone(),
+        app_runs[2].clone(),
+    );
+    let (p0, p1, p2) = (plan_of(&r0), plan_of(&r1), plan_of(&r2));
     let tag = |p: &Value| p["rollback_tag"].as_str().unwrap().to_owned();
     let aside = |p: &Value| p["aside_name"].as_str().unwrap().to_owned();
 
@@ -303,6 +309,7 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     let p = |p: &Path, k: &str| (p.display().to_string(), k.to_owned());
     for want in [
         p(&backup, "backup"),
+        p(&r0, "run"),
         p(&r1, "run"),
         p(&r2, "run"),
         p(&stale, "partial"),
@@ -320,21 +327,22 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
         if d["path"] == r2.display().to_string() {
             assert_eq!(d["run"]["rollback_possible"], true, "{d}");
         }
-        if d["path"] == r1.display().to_string() {
+        if d["path"] == r1.display().to_string() || d["path"] == r0.display().to_string() {
+            assert_eq!(d["run"]["state"], "upgraded", "{d}");
             assert_eq!(d["run"]["rollback_possible"], false, "{d}");
         }
     }
     assert_eq!(
         names(app, "tags", "reference"),
-        [tag(&p1), tag(&p2)].into(),
+        [tag(&p0), tag(&p1), tag(&p2)].into(),
         "{app}"
     );
     for t in app["tags"].as_array().unwrap() {
-        let made_by = if t["reference"] == tag(&p1).as_str() {
-            &r1
-        } else {
-            &r2
-        };
+        let made_by = [(&p0, &r0), (&p1, &r1), (&p2, &r2)]
+            .into_iter()
+            .find(|(p, _)| t["reference"] == tag(p).as_str())
+            .unwrap()
+            .1;
         assert_eq!(t["run"], made_by.display().to_string(), "{t}");
     }
     assert_eq!(
@@ -380,9 +388,11 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
         })
         .collect();
     let expected: BTreeSet<String> = [
+        r0.display().to_string(),
         r1.display().to_string(),
         backup.display().to_string(),
         stale.display().to_string(),
+        tag(&p0),
         tag(&p1),
         aside(&p1),
         stale_wipe.clone(),
@@ -404,7 +414,10 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     assert!(s.image(&tag(&p1)).await, "--dry-run removed {}", tag(&p1));
 
     // ------------------------------------------------------------- prune
-    let removed_bytes: u64 = [&r1, &backup].iter().map(|p| berth::leftovers::du(p)).sum();
+    let removed_bytes: u64 = [&r0, &r1, &backup]
+        .iter()
+        .map(|p| berth::leftovers::du(p))
+        .sum();
     let r = berth(&["prune", &root, "--keep-last", "1", "--json"], &[]);
     assert_eq!(r.code, Some(0), "{r}");
     let done = r.json();
@@ -412,13 +425,15 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
         done["freed_bytes"].as_u64().unwrap() >= removed_bytes,
         "{done}"
     );
-    // Directories: exactly the old run, the old backup and the stale partial went.
+    // Directories: exactly the old runs, the old backup and the stale partial went.
     let left: BTreeSet<PathBuf> = dirs(&s.root).into_iter().collect();
     let want: BTreeSet<PathBuf> = [r2.clone(), killed.clone(), busy.clone(), notes, photos].into();
     assert_eq!(left, want);
-    // The engine: the old run's tag and aside container went; what the
+    // The engine: the old runs' tags and aside container went; what the
     // newer keep-old run and the killed run need stayed.
-    assert!(!s.image(&tag(&p1)).await, "{} stayed", tag(&p1));
+    for t in [tag(&p0), tag(&p1)] {
+        assert!(!s.image(&t).await, "{t} stayed");
+    }
     assert!(!s.exists(&aside(&p1)).await, "{} stayed", aside(&p1));
     for t in [tag(&p2), tag(&pk)] {
         assert!(s.image(&t).await, "{t} was removed");
