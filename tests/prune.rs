@@ -78,7 +78,11 @@ struct Setup {
     /// The containers' names.
     app: String,
     other: String,
+    /// Runs an image of its own, upgraded to one that fails.
+    third: String,
+    third_repo: String,
     v1_id: String,
+    /// v2, v3, v4, bad.
     files: Vec<PathBuf>,
 }
 
@@ -176,14 +180,18 @@ async fn setup() -> Setup {
     app_image(&d, &repo, "v2", "upgraded ok").await;
     app_image(&d, &repo, "v3", "upgraded ok").await;
     app_image(&d, &repo, "v4", "upgraded ok").await;
+    app_image(&d, &repo, "bad", "upgrade FAILED").await;
+    let third_repo = format!("{}/third", scope.prefix);
+    app_image(&d, &third_repo, "v1", "v1 up").await;
+    scope.track_image(&format!("{third_repo}:v1"));
     d.image_tag(&v1_id, &other_repo, "v1").await.unwrap();
-    for t in ["v1", "v2", "v3", "v4"] {
+    for t in ["v1", "v2", "v3", "v4", "bad"] {
         scope.track_image(&format!("{repo}:{t}"));
     }
     scope.track_image(&format!("{other_repo}:v1"));
     let files_dir = scope.dir("images");
     let mut files = vec![];
-    for t in ["v2", "v3", "v4"] {
+    for t in ["v2", "v3", "v4", "bad"] {
         let f = files_dir.join(format!("{t}.tar"));
         save(&d, &format!("{repo}:{t}"), &f).await;
         files.push(f);
@@ -201,12 +209,16 @@ async fn setup() -> Setup {
     let (b, b_cfg) = make("other", format!("{other_repo}:v1"));
     let app = scope.run(&a, a_cfg).await;
     let other = scope.run(&b, b_cfg).await;
+    let (c, c_cfg) = make("third", format!("{third_repo}:v1"));
+    let third = scope.run(&c, c_cfg).await;
     let root = scope.dir("root");
     Setup {
         scope,
         root,
         app,
         other,
+        third,
+        third_repo,
         v1_id,
         files,
     }
@@ -257,6 +269,22 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     assert_eq!(r.signal, Some(9), "{r}");
     let killed = run_dirs_of(&s.root, &s.other).pop().expect("its run");
     let pk = plan_of(&killed);
+
+    // The third container's upgrade fails and is rolled back; a newer
+    // backup follows. Its image then keeps only the rollback tag as a name.
+    let r = s.upgrade(&s.third, &s.files[3], &["--failure", "FAILED"], &[]);
+    assert_eq!(r.code, Some(3), "{r}");
+    let failed = run_dirs_of(&s.root, &s.third).pop().expect("its run");
+    let pf = plan_of(&failed);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = berth(&["backup", &s.third, "--out", &root, "--json"], &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let third_backup = PathBuf::from(r.json()["dir"].as_str().unwrap());
+    let third_image = s.d().container_inspect(&s.third).await.unwrap()["Image"].clone();
+    s.d()
+        .image_remove(&format!("{}:v1", s.third_repo), false)
+        .await
+        .unwrap();
 
     // What a killed backup leaves, what a running one holds, and what is not berth's.
     let stale = s.root.join(format!("{}-20200101T000000Z.partial", s.app));
@@ -388,6 +416,7 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
         })
         .collect();
     let expected: BTreeSet<String> = [
+        failed.display().to_string(),
         r0.display().to_string(),
         r1.display().to_string(),
         backup.display().to_string(),
@@ -427,7 +456,15 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     );
     // Directories: exactly the old runs, the old backup and the stale partial went.
     let left: BTreeSet<PathBuf> = dirs(&s.root).into_iter().collect();
-    let want: BTreeSet<PathBuf> = [r2.clone(), killed.clone(), busy.clone(), notes, photos].into();
+    let want: BTreeSet<PathBuf> = [
+        r2.clone(),
+        killed.clone(),
+        third_backup.clone(),
+        busy.clone(),
+        notes,
+        photos,
+    ]
+    .into();
     assert_eq!(left, want);
     // The engine: the old runs' tags and aside container went; what the
     // newer keep-old run and the killed run need stayed.
@@ -444,6 +481,19 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     for c in [&stale_wipe, &stand_in] {
         assert!(!s.exists(c).await, "{c} stayed");
     }
+    // The failed run went, but not the tag that is now the only name of
+    // the image the third container runs again.
+    assert!(s.image(&tag(&pf)).await, "{} was removed", tag(&pf));
+    let c = s.d().container_inspect(&s.third).await.unwrap();
+    assert_eq!(c["Image"], third_image);
+    let why = done["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["target"] == tag(&pf).as_str())
+        .map(|k| k["why"].as_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(why.contains("last name of an image"), "{done}");
     // The image the removed tag named is still there (other containers use it).
     assert!(s.image(&s.v1_id).await, "the v1 image was removed");
     // What berth rollback needs still works: the newer run rolls back.
