@@ -491,7 +491,7 @@ fn tags(inv: &Inventory, engine: &Engine) -> Vec<Tag> {
             .collect();
         let id = str_of(img, "/Id");
         for r in names.iter().filter(|t| t.contains(TAG_MARK)) {
-            let made_by = inv.runs().find(|(_, run)| &run.rollback_tag == r);
+            let made_by = inv.runs().find(|(_, run)| same_ref(&run.rollback_tag, r));
             let container = match made_by {
                 Some((d, _)) => d.container.clone(),
                 None => container_of_tag(r).unwrap_or(NO_CONTAINER).to_owned(),
@@ -514,7 +514,19 @@ fn tags(inv: &Inventory, engine: &Engine) -> Vec<Tag> {
 /// `berth-rollback/<name>:berth-rollback-...` (an image that had no
 /// name) names its container; other repositories do not.
 fn container_of_tag(r: &str) -> Option<&str> {
-    r.strip_prefix("berth-rollback/")?.split(':').next()
+    unqualified(r)
+        .strip_prefix("berth-rollback/")?
+        .split(':')
+        .next()
+}
+
+/// Podman lists a short name berth tagged (`repo:tag`) as `localhost/repo:tag`.
+fn unqualified(r: &str) -> &str {
+    r.strip_prefix("localhost/").unwrap_or(r)
+}
+
+fn same_ref(planned: &str, listed: &str) -> bool {
+    unqualified(planned) == unqualified(listed)
 }
 
 /// Old containers kept aside, and helper containers.
@@ -709,6 +721,7 @@ fn dir_state(d: &Dir) -> String {
     match d.kind {
         DirKind::Partial if d.owned => "being written by a running berth".into(),
         DirKind::Partial => "incomplete, left by a berth that is gone".into(),
+        DirKind::Backup => "complete".into(),
         _ => d.note.clone().unwrap_or_default(),
     }
 }
@@ -746,6 +759,19 @@ mod tests {
         drop(held);
         assert!(!flock_held(&dir));
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn podman_qualifies_short_names() {
+        assert!(same_ref(
+            "a/b:berth-rollback-x",
+            "localhost/a/b:berth-rollback-x"
+        ));
+        assert!(!same_ref("a/b:berth-rollback-x", "a/b:berth-rollback-y"));
+        assert_eq!(
+            container_of_tag("localhost/berth-rollback/lw:berth-rollback-x"),
+            Some("lw")
+        );
     }
 
     #[test]
