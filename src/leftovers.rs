@@ -549,9 +549,11 @@ fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container>
         };
         if helper == "wipe" {
             let pid = wipe_pid(name);
-            let live = pid.is_some_and(pid_alive);
+            // A running one is emptying a volume now, whoever started it
+            // (a berth in another pid namespace has a pid we cannot see).
+            let live = pid.is_some_and(pid_alive) || state == "running";
             let note = match pid {
-                Some(p) if live => format!("emptying a volume for berth (pid {p}, running)"),
+                Some(p) if live => format!("emptying a volume for berth (pid {p})"),
                 Some(p) => format!("left by a berth that is gone (pid {p})"),
                 None => "a wipe helper whose berth cannot be told".into(),
             };
