@@ -112,3 +112,41 @@ pub fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
         Err(fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", path.display())),
     }
 }
+
+/// Lock a directory itself (see [`try_lock_dir`]), waiting for a holder
+/// to let go (a `berth status` looking, a `berth prune` that found it
+/// free only removes other, stale directories).
+pub fn lock_dir(dir: &Path) -> Result<File> {
+    let file = File::open(dir).ctx(format!("opening {}", dir.display()))?;
+    file.lock().ctx(format!("locking {}", dir.display()))?;
+    Ok(file)
+}
+
+/// An exclusive lock on a directory itself (flock on its descriptor, so
+/// nothing is written into it and the lock follows it through a rename).
+/// `Ok(None)` when another process holds it. The writer of a `.partial`
+/// directory holds this while it fills it: whoever cleans up asks first.
+pub fn try_lock_dir(dir: &Path) -> Result<Option<File>> {
+    let file = File::open(dir).ctx(format!("opening {}", dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(e).ctx(format!("locking {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_dir_is_not_free_until_released() {
+        let dir = std::env::temp_dir().join(format!("berth-lockdir-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let held = lock_dir(&dir).unwrap();
+        assert!(try_lock_dir(&dir).unwrap().is_none(), "taken twice");
+        drop(held);
+        assert!(try_lock_dir(&dir).unwrap().is_some(), "not released");
+        fs::remove_dir(&dir).unwrap();
+    }
+}

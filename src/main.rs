@@ -81,12 +81,19 @@ enum Cmd {
     /// Finish an interrupted upgrade (or roll it back, whichever is safe),
     /// or go on with an interrupted rollout (DIR = its rollout directory).
     Resume { dir: PathBuf },
-    /// Where an upgrade stands (DIR), or every upgrade run under --backup-root.
+    /// Where an upgrade stands (DIR), or without DIR everything berth left
+    /// under the backup roots and on the engine.
     Status {
         dir: Option<PathBuf>,
         #[arg(long, default_value = "./berth-backups", value_name = "DIR")]
         backup_root: PathBuf,
+        /// A backup root to look in (repeatable; default: --backup-root).
+        #[arg(long = "root", value_name = "DIR")]
+        roots: Vec<PathBuf>,
     },
+    /// Remove old backups and finished runs under ROOT, with their rollback
+    /// tags and kept-aside containers, and stale helpers.
+    Prune(PruneArgs),
     /// (internal) Empty a directory: run by berth inside a helper container.
     #[command(hide = true)]
     Wipe {
@@ -95,6 +102,21 @@ enum Cmd {
         #[arg(long)]
         keep: Vec<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct PruneArgs {
+    /// The backup root (`berth backup --out`, `berth upgrade --backup-root`).
+    root: PathBuf,
+    /// Per container, keep the newest N backup and run directories.
+    #[arg(long, value_name = "N")]
+    keep_last: usize,
+    /// Also keep what is younger than this (90m, 12h, 30d, 2w).
+    #[arg(long, value_name = "AGE")]
+    keep_within: Option<String>,
+    /// Show what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -362,6 +384,49 @@ fn status(dir: Option<PathBuf>, root: &std::path::Path, json: bool) -> Result<()
     Ok(())
 }
 
+/// `berth status` without DIR: what berth left, per container.
+async fn leftovers(
+    host: Option<&str>,
+    backup_root: PathBuf,
+    mut roots: Vec<PathBuf>,
+    json: bool,
+) -> Result<()> {
+    if roots.is_empty() {
+        roots.push(backup_root);
+    }
+    let d = connect(host).await?;
+    let inv = berth::leftovers::inventory(&d, &roots).await?;
+    if json {
+        print_json(&inv);
+    } else {
+        print!("{}", berth::leftovers::render(&inv));
+    }
+    Ok(())
+}
+
+/// `berth prune`: exit 1 when a removal failed (the report says which).
+async fn prune(host: Option<&str>, a: PruneArgs, json: bool) -> Result<()> {
+    use berth::prune;
+    let o = prune::Options {
+        root: a.root,
+        keep_last: a.keep_last,
+        keep_within: a.keep_within.as_deref().map(prune::parse_age).transpose()?,
+        dry_run: a.dry_run,
+    };
+    let d = connect(host).await?;
+    let r = prune::prune(&d, &o).await?;
+    if json {
+        print_json(&r);
+    } else {
+        print!("{}", prune::render(&r));
+    }
+    if !r.failed.is_empty() {
+        eprintln!("berth: {} removals failed (listed above)", r.failed.len());
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
@@ -534,7 +599,15 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", berth::rollout::render::render(&r));
             }
         }
-        Cmd::Status { dir, backup_root } => status(dir, &backup_root, cli.json)?,
+        Cmd::Status {
+            dir: None,
+            backup_root,
+            roots,
+        } => leftovers(host, backup_root, roots, cli.json).await?,
+        Cmd::Status {
+            dir, backup_root, ..
+        } => status(dir, &backup_root, cli.json)?,
+        Cmd::Prune(a) => return prune(host, a, cli.json).await,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;
             println!("removed {n} entries from {}", path.display());

@@ -197,6 +197,8 @@ pub async fn write_backup(
         }
         None => new_dir(&o.out, &name)?,
     };
+    // Held until the rename: `berth prune` leaves a locked .partial alone.
+    let _writer = crate::files::lock_dir(&partial)?;
     let result = fill_dir(d, inspect, data, targets, stopped, o, &partial).await;
     let result = result.and_then(|m| {
         fs::rename(&partial, &fin).ctx(format!("renaming {} into place", partial.display()))?;
