@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::dependents;
 use super::endpoints::{Connect, Engine};
 use super::imagefile::{self, ImageFile};
 use super::recreate::{self, NewImage};
+use super::{compose, dependents};
 use crate::archive::backup::{self, Target};
 use crate::clock;
 use crate::docker::Docker;
@@ -71,6 +71,9 @@ pub struct Plan {
     /// through --volumes-from, a link): the upgrade refuses while they do.
     #[serde(default)]
     pub dependents: Vec<String>,
+    /// What the user should know and change (compose files).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub backup_bytes_estimate: u64,
     pub free_bytes: u64,
     pub run_dir: PathBuf,
@@ -144,6 +147,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
             rc.not_carried.join("; ")
         )));
     }
+    let warnings = compose::warnings(&c, str_at(&c, "/Config/Image"), &new_image_ref);
     let stamp = clock::compact(clock::now_unix());
     let estimate = estimate_bytes(d, &data, &targets).await;
     let free = free_bytes(&r.backup_root)?;
@@ -186,6 +190,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         connect: rc.connect,
         not_carried: rc.not_carried,
         dependents: users,
+        warnings,
         backup_bytes_estimate: estimate,
         free_bytes: free,
         run_dir: free_run_dir(&r.backup_root, &name, &stamp),

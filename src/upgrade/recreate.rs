@@ -137,6 +137,76 @@ pub fn request(
     }
 }
 
+/// Limits `describe` shows when set (zero and absent mean "none").
+const LIMITS: &[&str] = &[
+    "Memory",
+    "MemoryReservation",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuShares",
+    "CpuQuota",
+    "CpusetCpus",
+    "PidsLimit",
+    "ShmSize",
+    "Ulimits",
+];
+
+/// What the create carries, by group, for `--dry-run`: (group, line).
+pub fn describe(create: &Value, connect: &[Connect]) -> Vec<(&'static str, String)> {
+    let host = &create["HostConfig"];
+    let mut out = vec![];
+    let mode = host["NetworkMode"].as_str().unwrap_or("default");
+    let at_create = create
+        .pointer("/NetworkingConfig/EndpointsConfig")
+        .and_then(Value::as_object);
+    out.push(("networks", format!("mode {mode}")));
+    for (name, ep) in at_create.into_iter().flatten() {
+        out.push(("networks", format!("{name} {ep} (at create)")));
+    }
+    for c in connect {
+        out.push((
+            "networks",
+            format!("{} {} (connected before start)", c.network, c.endpoint),
+        ));
+    }
+    for (field, what) in [
+        ("Binds", "bind"),
+        ("Mounts", "mount"),
+        ("VolumesFrom", "volumes from"),
+        ("Tmpfs", "tmpfs"),
+        ("Devices", "device"),
+    ] {
+        match &host[field] {
+            Value::Array(a) => a
+                .iter()
+                .for_each(|m| out.push(("mounts", format!("{what} {m}")))),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, v)| out.push(("mounts", format!("{what} {k} {v}")))),
+            _ => {}
+        }
+    }
+    for l in LIMITS {
+        let v = &host[*l];
+        if !(v.is_null() || *v == json!(0) || *v == json!("") || *v == json!([])) {
+            out.push(("limits", format!("{l} {v}")));
+        }
+    }
+    let labels = create["Labels"].as_object();
+    let (compose, own): (Vec<_>, Vec<_>) = labels
+        .into_iter()
+        .flatten()
+        .partition(|(k, _)| k.starts_with("com.docker.compose."));
+    if !own.is_empty() {
+        let keys: Vec<&str> = own.iter().map(|(k, _)| k.as_str()).collect();
+        out.push(("labels", keys.join(", ")));
+    }
+    for (k, v) in compose {
+        out.push(("compose", format!("{k}={v}")));
+    }
+    out
+}
+
 /// Create the new container and attach the networks its create could not
 /// take, so that it is whole before it starts. When an attach fails the
 /// half-made container is removed again (the old one is still renamed
