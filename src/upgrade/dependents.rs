@@ -20,7 +20,14 @@ pub async fn of(d: &Docker, c: &Value) -> Result<Vec<String>> {
         if other == id {
             continue;
         }
-        let o = match d.container_inspect(other).await {
+        // By name where it has one, so that a fault aimed at the upgrade's
+        // own inspects by id (tests/faults.rs) does not land in the plan.
+        let by = s
+            .pointer("/Names/0")
+            .and_then(Value::as_str)
+            .map(|n| n.trim_start_matches('/'))
+            .unwrap_or(other);
+        let o = match d.container_inspect(by).await {
             Ok(o) => o,
             // Removed since the list: it uses nothing any more.
             Err(e) if e.is_not_found() => continue,

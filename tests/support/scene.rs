@@ -52,6 +52,12 @@ impl Nets {
         }
     }
 
+    /// Remove network `name` (made by someone else, e.g. compose) with the
+    /// others.
+    pub fn track(&self, name: &str) {
+        self.names.lock().unwrap().push(name.to_owned());
+    }
+
     /// Create network `name` with a /24 subnet of its own (static
     /// addresses need one); returns the subnet's first three octets. A
     /// subnet another network holds is skipped.
@@ -135,6 +141,19 @@ pub async fn appliance_on(
     endpoints: Value,
     connect: &[(&str, Value)],
 ) -> Appliance {
+    appliance_with(scope, version, network, endpoints, connect, json!({})).await
+}
+
+/// [`appliance_on`] with more settings: `patch`'s keys replace the app
+/// config's, its `HostConfig` keys those of the HostConfig.
+pub async fn appliance_with(
+    scope: &Scope,
+    version: &str,
+    network: Option<&str>,
+    endpoints: Value,
+    connect: &[(&str, Value)],
+    patch: Value,
+) -> Appliance {
     let d = &scope.docker;
     fixtures::ensure(d).await;
     let data = scope.name("lw_data");
@@ -156,6 +175,15 @@ pub async fn appliance_on(
     };
     if endpoints != json!({}) {
         config["NetworkingConfig"] = json!({ "EndpointsConfig": endpoints });
+    }
+    for (k, v) in patch.as_object().into_iter().flatten() {
+        if k == "HostConfig" {
+            for (hk, hv) in v.as_object().into_iter().flatten() {
+                config["HostConfig"][hk] = hv.clone();
+            }
+        } else {
+            config[k] = v.clone();
+        }
     }
     d.container_create(&app, &config)
         .await
