@@ -164,8 +164,46 @@ async fn on_two_networks(scene: &Scene) -> Appliance {
 async fn docker_two_user_networks_survive_upgrade_and_rollback() {
     let (scene, fx) = docker_scene("net-two").await;
     let lw = on_two_networks(&scene).await;
-    let nets = attachments(&inspect(&scene.scope.docker, &lw.app).await, false);
+    let d = &scene.scope.docker;
+    let nets = attachments(&inspect(d, &lw.app).await, false);
     assert_eq!(nets.len(), 2, "{nets:?}");
+    // --dry-run shows by group what is carried, and how each network is.
+    let root = scene.scope.dir("dry");
+    let dry = berth(
+        &host_of(d),
+        &[
+            "upgrade",
+            &lw.app,
+            "--image-file",
+            fx.good_tarballs.tar.to_str().unwrap(),
+            "--profile",
+            "lightwave",
+            "--backup-root",
+            root.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.code, Some(0), "{dry}");
+    let back = scene.scope.name("back");
+    let front = scene.scope.name("front");
+    assert!(
+        dry.stdout.lines().any(|l| l.contains("networks")
+            && l.contains(&back)
+            && l.contains("db-client")
+            && l.contains("connected before start")),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout
+            .lines()
+            .any(|l| l.contains("networks") && l.contains(&front) && l.contains("at create")),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout.contains("mounts") && dry.stdout.contains("volumes from"),
+        "{dry}"
+    );
+    assert!(!dry.stdout.contains("NOT CARRIED"), "{dry}");
     upgrade_and_roll_back(&scene, &lw, &fx).await;
 }
 
