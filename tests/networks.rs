@@ -112,6 +112,13 @@ async fn upgrade_and_roll_back(scene: &Scene, lw: &Appliance, fx: &Fixtures) {
     assert_eq!(new["State"]["Running"], true, "{}", new["State"]);
     assert_eq!(attachments(&new, podman), before, "after the upgrade");
     let old_short = &old["Id"].as_str().unwrap()[..12];
+    // Nor is it named after it (Podman also puts HOSTNAME=<id> in Env).
+    assert!(
+        !new["Config"]["Hostname"].to_string().contains(old_short)
+            && !new["Config"]["Env"].to_string().contains(old_short),
+        "the new container is named after the old id: {}",
+        new["Config"]
+    );
     for (net, ep) in new["NetworkSettings"]["Networks"].as_object().unwrap() {
         assert!(
             !ep["Aliases"].to_string().contains(old_short),

@@ -94,13 +94,17 @@ pub fn carry(old: &Value, engine: Engine) -> Networks {
     };
     let primary = primary_of(mode);
     for (name, ep) in nets {
-        let (e, lost) = endpoint(name, ep, id, engine, name == primary);
+        let is_primary = name == primary || names_network(primary, ep);
+        let (e, lost) = endpoint(name, ep, id, engine, is_primary);
         out.not_carried.extend(lost);
-        if engine.all_at_create() || name == primary {
+        if engine.all_at_create() || is_primary {
             // Below 1.44 Docker's default bridge takes nothing but its
             // name, and NetworkMode already says it.
             if !(name == "bridge" && e == json!({}) && !engine.all_at_create()) {
-                out.at_create.insert(name.clone(), e);
+                // Keyed as NetworkMode names it (an id), so the engine
+                // sees one network, not two.
+                let key = if is_primary { primary } else { name.as_str() };
+                out.at_create.insert(key.to_owned(), e);
             }
         } else {
             out.connect.push(Connect {
@@ -110,6 +114,16 @@ pub fn carry(old: &Value, engine: Engine) -> Networks {
         }
     }
     out
+}
+
+/// `docker run --network <id>` keeps the id in NetworkMode; Networks is
+/// keyed by name. Without this the primary would be connected twice.
+fn names_network(mode: &str, ep: &Value) -> bool {
+    mode.len() >= 12
+        && ep
+            .get("NetworkID")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with(mode))
 }
 
 /// One endpoint's settings for the create or a connect, and what of it
@@ -278,6 +292,17 @@ mod tests {
                          "IPAMConfig": {"IPv6Address": "fd00::9"}, "MacAddress": "92:d0:c6:0a:29:33"}
             })
         );
+    }
+
+    #[test]
+    fn a_network_mode_by_id_is_the_primary() {
+        let mut old = two_networks();
+        old["HostConfig"]["NetworkMode"] = json!("f1aaaaaaaaaa");
+        old["NetworkSettings"]["Networks"]["front"]["NetworkID"] = json!("f1aaaaaaaaaabbbb");
+        let n = carry(&old, docker(ApiVersion(1, 41)));
+        assert_eq!(n.at_create.keys().collect::<Vec<_>>(), vec!["f1aaaaaaaaaa"]);
+        assert_eq!(n.connect.len(), 1);
+        assert_eq!(n.connect[0].network, "back");
     }
 
     #[test]

@@ -112,7 +112,12 @@ pub fn request(
         .and_then(Value::as_str)
         .is_some_and(|h| !h.is_empty() && id.starts_with(h));
     if generated || network == "host" || network.starts_with("container:") {
-        cfg.remove("Hostname");
+        // Podman also reports the hostname it chose as HOSTNAME in Env.
+        if let (Some(Value::String(h)), Some(Value::Array(env))) =
+            (cfg.remove("Hostname"), cfg.get_mut("Env"))
+        {
+            env.retain(|e| e.as_str() != Some(&format!("HOSTNAME={h}")));
+        }
         cfg.remove("Domainname");
     }
     reattach_anonymous(&mut host, data);
@@ -325,6 +330,7 @@ mod tests {
         let old = json!({
             "Id": "abcdef1234567890",
             "Config": {"Hostname": "abcdef123456", "Image": "app:1",
+                       "Env": ["HOSTNAME=abcdef123456", "container=podman", "HOSTNAME2=abcdef123456"],
                        "Labels": {"com.docker.compose.project": "p", "com.docker.compose.service": "s",
                                   "com.docker.compose.image": "sha256:1111"}},
             "HostConfig": {"NetworkMode": "default", "Links": ["/db:/app/database", "/c:/app/c"]},
@@ -334,6 +340,11 @@ mod tests {
         let r = request(&old, &json!({}), &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert!(q.get("Hostname").is_none(), "the old id as hostname");
+        assert_eq!(
+            q["Env"],
+            json!(["container=podman", "HOSTNAME2=abcdef123456"]),
+            "Podman's HOSTNAME=<old id> entry goes with it"
+        );
         assert_eq!(q["HostConfig"]["Links"], json!(["db:database", "c:c"]));
         assert_eq!(
             q["Labels"],
