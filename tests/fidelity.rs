@@ -90,8 +90,7 @@ fn matrix(podman: bool) -> Value {
     })
 }
 
-async fn appliance(scene: &Scene, fx: &Fixtures) -> Appliance {
-    let _ = fx;
+async fn appliance(scene: &Scene) -> Appliance {
     let front = scene.scope.name("front");
     let back = scene.scope.name("back");
     let f = scene.nets.create(&front).await;
@@ -172,7 +171,7 @@ fn less_image(c: &Value, img: &Value, field: &str) -> Value {
 }
 
 async fn fidelity(d: &Docker, scene: &Scene, fx: &Fixtures) {
-    let lw = appliance(scene, fx).await;
+    let lw = appliance(scene).await;
     let old = d.container_inspect(&lw.app).await.unwrap();
     let r = upgrade(scene, &lw, fx);
     assert_eq!(r.code, Some(0), "{r}");
