@@ -320,6 +320,11 @@ fn print_summary(s: &upgrade::Summary, json: bool) {
             }
             (None, None) => {}
         }
+        if s.outcome.is_some() {
+            for w in &s.warnings {
+                eprintln!("berth: warning: {w}");
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod body;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod podman;
 pub mod socket;
 pub mod stream;

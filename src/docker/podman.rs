@@ -16,7 +16,10 @@
 //! And container inspect names HostConfig.Ulimits `RLIMIT_NOFILE` where
 //! Docker names them `nofile`, while Podman's create takes only the
 //! latter: a container recreated from its inspect (`berth upgrade`) failed
-//! with "invalid ulimit type: RLIMIT_NOFILE". [`create_config`] fixes that.
+//! with "invalid ulimit type: RLIMIT_NOFILE". Its inspect reports a
+//! device's CgroupPermissions as "" where its create refuses "" ("invalid
+//! device mode: "); the mode it applied is `rwm`, its default.
+//! [`create_config`] fixes both.
 //!
 //! berth keeps Docker's naming everywhere (backups made on either engine
 //! restore on the other): [`Rename`] rewrites tar entry names on the fly,
@@ -28,9 +31,19 @@ use std::io::{self, Read};
 use serde_json::Value;
 
 /// A create request for Podman: ulimit names as its create takes them
-/// (`RLIMIT_NOFILE` -> `nofile`).
+/// (`RLIMIT_NOFILE` -> `nofile`), a device's empty mode as `rwm`.
 pub fn create_config(config: &Value) -> Value {
     let mut c = config.clone();
+    if let Some(devices) = c
+        .pointer_mut("/HostConfig/Devices")
+        .and_then(Value::as_array_mut)
+    {
+        for d in devices {
+            if d.get("CgroupPermissions").and_then(Value::as_str) == Some("") {
+                d["CgroupPermissions"] = Value::from("rwm");
+            }
+        }
+    }
     if let Some(limits) = c
         .pointer_mut("/HostConfig/Ulimits")
         .and_then(Value::as_array_mut)
@@ -670,6 +683,12 @@ mod tests {
         assert_eq!(got["HostConfig"]["Ulimits"][0]["Name"], "nofile");
         assert_eq!(got["HostConfig"]["Ulimits"][0]["Hard"], 2);
         assert_eq!(got["HostConfig"]["Ulimits"][1]["Name"], "nproc");
+        let c = serde_json::json!({"HostConfig": {"Devices": [
+            {"PathOnHost": "/dev/null", "PathInContainer": "/dev/n", "CgroupPermissions": ""},
+            {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/z", "CgroupPermissions": "r"}]}});
+        let got = create_config(&c);
+        assert_eq!(got["HostConfig"]["Devices"][0]["CgroupPermissions"], "rwm");
+        assert_eq!(got["HostConfig"]["Devices"][1]["CgroupPermissions"], "r");
         assert_eq!(
             create_config(&serde_json::json!({"Image": "x"})),
             serde_json::json!({"Image": "x"})

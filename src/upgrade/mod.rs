@@ -5,6 +5,9 @@
 //! (what to do and what to put back), journal.jsonl (every step boundary,
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 
+pub mod compose;
+pub mod dependents;
+pub mod endpoints;
 pub mod imagefile;
 pub mod journal;
 pub mod plan;
@@ -56,6 +59,9 @@ pub struct Summary {
     /// Why the upgrade failed, when it did.
     pub cause: Option<String>,
     pub seconds: f64,
+    /// What the user should know and change (compose files).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
 }
@@ -87,6 +93,7 @@ impl Summary {
             verdict,
             cause,
             seconds: t0.elapsed().as_secs_f64(),
+            warnings: plan.warnings.clone(),
             plan: None,
         }
     }
@@ -161,8 +168,17 @@ pub fn render_plan(p: &Plan) -> String {
         "  watch      {:?}, success {:?}, failure {:?}, timeout {}s\n",
         p.settings.watch, p.settings.success, p.settings.failure, p.settings.timeout_s
     );
+    for (group, what) in recreate::describe(&p.create, &p.connect) {
+        s += &format!("  {group:<10} {what}\n");
+    }
     for n in &p.not_carried {
         s += &format!("  NOT CARRIED {n}\n");
+    }
+    for u in &p.dependents {
+        s += &format!("  USED BY    {u}: the upgrade refuses while it is\n");
+    }
+    for w in &p.warnings {
+        s += &format!("  WARNING    {w}\n");
     }
     s
 }

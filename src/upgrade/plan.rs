@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::endpoints::{Connect, Engine};
 use super::imagefile::{self, ImageFile};
-use super::recreate;
+use super::recreate::{self, NewImage};
+use super::{compose, dependents};
 use crate::archive::backup::{self, Target};
 use crate::clock;
 use crate::docker::Docker;
@@ -61,7 +63,17 @@ pub struct Plan {
     pub keep_old: bool,
     pub stop_timeout: u32,
     pub create: Value,
+    /// Networks connected after the create, before the start (API < 1.44).
+    #[serde(default)]
+    pub connect: Vec<Connect>,
     pub not_carried: Vec<String>,
+    /// Other containers that use this one (its network stack, its volumes
+    /// through --volumes-from, a link): the upgrade refuses while they do.
+    #[serde(default)]
+    pub dependents: Vec<String>,
+    /// What the user should know and change (compose files).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub backup_bytes_estimate: u64,
     pub free_bytes: u64,
     pub run_dir: PathBuf,
@@ -113,13 +125,29 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
     let settings = settings(r, &c)?;
     let targets = backup::targets(&name, &data, &settings.paths)?;
     let config_dest = config_dest(r, &settings, &data)?;
-    let rc = recreate::request(&c, &old_image, &new_image_ref, &data);
+    let engine = Engine {
+        api: d.api(),
+        podman: d.podman().is_some(),
+    };
+    let new_image = NewImage {
+        reference: &new_image_ref,
+        id: &img.config_digest,
+    };
+    let rc = recreate::request(&c, &old_image, &new_image, &data, engine);
+    let users = dependents::of(d, &c).await?;
+    if !users.is_empty() && !r.force {
+        return Err(Error::failed(format!(
+            "refusing to upgrade {name}: other containers use it ({}); they would keep using the old container: stop and remove them (or re-point them) first, --force to go on anyway",
+            users.join("; ")
+        )));
+    }
     if !rc.not_carried.is_empty() && !r.force {
         return Err(Error::failed(format!(
             "refusing to upgrade {name}: part of its configuration cannot be carried over ({}); --force to go on without it",
             rc.not_carried.join("; ")
         )));
     }
+    let warnings = compose::warnings(&c, str_at(&c, "/Config/Image"), &new_image_ref);
     let stamp = clock::compact(clock::now_unix());
     let estimate = estimate_bytes(d, &data, &targets).await;
     let free = free_bytes(&r.backup_root)?;
@@ -159,7 +187,10 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
         create: rc.request,
+        connect: rc.connect,
         not_carried: rc.not_carried,
+        dependents: users,
+        warnings,
         backup_bytes_estimate: estimate,
         free_bytes: free,
         run_dir: free_run_dir(&r.backup_root, &name, &stamp),

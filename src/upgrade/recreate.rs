@@ -11,7 +11,16 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::endpoints::{self, Connect, Engine};
+use crate::docker::Docker;
+use crate::error::{Error, Result};
 use crate::mounts::DataMap;
+
+/// Compose's label for the image id a service's container runs (compose
+/// v2 compares it with the service's image on its next `up`).
+pub const COMPOSE_IMAGE: &str = "com.docker.compose.image";
+/// The label compose puts on every container of a project.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 
 /// Config fields that come from the image unless the user set them.
 const IMAGE_DEFAULTS: &[&str] = &[
@@ -31,19 +40,34 @@ const IMAGE_DEFAULTS: &[&str] = &[
 pub struct Recreate {
     /// The body of POST /containers/create.
     pub request: Value,
+    /// Networks attached after the create, before the start (API < 1.44).
+    pub connect: Vec<Connect>,
     /// What of the old configuration cannot be carried over.
     pub not_carried: Vec<String>,
 }
 
+/// The image the new container runs: the reference it is created from and
+/// the id it resolves to.
+pub struct NewImage<'a> {
+    pub reference: &'a str,
+    pub id: &'a str,
+}
+
 /// `old`: the container's inspect; `old_image`: its image's inspect.
-pub fn request(old: &Value, old_image: &Value, new_image: &str, data: &DataMap) -> Recreate {
+pub fn request(
+    old: &Value,
+    old_image: &Value,
+    new_image: &NewImage,
+    data: &DataMap,
+    engine: Engine,
+) -> Recreate {
     let mut cfg = old
         .get("Config")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
     let img = old_image.get("Config").cloned().unwrap_or(Value::Null);
-    cfg.insert("Image".into(), json!(new_image));
+    cfg.insert("Image".into(), json!(new_image.reference));
     for f in IMAGE_DEFAULTS {
         if cfg.get(*f) == img.get(*f) {
             cfg.remove(*f);
@@ -64,6 +88,12 @@ pub fn request(old: &Value, old_image: &Value, new_image: &str, data: &DataMap) 
     ) {
         labels.retain(|k, v| il.get(k) != Some(v));
     }
+    // Compose's bookkeeping stays true: the container runs the new image.
+    if let Some(Value::Object(labels)) = cfg.get_mut("Labels") {
+        if labels.contains_key(COMPOSE_PROJECT) {
+            labels.insert(COMPOSE_IMAGE.into(), json!(new_image.id));
+        }
+    }
     let mut host = old
         .get("HostConfig")
         .and_then(Value::as_object)
@@ -82,23 +112,128 @@ pub fn request(old: &Value, old_image: &Value, new_image: &str, data: &DataMap) 
         .and_then(Value::as_str)
         .is_some_and(|h| !h.is_empty() && id.starts_with(h));
     if generated || network == "host" || network.starts_with("container:") {
-        cfg.remove("Hostname");
+        // Podman also reports the hostname it chose as HOSTNAME in Env.
+        if let (Some(Value::String(h)), Some(Value::Array(env))) =
+            (cfg.remove("Hostname"), cfg.get_mut("Env"))
+        {
+            env.retain(|e| e.as_str() != Some(&format!("HOSTNAME={h}")));
+        }
         cfg.remove("Domainname");
     }
     reattach_anonymous(&mut host, data);
-    let mut not_carried = vec![];
+    // Inspect names links `/other:/self/alias`; a create takes `other:alias`.
+    if let Some(Value::Array(links)) = host.get_mut("Links") {
+        for l in links.iter_mut() {
+            if let Some(s) = l.as_str() {
+                *l = json!(endpoints::create_link(s));
+            }
+        }
+    }
     let mut request = Value::Object(cfg);
     request["HostConfig"] = Value::Object(host);
-    if let Some(nets) = old
-        .pointer("/NetworkSettings/Networks")
-        .and_then(Value::as_object)
-    {
-        carry_network(&mut request, nets, &network, &mut not_carried);
+    let nets = endpoints::carry(old, engine);
+    if !nets.at_create.is_empty() {
+        request["NetworkingConfig"] = json!({ "EndpointsConfig": nets.at_create });
     }
     Recreate {
         request,
-        not_carried,
+        connect: nets.connect,
+        not_carried: nets.not_carried,
     }
+}
+
+/// Limits `describe` shows when set (zero and absent mean "none").
+const LIMITS: &[&str] = &[
+    "Memory",
+    "MemoryReservation",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuShares",
+    "CpuQuota",
+    "CpusetCpus",
+    "PidsLimit",
+    "ShmSize",
+    "Ulimits",
+];
+
+/// What the create carries, by group, for `--dry-run`: (group, line).
+pub fn describe(create: &Value, connect: &[Connect]) -> Vec<(&'static str, String)> {
+    let host = &create["HostConfig"];
+    let mut out = vec![];
+    let mode = host["NetworkMode"].as_str().unwrap_or("default");
+    let at_create = create
+        .pointer("/NetworkingConfig/EndpointsConfig")
+        .and_then(Value::as_object);
+    out.push(("networks", format!("mode {mode}")));
+    for (name, ep) in at_create.into_iter().flatten() {
+        out.push(("networks", format!("{name} {ep} (at create)")));
+    }
+    for c in connect {
+        out.push((
+            "networks",
+            format!("{} {} (connected before start)", c.network, c.endpoint),
+        ));
+    }
+    for (field, what) in [
+        ("Binds", "bind"),
+        ("Mounts", "mount"),
+        ("VolumesFrom", "volumes from"),
+        ("Tmpfs", "tmpfs"),
+        ("Devices", "device"),
+    ] {
+        match &host[field] {
+            Value::Array(a) => a
+                .iter()
+                .for_each(|m| out.push(("mounts", format!("{what} {m}")))),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, v)| out.push(("mounts", format!("{what} {k} {v}")))),
+            _ => {}
+        }
+    }
+    for l in LIMITS {
+        let v = &host[*l];
+        if !(v.is_null() || *v == json!(0) || *v == json!("") || *v == json!([])) {
+            out.push(("limits", format!("{l} {v}")));
+        }
+    }
+    let labels = create["Labels"].as_object();
+    let (compose, own): (Vec<_>, Vec<_>) = labels
+        .into_iter()
+        .flatten()
+        .partition(|(k, _)| k.starts_with("com.docker.compose."));
+    if !own.is_empty() {
+        let keys: Vec<&str> = own.iter().map(|(k, _)| k.as_str()).collect();
+        out.push(("labels", keys.join(", ")));
+    }
+    for (k, v) in compose {
+        out.push(("compose", format!("{k}={v}")));
+    }
+    out
+}
+
+/// Create the new container and attach the networks its create could not
+/// take, so that it is whole before it starts. When an attach fails the
+/// half-made container is removed again (the old one is still renamed
+/// aside: the rollback puts it back under its name).
+pub async fn create(
+    d: &Docker,
+    name: &str,
+    request: &Value,
+    connect: &[Connect],
+) -> Result<String> {
+    let id = d.container_create(name, request).await?;
+    for c in connect {
+        if let Err(e) = d.network_connect(&c.network, &id, &c.endpoint).await {
+            let removed = match d.container_remove(&id, true, false).await {
+                Ok(()) => "removed the new container again".to_owned(),
+                Err(r) if r.is_not_found() => "the new container is gone".to_owned(),
+                Err(r) => format!("removing the new container failed too: {}", r.msg),
+            };
+            return Err(Error::new(e.kind, format!("{} ({removed})", e.msg)));
+        }
+    }
+    Ok(id)
 }
 
 /// Volumes the old container got anonymously (not by --volumes-from, not
@@ -136,35 +271,20 @@ fn reattach_anonymous(host: &mut Map<String, Value>, data: &DataMap) {
     }
 }
 
-/// The network of NetworkMode keeps its aliases and fixed addresses; more
-/// networks cannot be given at create on older engines: report them.
-fn carry_network(
-    request: &mut Value,
-    nets: &Map<String, Value>,
-    mode: &str,
-    not_carried: &mut Vec<String>,
-) {
-    let builtin =
-        ["default", "bridge", "host", "none"].contains(&mode) || mode.starts_with("container:");
-    for (name, ep) in nets {
-        if name == mode && !builtin {
-            let mut e = json!({});
-            for k in ["Aliases", "IPAMConfig", "Links", "DriverOpts"] {
-                if let Some(v) = ep.get(k).filter(|v| !v.is_null()) {
-                    e[k] = v.clone();
-                }
-            }
-            request["NetworkingConfig"] = json!({ "EndpointsConfig": { name.clone(): e } });
-        } else if name != mode && !(mode == "default" && name == "bridge") {
-            not_carried.push(format!("network {name}: the container is also connected to it; connect the new container by hand"));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::ApiVersion;
     use crate::mounts::classify;
+
+    const NEW: NewImage = NewImage {
+        reference: "app:2",
+        id: "sha256:2222",
+    };
+    const DOCKER_20_10: Engine = Engine {
+        api: ApiVersion(1, 41),
+        podman: false,
+    };
 
     #[test]
     fn image_defaults_are_left_to_the_new_image() {
@@ -181,7 +301,7 @@ mod tests {
         });
         let img = json!({"Config": {"Env": ["VERSION=1"], "Cmd": ["run"], "Entrypoint": ["/app"], "Labels": {"from.image": "1"}}});
         let data = classify(&old, &[]);
-        let r = request(&old, &img, "app:2", &data);
+        let r = request(&old, &img, &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert_eq!(q["Image"], "app:2");
         assert_eq!(q["Env"], json!(["MINE=x"]));
@@ -203,5 +323,35 @@ mod tests {
             json!([{"Type": "volume", "Source": "anon1", "Target": "/anon", "ReadOnly": false}])
         );
         assert!(r.not_carried.is_empty());
+    }
+
+    #[test]
+    fn engine_bookkeeping_is_not_copied_and_compose_sees_the_new_image() {
+        let old = json!({
+            "Id": "abcdef1234567890",
+            "Config": {"Hostname": "abcdef123456", "Image": "app:1",
+                       "Env": ["HOSTNAME=abcdef123456", "container=podman", "HOSTNAME2=abcdef123456"],
+                       "Labels": {"com.docker.compose.project": "p", "com.docker.compose.service": "s",
+                                  "com.docker.compose.image": "sha256:1111"}},
+            "HostConfig": {"NetworkMode": "default", "Links": ["/db:/app/database", "/c:/app/c"]},
+            "NetworkSettings": {"Networks": {"bridge": {"Aliases": null, "MacAddress": "02:42:ac:11:00:02"}}}
+        });
+        let data = classify(&old, &[]);
+        let r = request(&old, &json!({}), &NEW, &data, DOCKER_20_10);
+        let q = &r.request;
+        assert!(q.get("Hostname").is_none(), "the old id as hostname");
+        assert_eq!(
+            q["Env"],
+            json!(["container=podman", "HOSTNAME2=abcdef123456"]),
+            "Podman's HOSTNAME=<old id> entry goes with it"
+        );
+        assert_eq!(q["HostConfig"]["Links"], json!(["db:database", "c:c"]));
+        assert_eq!(
+            q["Labels"],
+            json!({"com.docker.compose.project": "p", "com.docker.compose.service": "s",
+                   "com.docker.compose.image": "sha256:2222"})
+        );
+        assert!(q.get("NetworkingConfig").is_none());
+        assert!(r.connect.is_empty() && r.not_carried.is_empty());
     }
 }

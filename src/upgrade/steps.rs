@@ -110,7 +110,7 @@ async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verd
         p.container, p.new_image_ref
     ));
     let created = step(j, Step::CreateNew, async {
-        let id = d.container_create(&p.container, &p.create).await?;
+        let id = super::recreate::create(d, &p.container, &p.create, &p.connect).await?;
         Ok(json!({ "id": id }))
     })
     .await?;

@@ -11,3 +11,4 @@ pub mod fakedaemon;
 pub mod fixtures;
 pub mod images;
 pub mod journal;
+pub mod scene;

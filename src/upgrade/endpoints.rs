@@ -1,0 +1,374 @@
+//! The new container's networks: every endpoint of the old one, as the
+//! user chose it, not as the engine filled it in.
+//!
+//! What is carried per endpoint: aliases (less the old container's own
+//! short id, which the engine adds by itself), static addresses
+//! (IPAMConfig), links, driver options, and a MAC address the user set
+//! (Docker's generated `02:42:...` ones are dropped). How the endpoints
+//! reach the new container depends on the engine:
+//!
+//! - Docker with API 1.44 or newer takes every endpoint in the create.
+//! - Docker below 1.44 takes one: the primary network (the one NetworkMode
+//!   names) goes in the create, the others are connected after it and
+//!   before the start ([`Networks::connect`]).
+//! - Podman (which says 1.41) takes every endpoint in the create. It
+//!   reports NetworkMode `bridge` for every container on a network and its
+//!   default network under its own name, `podman`; its create refuses the
+//!   name `bridge` in EndpointsConfig but takes `podman` with NetworkMode
+//!   `bridge`. Podman 4.3 reports no IPAMConfig and random MACs, so a
+//!   static address or MAC cannot be told from one it chose: the addresses
+//!   and MACs in use are carried (docs/podman.md).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::docker::ApiVersion;
+
+/// The first API version whose create takes more than one endpoint (and a
+/// MAC address per endpoint).
+pub const MULTI_ENDPOINT_API: ApiVersion = ApiVersion(1, 44);
+
+/// What the create needs to know about the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct Engine {
+    pub api: ApiVersion,
+    pub podman: bool,
+}
+
+impl Engine {
+    fn all_at_create(&self) -> bool {
+        self.podman || self.api >= MULTI_ENDPOINT_API
+    }
+}
+
+/// One network to attach after the create (below API 1.44).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connect {
+    pub network: String,
+    /// The EndpointConfig of POST /networks/{network}/connect.
+    pub endpoint: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Networks {
+    /// NetworkingConfig.EndpointsConfig of the create (empty: none).
+    pub at_create: Map<String, Value>,
+    /// Endpoints connected after the create, in this order.
+    pub connect: Vec<Connect>,
+    /// What cannot be carried on this engine.
+    pub not_carried: Vec<String>,
+}
+
+/// Modes with no endpoint of their own to carry: the host's stack, none,
+/// another container's.
+pub fn shares_a_stack(mode: &str) -> bool {
+    mode == "host" || mode == "none" || mode.starts_with("container:")
+}
+
+/// The network NetworkMode stands for: Docker's `default` is `bridge`.
+fn primary_of(mode: &str) -> &str {
+    if mode == "default" || mode.is_empty() {
+        "bridge"
+    } else {
+        mode
+    }
+}
+
+/// The endpoints of the old container (`old`: its whole inspect), split
+/// as `engine` takes them.
+pub fn carry(old: &Value, engine: Engine) -> Networks {
+    let mode = old
+        .pointer("/HostConfig/NetworkMode")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let mut out = Networks::default();
+    if shares_a_stack(mode) {
+        return out;
+    }
+    let id = old.get("Id").and_then(Value::as_str).unwrap_or("");
+    let Some(nets) = old
+        .pointer("/NetworkSettings/Networks")
+        .and_then(Value::as_object)
+    else {
+        return out;
+    };
+    let primary = primary_of(mode);
+    for (name, ep) in nets {
+        let is_primary = name == primary || names_network(primary, ep);
+        let (e, lost) = endpoint(name, ep, id, engine, is_primary);
+        out.not_carried.extend(lost);
+        if engine.all_at_create() || is_primary {
+            // Below 1.44 Docker's default bridge takes nothing but its
+            // name, and NetworkMode already says it.
+            if !(name == "bridge" && e == json!({}) && !engine.all_at_create()) {
+                // Keyed as NetworkMode names it (an id), so the engine
+                // sees one network, not two.
+                let key = if is_primary { primary } else { name.as_str() };
+                out.at_create.insert(key.to_owned(), e);
+            }
+        } else {
+            out.connect.push(Connect {
+                network: name.clone(),
+                endpoint: e,
+            });
+        }
+    }
+    out
+}
+
+/// `docker run --network <id>` keeps the id in NetworkMode; Networks is
+/// keyed by name. Without this the primary would be connected twice.
+fn names_network(mode: &str, ep: &Value) -> bool {
+    mode.len() >= 12
+        && ep
+            .get("NetworkID")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.starts_with(mode))
+}
+
+/// One endpoint's settings for the create or a connect, and what of it
+/// cannot be carried.
+fn endpoint(
+    name: &str,
+    ep: &Value,
+    id: &str,
+    engine: Engine,
+    primary: bool,
+) -> (Value, Vec<String>) {
+    let mut e = json!({});
+    let mut lost = vec![];
+    let aliases: Vec<&Value> = ep
+        .get("Aliases")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.as_str().is_some_and(|a| is_own_id(a, id)))
+        .collect();
+    if !aliases.is_empty() {
+        e["Aliases"] = json!(aliases);
+    }
+    if let Some(links) = ep.get("Links").and_then(Value::as_array) {
+        if !links.is_empty() {
+            e["Links"] = json!(links);
+        }
+    }
+    if let Some(o) = ep.get("DriverOpts").filter(|v| non_empty(v)) {
+        e["DriverOpts"] = o.clone();
+    }
+    if let Some(ipam) = ep.get("IPAMConfig").filter(|v| non_empty(v)) {
+        e["IPAMConfig"] = ipam.clone();
+    } else if engine.podman {
+        let ipam = in_use_addresses(ep);
+        if non_empty(&ipam) {
+            e["IPAMConfig"] = ipam;
+        }
+    }
+    let mac = ep.get("MacAddress").and_then(Value::as_str).unwrap_or("");
+    let user_mac = !mac.is_empty() && (engine.podman || !mac.starts_with("02:42:"));
+    if user_mac {
+        if engine.all_at_create() {
+            e["MacAddress"] = json!(mac);
+        } else if !primary {
+            // Below 1.44 only Config.MacAddress sets a MAC, and only the
+            // primary network's.
+            lost.push(format!(
+                "network {name}: MAC address {mac} (an endpoint's own MAC needs API {MULTI_ENDPOINT_API}, the engine speaks {})",
+                engine.api
+            ));
+        }
+    }
+    (e, lost)
+}
+
+/// The addresses an endpoint has, as a static IPAMConfig (Podman).
+fn in_use_addresses(ep: &Value) -> Value {
+    let mut ipam = json!({});
+    for (from, to) in [
+        ("IPAddress", "IPv4Address"),
+        ("GlobalIPv6Address", "IPv6Address"),
+    ] {
+        if let Some(a) = ep
+            .get(from)
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+        {
+            ipam[to] = json!(a);
+        }
+    }
+    ipam
+}
+
+/// The engine adds the container's short id (12 hex digits) as an alias.
+pub fn is_own_id(alias: &str, id: &str) -> bool {
+    alias.len() >= 12 && id.starts_with(alias)
+}
+
+fn non_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => o.values().any(non_empty),
+        _ => true,
+    }
+}
+
+/// HostConfig.Links as inspect reports them (`/other:/self/alias`) in the
+/// form a create takes (`other:alias`).
+pub fn create_link(link: &str) -> String {
+    match link.split_once(':') {
+        Some((other, alias)) if other.starts_with('/') => format!(
+            "{}:{}",
+            other.trim_start_matches('/'),
+            alias.rsplit('/').next().unwrap_or(alias)
+        ),
+        _ => link.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn docker(api: ApiVersion) -> Engine {
+        Engine { api, podman: false }
+    }
+
+    const PODMAN: Engine = Engine {
+        api: ApiVersion(1, 41),
+        podman: true,
+    };
+
+    /// A container on two user networks as Docker 20.10 reports it.
+    fn two_networks() -> Value {
+        json!({
+            "Id": ID,
+            "HostConfig": {"NetworkMode": "front"},
+            "NetworkSettings": {"Networks": {
+                "front": {"Aliases": ["web", "0123456789ab"], "IPAMConfig": {"IPv4Address": "10.1.0.9"},
+                          "MacAddress": "02:42:0a:01:00:09", "Links": null, "DriverOpts": null,
+                          "IPAddress": "10.1.0.9", "NetworkID": "f1", "EndpointID": "e1", "Gateway": "10.1.0.1"},
+                "back": {"Aliases": ["0123456789ab", "db-client"], "IPAMConfig": {"IPv6Address": "fd00::9"},
+                         "MacAddress": "92:d0:c6:0a:29:33", "Links": ["cache:c"], "DriverOpts": {"o": "1"},
+                         "IPAddress": "10.2.0.3", "NetworkID": "b1"}
+            }}
+        })
+    }
+
+    #[test]
+    fn below_1_44_the_primary_is_created_and_the_rest_connected() {
+        let n = carry(&two_networks(), docker(ApiVersion(1, 41)));
+        assert_eq!(
+            Value::Object(n.at_create),
+            json!({"front": {"Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.1.0.9"}}})
+        );
+        assert_eq!(
+            n.connect,
+            vec![Connect {
+                network: "back".into(),
+                endpoint: json!({"Aliases": ["db-client"], "Links": ["cache:c"],
+                                 "DriverOpts": {"o": "1"}, "IPAMConfig": {"IPv6Address": "fd00::9"}})
+            }]
+        );
+        // The user's MAC on a second network cannot be set below 1.44.
+        assert_eq!(n.not_carried.len(), 1, "{:?}", n.not_carried);
+        assert!(n.not_carried[0].contains("back") && n.not_carried[0].contains("1.44"));
+    }
+
+    /// The request builder of the API >= 1.44 path (no such engine here):
+    /// every endpoint in the create, the user's MAC kept, Docker's dropped.
+    #[test]
+    fn from_1_44_every_endpoint_goes_in_the_create() {
+        let n = carry(&two_networks(), docker(ApiVersion(1, 44)));
+        assert!(n.connect.is_empty());
+        assert!(n.not_carried.is_empty());
+        assert_eq!(
+            Value::Object(n.at_create),
+            json!({
+                "front": {"Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.1.0.9"}},
+                "back": {"Aliases": ["db-client"], "Links": ["cache:c"], "DriverOpts": {"o": "1"},
+                         "IPAMConfig": {"IPv6Address": "fd00::9"}, "MacAddress": "92:d0:c6:0a:29:33"}
+            })
+        );
+    }
+
+    #[test]
+    fn a_network_mode_by_id_is_the_primary() {
+        let mut old = two_networks();
+        old["HostConfig"]["NetworkMode"] = json!("f1aaaaaaaaaa");
+        old["NetworkSettings"]["Networks"]["front"]["NetworkID"] = json!("f1aaaaaaaaaabbbb");
+        let n = carry(&old, docker(ApiVersion(1, 41)));
+        assert_eq!(n.at_create.keys().collect::<Vec<_>>(), vec!["f1aaaaaaaaaa"]);
+        assert_eq!(n.connect.len(), 1);
+        assert_eq!(n.connect[0].network, "back");
+    }
+
+    #[test]
+    fn docker_default_bridge_needs_no_endpoint() {
+        let old = json!({"Id": ID, "HostConfig": {"NetworkMode": "default"},
+            "NetworkSettings": {"Networks": {"bridge": {"Aliases": null, "IPAMConfig": null,
+                "MacAddress": "02:42:ac:11:00:02", "IPAddress": "172.17.0.2"}}}});
+        assert_eq!(carry(&old, docker(ApiVersion(1, 41))), Networks::default());
+        // A user network connected to a default-bridge container.
+        let mut two = old.clone();
+        two["NetworkSettings"]["Networks"]["u"] =
+            json!({"Aliases": ["0123456789ab", "u1"], "MacAddress": "02:42:0a:00:00:02"});
+        let n = carry(&two, docker(ApiVersion(1, 41)));
+        assert!(n.at_create.is_empty());
+        assert_eq!(
+            n.connect,
+            vec![Connect {
+                network: "u".into(),
+                endpoint: json!({"Aliases": ["u1"]})
+            }]
+        );
+    }
+
+    /// Podman 4.3 as probed: NetworkMode `bridge`, the default network
+    /// under `podman`, no IPAMConfig, random MACs.
+    #[test]
+    fn podman_default_network_is_the_primary() {
+        let old = json!({"Id": ID, "HostConfig": {"NetworkMode": "bridge"},
+            "NetworkSettings": {"Networks": {
+                "podman": {"Aliases": ["0123456789ab"], "IPAMConfig": null, "IPAddress": "10.88.0.4",
+                           "MacAddress": "3e:a2:56:63:c2:fd", "GlobalIPv6Address": ""},
+                "app-net": {"Aliases": ["x1", "0123456789ab"], "IPAMConfig": null, "IPAddress": "10.99.7.9",
+                            "MacAddress": "a6:40:aa:31:62:15"}}}});
+        let n = carry(&old, PODMAN);
+        assert!(n.not_carried.is_empty(), "{:?}", n.not_carried);
+        assert!(n.connect.is_empty());
+        assert_eq!(
+            Value::Object(n.at_create),
+            json!({
+                "podman": {"IPAMConfig": {"IPv4Address": "10.88.0.4"}, "MacAddress": "3e:a2:56:63:c2:fd"},
+                "app-net": {"Aliases": ["x1"], "IPAMConfig": {"IPv4Address": "10.99.7.9"},
+                            "MacAddress": "a6:40:aa:31:62:15"}
+            })
+        );
+    }
+
+    #[test]
+    fn host_none_and_container_modes_carry_no_endpoint() {
+        for mode in ["host", "none", "container:abc"] {
+            let old = json!({"Id": ID, "HostConfig": {"NetworkMode": mode},
+                "NetworkSettings": {"Networks": {mode: {"Aliases": ["a"]}}}});
+            assert_eq!(carry(&old, docker(ApiVersion(1, 41))), Networks::default());
+        }
+    }
+
+    #[test]
+    fn links_in_the_create_form() {
+        assert_eq!(create_link("/db:/app/database"), "db:database");
+        assert_eq!(create_link("db:database"), "db:database");
+        assert_eq!(create_link("/db:/app/db"), "db:db");
+    }
+
+    #[test]
+    fn only_the_own_id_is_dropped() {
+        assert!(is_own_id("0123456789ab", ID));
+        assert!(!is_own_id("0123", ID), "a short alias is the user's");
+        assert!(!is_own_id("web", ID));
+    }
+}
