@@ -82,6 +82,9 @@ pub struct PathEntry {
     pub tar_sha256: String,
     pub tar_bytes: u64,
     pub index_sha256: String,
+    /// Size of the index file (0 in manifests written before it was kept).
+    #[serde(default)]
+    pub index_bytes: u64,
     pub entries: u64,
     /// Paths relative to `path` cut out of the archive (nested mounts).
     pub excluded: Vec<String>,
