@@ -18,13 +18,14 @@ writer thread with the tar's sha256, the scan thread, the HTTP runtime) and
 dockerd's CPU in the same interval (from /proc/PID/task/*/stat). dockerd is
 shared with whatever else runs on the engine: its figure is an upper bound.
 
-Env: BENCH_MIX (synthetic, realistic or both: default both), BENCH_MB
+Env: BENCH_MIX (synthetic, realistic, both or none: default both), BENCH_MB
 (size of the large file: default 1024 synthetic, 880 realistic),
 BENCH_FILES (small files, default 20000), BENCH_RUNS (default 3),
 BENCH_LEVELS (default "fast default best"), BENCH_BERTH (the binary to
 measure, default the release build), BENCH_TMP (where the data goes),
 BENCH_RSS_GIB (e.g. "1 8": also back up volumes of these sizes and report
-peak RSS of each, to show it stays flat; slow, off by default)."""
+peak RSS of each, to show it stays flat; slow, off by default: `just
+bench-rss` runs it alone)."""
 
 import glob, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -35,7 +36,8 @@ IMAGE = "berth-bench/rootfs:1"
 FILES = int(os.environ.get("BENCH_FILES", "20000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 LEVELS = os.environ.get("BENCH_LEVELS", "fast default best").split()
-MIXES = {"both": ["synthetic", "realistic"]}.get(os.environ.get("BENCH_MIX", "both"), [os.environ.get("BENCH_MIX", "")])
+MIX = os.environ.get("BENCH_MIX", "both")
+MIXES = {"both": ["synthetic", "realistic"], "none": []}.get(MIX, [MIX])
 TICK = os.sysconf("SC_CLK_TCK")
 
 
