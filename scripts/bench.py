@@ -210,14 +210,16 @@ def peak_rss(pid):
 def docker_tar():
     """CPU seconds of each live docker-tar process."""
     out = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            s = open(stat).read()
+            # Re-executed through /proc/self/exe: only argv[0] names it.
+            if not open(f"{proc}/cmdline", "rb").read().startswith(b"docker-tar\0"):
+                continue
+            s = open(f"{proc}/stat").read()
         except OSError:
             continue
-        if "(docker-tar)" in s:
-            f = s[s.rindex(")") + 2 :].split()
-            out[stat] = (int(f[11]) + int(f[12])) / TICK
+        f = s[s.rindex(")") + 2 :].split()
+        out[proc] = (int(f[11]) + int(f[12])) / TICK
     return out
 
 

@@ -445,10 +445,11 @@ pub fn stream_to_files(
     })
 }
 
-/// gzip level of the index: JSON lines of one volume are very repetitive;
-/// level 3 makes them ~25x smaller (200,000 entries: 36 MB to ~1.4 MB) at
-/// well over 100 MB/s on one worker thread, faster than the engine streams
-/// the entries.
+/// gzip level of the index. Measured on 200,000 distinct small files: 37.8
+/// MB of JSON lines become 8.17 MB at level 3, 0.3% more than `gzip -6`
+/// (each line's sha256 is 32 random bytes: no level does much better than 4.6x);
+/// level 3 deflates text several times faster than 6, on a thread of its
+/// own, so the scan thread only copies lines.
 const INDEX_LEVEL: u32 = 3;
 
 /// Flushes, fsyncs and closes a file written through a [`HashWriter`];
