@@ -413,6 +413,32 @@ mod tests {
     }
 
     #[test]
+    fn reads_gzipped_and_plain_indexes_within_a_limit() {
+        let entries: Vec<IndexEntry> = (0..500).map(|i| file(&format!("v/f{i}"))).collect();
+        let mut plain = Vec::new();
+        for e in &entries {
+            write_line(&mut plain, e).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3));
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() * 5 < plain.len());
+        assert_eq!(read_index(&gz[..]).unwrap(), entries);
+        assert_eq!(read_index(&plain[..]).unwrap(), entries);
+        let n = plain.len() as u64;
+        assert_eq!(read_index_within(&gz[..], n).unwrap(), entries);
+        // One byte short of the text: refused, compressed or not.
+        for input in [&gz[..], &plain[..]] {
+            let err = read_index_within(input, n - 1).unwrap_err();
+            assert_eq!(err.kind, crate::error::Kind::Integrity);
+            assert!(err.msg.contains("larger than its archive"), "{err}");
+        }
+        // A truncated gzip index is damaged, not short.
+        let err = read_index(&gz[..gz.len() / 2]).unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Integrity, "{err}");
+    }
+
+    #[test]
     fn compare_finds_each_difference() {
         let base = file("v/a");
         assert!(compare(std::slice::from_ref(&base), std::slice::from_ref(&base)).is_empty());
