@@ -38,10 +38,17 @@ demo: docker-up
     cargo build -q --release -p berth
     cargo run -q --release -p berth --example demo
 
-# Backup/verify/restore benchmark: ratios against docker cp, measured in the same run.
+# Backup/verify/restore benchmark on two data mixes (synthetic, realistic):
+# ratios against docker cp and the gzip -1 pipeline measured in the same run,
+# index size, peak RSS, CPU per thread. BENCH_MIX, BENCH_RUNS, ...: see the script.
 bench: docker-up
     cargo build -q --release -p berth
     scripts/bench.py
+
+# Peak RSS of a backup of a 1 GiB and an 8 GiB volume (slow: writes 9 GiB).
+bench-rss: docker-up
+    cargo build -q --release -p berth
+    BENCH_MIX=none BENCH_RSS_GIB="1 8" scripts/bench.py
 
 fmt:
     cargo fmt --all

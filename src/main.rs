@@ -513,11 +513,12 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 for p in &r.manifest.paths {
                     println!(
-                        "{:<28} {:>8} entries  {:>10} -> {:>10}  {:.1}s",
+                        "{:<28} {:>8} entries  {:>10} -> {:>10}  index {:>10}  {:.1}s",
                         p.path,
                         p.entries,
                         human(p.tar_bytes as f64),
                         human(p.bytes as f64),
+                        human(p.index_bytes as f64),
                         p.seconds
                     );
                 }
@@ -618,9 +619,13 @@ async fn run(cli: Cli) -> Result<()> {
             println!("removed {n} entries from {}", path.display());
         }
         Cmd::Verify { dir, deep } => {
-            let (m, r) = tokio::task::spawn_blocking(move || verify::verify(&dir, deep))
-                .await
-                .map_err(|e| berth::error::Error::failed(format!("verify thread failed: {e}")))??;
+            let shown = !cli.json;
+            let (m, r) =
+                tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, shown))
+                    .await
+                    .map_err(|e| {
+                        berth::error::Error::failed(format!("verify thread failed: {e}"))
+                    })??;
             if cli.json {
                 print_json(
                     &serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r }),

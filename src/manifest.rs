@@ -2,10 +2,11 @@
 //! the SHA256SUMS file beside it.
 //!
 //! A backup directory holds manifest.json, one `<slug>.tar.gz` and one
-//! `<slug>.index` per path, and SHA256SUMS over every other file. Names in
-//! a manifest or in SHA256SUMS are plain file names inside the directory:
-//! anything with a '/' or a leading '.' is refused, so a hostile manifest
-//! cannot make berth read or write outside its directory.
+//! `<slug>.index.gz` (`<slug>.index` in older backups) per path, and
+//! SHA256SUMS over every other file. Names in a manifest or in SHA256SUMS
+//! are plain file names inside the directory: anything with a '/' or a
+//! leading '.' is refused, so a hostile manifest cannot make berth read or
+//! write outside its directory.
 
 use std::path::Path;
 
@@ -82,6 +83,9 @@ pub struct PathEntry {
     pub tar_sha256: String,
     pub tar_bytes: u64,
     pub index_sha256: String,
+    /// Size of the index file (0 in manifests written before it was kept).
+    #[serde(default)]
+    pub index_bytes: u64,
     pub entries: u64,
     /// Paths relative to `path` cut out of the archive (nested mounts).
     pub excluded: Vec<String>,

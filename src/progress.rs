@@ -1,4 +1,10 @@
 //! A one-line progress meter on a terminal (stderr), silent otherwise.
+//!
+//! With a total (the archive sizes from a manifest, the engine's volume
+//! sizes on a backup) the line shows the percentage and an ETA too. A total
+//! from the engine is an estimate (the tar stream is a little larger than
+//! the files): the percentage stops at 99 until the work is done, and the
+//! ETA is left out once the count passes the total.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,6 +14,8 @@ use std::time::{Duration, Instant};
 /// Counts bytes; a background thread redraws the line while it lives.
 pub struct Meter {
     pub bytes: Arc<AtomicU64>,
+    /// Expected bytes; 0: unknown.
+    total: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -15,17 +23,23 @@ pub struct Meter {
 impl Meter {
     /// `enabled`: draw at all (callers pass !json); drawing also needs a TTY.
     pub fn start(label: String, enabled: bool) -> Meter {
+        Meter::with_total(label, enabled, 0)
+    }
+
+    /// A meter that expects `total` bytes (0: unknown).
+    pub fn with_total(label: String, enabled: bool, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
+        let total = Arc::new(AtomicU64::new(total));
         let done = Arc::new(AtomicBool::new(false));
-        let thread = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let (b, d) = (bytes.clone(), done.clone());
+        let thread = (enabled && Meter::drawn()).then(|| {
+            let (b, t, d) = (bytes.clone(), total.clone(), done.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 while !d.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let n = b.load(Ordering::Relaxed);
-                    let rate = n as f64 / t0.elapsed().as_secs_f64().max(1e-3);
-                    eprint!("\r\x1b[K{label}  {}  {}/s", human(n as f64), human(rate));
+                    let line = status(n, t.load(Ordering::Relaxed), t0.elapsed());
+                    eprint!("\r\x1b[K{label}  {line}");
                     let _ = std::io::stderr().flush();
                 }
                 eprint!("\r\x1b[K");
@@ -33,9 +47,21 @@ impl Meter {
         });
         Meter {
             bytes,
+            total,
             done,
             thread,
         }
+    }
+
+    /// Whether a meter that is enabled would be drawn (stderr is a
+    /// terminal): callers skip work that only feeds the meter otherwise.
+    pub fn drawn() -> bool {
+        std::io::stderr().is_terminal()
+    }
+
+    /// Sets the expected bytes (0: unknown).
+    pub fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
     }
 
     pub fn add(&self, n: u64) {
@@ -75,6 +101,39 @@ impl Drop for Meter {
     }
 }
 
+/// `12.0 MiB / 1.0 GiB  1%  3.0 MiB/s  ETA 5:38`, or without a total
+/// `12.0 MiB  3.0 MiB/s`.
+fn status(n: u64, total: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let rate = n as f64 / secs;
+    let speed = format!("{}/s", human(rate));
+    if total == 0 {
+        return format!("{}  {speed}", human(n as f64));
+    }
+    // An estimated total can be passed: never claim 100% before the end.
+    let pct = (n as f64 * 100.0 / total as f64).min(99.0);
+    let eta = if n < total && rate > 0.0 {
+        format!("  ETA {}", clock((total - n) as f64 / rate))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} / {}  {pct:.0}%  {speed}{eta}",
+        human(n as f64),
+        human(total as f64)
+    )
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour up.
+fn clock(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
 pub fn human(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n;
@@ -87,5 +146,36 @@ pub fn human(n: f64) -> String {
         format!("{v:.0} B")
     } else {
         format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_shows_total_percent_and_eta() {
+        let mib = 1 << 20;
+        let s = status(256 * mib, 1024 * mib, Duration::from_secs(2));
+        assert_eq!(s, "256.0 MiB / 1.0 GiB  25%  128.0 MiB/s  ETA 0:06");
+        // No total: count and rate only.
+        assert_eq!(
+            status(3 * mib, 0, Duration::from_secs(1)),
+            "3.0 MiB  3.0 MiB/s"
+        );
+        // Past an estimated total: 99%, no ETA.
+        assert_eq!(
+            status(11 * mib, 10 * mib, Duration::from_secs(1)),
+            "11.0 MiB / 10.0 MiB  99%  11.0 MiB/s"
+        );
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(clock(59.6), "1:00");
+    }
+
+    #[test]
+    fn nothing_is_drawn_when_disabled() {
+        // Disabled (as with --json): no drawing thread, whatever stderr is.
+        let m = Meter::with_total("x".into(), false, 100);
+        assert!(m.thread.is_none());
     }
 }

@@ -208,9 +208,9 @@ fn show(p: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(p))
 }
 
-/// The index lines of a backup, parsed as plain JSON.
+/// The index lines of a backup (a gzipped file), parsed as plain JSON.
 fn read_index(p: &Path) -> Vec<Value> {
-    fs::read_to_string(p)
+    String::from_utf8(gunzip(p))
         .unwrap()
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -637,7 +637,12 @@ async fn hard_case_tree_backs_up_exactly_what_docker_cp_sees() {
     files.sort();
     assert_eq!(
         files,
-        ["SHA256SUMS", "data.index", "data.tar.gz", "manifest.json"]
+        [
+            "SHA256SUMS",
+            "data.index.gz",
+            "data.tar.gz",
+            "manifest.json"
+        ]
     );
     assert_sha256sum_c(&dir);
     let m = manifest(&dir);
@@ -747,7 +752,7 @@ async fn hard_case_tree_backs_up_exactly_what_docker_cp_sees() {
 
     // The index agrees with the archive, line for line, and berth's deep
     // verify says so too.
-    assert_index_matches(&read_index(&dir.join("data.index")), &order, &ours);
+    assert_index_matches(&read_index(&dir.join("data.index.gz")), &order, &ours);
     let v = berth(["verify", dir.to_str().unwrap(), "--deep"]);
     assert!(v.status.success(), "verify --deep: {}", text(&v.stderr));
 }
@@ -871,7 +876,7 @@ async fn volumes_from_a_data_container_and_a_nested_bind_left_out() {
     // ...and the secret is in no file of the backup, compressed or not.
     for f in entries_of(&dir) {
         let p = dir.join(&f);
-        let bytes = if f.ends_with(".tar.gz") {
+        let bytes = if f.ends_with(".gz") {
             gunzip(&p)
         } else {
             fs::read(&p).unwrap()
@@ -880,7 +885,7 @@ async fn volumes_from_a_data_container_and_a_nested_bind_left_out() {
             !contains(&bytes, PASSWORD.as_bytes()),
             "the password is in {f}"
         );
-        if f.ends_with(".tar.gz") || f.ends_with(".index") {
+        if f.ends_with(".tar.gz") || f.ends_with(".index.gz") {
             assert!(
                 !contains(&bytes, b"secret.cfg"),
                 "secret.cfg is named in {f}"
@@ -1439,7 +1444,7 @@ async fn verify_catches_every_kind_of_damage() {
 
     // A truncated index.
     let dir = copy("truncated");
-    let p = dir.join("logs.index");
+    let p = dir.join("logs.index.gz");
     let len = fs::metadata(&p).unwrap().len();
     fs::OpenOptions::new()
         .write(true)
@@ -1447,7 +1452,7 @@ async fn verify_catches_every_kind_of_damage() {
         .unwrap()
         .set_len(len / 2)
         .unwrap();
-    assert_verify_fails(&dir, false, "logs.index", "data.index");
+    assert_verify_fails(&dir, false, "logs.index.gz", "data.index.gz");
 
     // An edited manifest.
     let dir = copy("edited");

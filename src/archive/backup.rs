@@ -7,6 +7,7 @@
 //! renamed only when every file, the manifest and SHA256SUMS are fsynced:
 //! a backup directory is whole or absent.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -257,9 +258,17 @@ async fn fill_dir(
     let name = name_of(inspect);
     let id = str_at(inspect, "/Id").to_owned();
     let mut paths = vec![];
+    let sizes = if o.progress && Meter::drawn() {
+        volume_sizes(d).await
+    } else {
+        HashMap::new()
+    };
     for t in targets {
         cancel::check()?;
-        let meter = Meter::start(format!("backing up {name}:{}", t.path), o.progress);
+        let label = format!("backing up {name}:{}", t.path);
+        let volume = t.mount.as_ref().and_then(|m| m.name.as_ref());
+        let total = volume.and_then(|v| sizes.get(v)).copied().unwrap_or(0);
+        let meter = Meter::with_total(label, o.progress, total);
         let entry = copy_path(d, &id, t, dir, o.level.gzip_level(), meter)
             .await
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
@@ -326,6 +335,24 @@ async fn fill_dir(
     Ok(m)
 }
 
+/// The engine's sizes of its volumes (bytes of their files), for the
+/// progress meter's total: an estimate (the tar adds headers), fetched only
+/// when a meter is drawn, and given up after two seconds (the engine walks
+/// every volume to answer) or on any error: it only feeds the meter.
+async fn volume_sizes(d: &Docker) -> HashMap<String, u64> {
+    let ask = d.get_json("/system/df", "asking the engine for volume sizes");
+    let Ok(Ok(df)) = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await else {
+        return HashMap::new();
+    };
+    let vols = df["Volumes"].as_array().cloned().unwrap_or_default();
+    vols.iter()
+        .filter_map(|v| {
+            let size = v.pointer("/UsageData/Size")?.as_i64()?;
+            Some((v["Name"].as_str()?.to_owned(), u64::try_from(size).ok()?))
+        })
+        .collect()
+}
+
 /// Write a small file durably; returns its sha256 and size.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(String, u64)> {
     let mut w = HashWriter::new(create_new(path, 0o600)?);
@@ -336,7 +363,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(String, u64)> {
     Ok((sha, n))
 }
 
-/// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index`.
+/// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index.gz`.
 async fn copy_path(
     d: &Docker,
     id: &str,
@@ -385,28 +412,24 @@ pub fn stream_to_files(
     level: u32,
 ) -> Result<PathEntry> {
     let archive = format!("{slug}.tar.gz");
-    let index = format!("{slug}.index");
+    let index = format!("{slug}.index.gz");
     let apath = dir.join(&archive);
     let ipath = dir.join(&index);
     let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
     // hashes the tar (its chunks, in order) and the compressed file.
     let mut gz = ParGzWriter::hashing(HashWriter::new(file), level, 0);
-    let mut idx = HashWriter::new(BufWriter::new(NamedFile::create_new(&ipath, 0o600)?));
+    // The index is gzipped on a thread of its own, off the scan thread: the
+    // scan thread only copies each line into a buffer.
+    let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
+    let mut idx = ParGzWriter::new(HashWriter::new(ifile), INDEX_LEVEL, 1);
     let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
     let writing = || format!("writing {}", apath.display());
     let (file, tar_sha256, tar_bytes) = gz.finish_hashed().map_err(|e| e.context(writing()))?;
-    let (file, sha256, bytes) = file.finish();
-    file.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.into_file().sync_all())
-        .ctx(writing())?;
-    let (ifile, index_sha256, _) = idx.finish();
-    ifile
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.into_file().sync_all())
-        .ctx(format!("writing {}", ipath.display()))?;
+    let (sha256, bytes) = sync_hashed(file).ctx(writing())?;
+    let iwriting = || format!("writing {}", ipath.display());
+    let ifile = idx.finish().map_err(|e| e.context(iwriting()))?;
+    let (index_sha256, index_bytes) = sync_hashed(ifile).ctx(iwriting())?;
     Ok(PathEntry {
         path: String::new(),
         mount: None,
@@ -417,8 +440,26 @@ pub fn stream_to_files(
         tar_sha256,
         tar_bytes,
         index_sha256,
+        index_bytes,
         entries: summary.entries,
         excluded: vec![],
         seconds: 0.0,
     })
+}
+
+/// gzip level of the index. Measured on 200,000 distinct small files: 37.8
+/// MB of JSON lines become 8.17 MB at level 3, 0.3% more than `gzip -6`
+/// (each line's sha256 is 32 random bytes: no level does much better than 4.6x);
+/// level 3 deflates text several times faster than 6, on a thread of its
+/// own, so the scan thread only copies lines.
+const INDEX_LEVEL: u32 = 3;
+
+/// Flushes, fsyncs and closes a file written through a [`HashWriter`];
+/// its sha256 and size.
+fn sync_hashed(w: HashWriter<BufWriter<NamedFile>>) -> io::Result<(String, u64)> {
+    let (file, sha, n) = w.finish();
+    file.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.into_file().sync_all())?;
+    Ok((sha, n))
 }

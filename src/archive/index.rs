@@ -1,5 +1,7 @@
 //! The content index of a volume archive: one JSON object per tar entry, one
-//! entry per line, in stream order.
+//! entry per line, in stream order. Backups store it gzip-compressed
+//! (`<slug>.index.gz`, so `zcat`/`zgrep` read it); older ones as plain text
+//! (`<slug>.index`). [`read_index`] reads both.
 //!
 //! # Paths
 //!
@@ -18,7 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
+
+use flate2::read::MultiGzDecoder;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,17 +156,53 @@ pub fn write_line(w: &mut impl Write, e: &IndexEntry) -> Result<()> {
     w.write_all(&line).ctx("writing the index")
 }
 
-/// Reads an index written by [`write_line`]. Blank lines are skipped.
+/// The first bytes of every gzip file.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads an index written by [`write_line`], gzip-compressed or plain
+/// (older backups). Blank lines are skipped.
 pub fn read_index(r: impl BufRead) -> Result<Vec<IndexEntry>> {
+    read_index_within(r, u64::MAX)
+}
+
+/// [`read_index`] of an untrusted file: fails (Integrity) once more than
+/// `limit` bytes of text came out, so that a small compressed file cannot
+/// inflate into all of memory.
+pub fn read_index_within(mut r: impl BufRead, limit: u64) -> Result<Vec<IndexEntry>> {
+    let head = r.fill_buf().ctx("reading the index")?;
+    if head.starts_with(&GZIP_MAGIC) {
+        let text = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(r));
+        read_lines(text, limit)
+    } else {
+        read_lines(r, limit)
+    }
+}
+
+fn read_lines(r: impl BufRead, limit: u64) -> Result<Vec<IndexEntry>> {
     let mut entries = Vec::new();
-    for (n, line) in r.lines().enumerate() {
-        let line = line.ctx(format_args!("reading the index (line {})", n + 1))?;
+    // One byte past the limit proves the excess without reading more.
+    let mut r = r.take(limit.saturating_add(1));
+    let mut line = String::new();
+    let mut text = 0u64;
+    for n in 1.. {
+        line.clear();
+        let got = r
+            .read_line(&mut line)
+            .map_err(|e| Error::integrity(format!("the index is damaged: line {n}: {e}")))?;
+        text += got as u64;
+        if text > limit {
+            return Err(Error::integrity(format!(
+                "the index is larger than its archive can explain (over {limit} bytes): stopped there"
+            )));
+        }
+        if got == 0 {
+            break;
+        }
         if line.trim().is_empty() {
             continue;
         }
-        let e = serde_json::from_str(&line).map_err(|err| {
-            Error::integrity(format!("the index is damaged: line {}: {err}", n + 1))
-        })?;
+        let e = serde_json::from_str(&line)
+            .map_err(|err| Error::integrity(format!("the index is damaged: line {n}: {err}")))?;
         entries.push(e);
     }
     Ok(entries)
@@ -370,6 +410,32 @@ mod tests {
         let err = read_index(&bad[..]).unwrap_err();
         assert!(err.msg.contains("line 7"), "{err}");
         assert_eq!(err.kind, crate::error::Kind::Integrity);
+    }
+
+    #[test]
+    fn reads_gzipped_and_plain_indexes_within_a_limit() {
+        let entries: Vec<IndexEntry> = (0..500).map(|i| file(&format!("v/f{i}"))).collect();
+        let mut plain = Vec::new();
+        for e in &entries {
+            write_line(&mut plain, e).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3));
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() * 5 < plain.len());
+        assert_eq!(read_index(&gz[..]).unwrap(), entries);
+        assert_eq!(read_index(&plain[..]).unwrap(), entries);
+        let n = plain.len() as u64;
+        assert_eq!(read_index_within(&gz[..], n).unwrap(), entries);
+        // One byte short of the text: refused, compressed or not.
+        for input in [&gz[..], &plain[..]] {
+            let err = read_index_within(input, n - 1).unwrap_err();
+            assert_eq!(err.kind, crate::error::Kind::Integrity);
+            assert!(err.msg.contains("larger than its archive"), "{err}");
+        }
+        // A truncated gzip index is damaged, not short.
+        let err = read_index(&gz[..gz.len() / 2]).unwrap_err();
+        assert_eq!(err.kind, crate::error::Kind::Integrity, "{err}");
     }
 
     #[test]

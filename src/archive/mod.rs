@@ -8,7 +8,7 @@
 //!   excluded subtrees) and produces the content index on the way;
 //! - [`index`] is that content index (one JSON object per entry) and the
 //!   comparison of two indexes;
-//! - [`pargz`] compresses on worker threads into concatenated gzip members;
+//! - [`pargz`] compresses on worker threads into one gzip member (pigz style);
 //! - [`hashio`] counts and sha256-hashes whatever flows through a reader or
 //!   writer.
 //!

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::index::{compare, read_index, IndexEntry};
+use super::index::{compare, IndexEntry};
 use super::tarscan::scan;
 use super::untrusted::Bounded;
 use super::{verify, wipe};
@@ -73,7 +73,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     for e in &entries {
         plan.push((*e, check_target(d, &name, &data.mounts, e, o.merge).await?));
     }
-    deep_check(dir, &entries).await?;
+    deep_check(dir, &entries, o.progress).await?;
     let mut warnings = vec![];
     if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
         warnings.push(format!(
@@ -95,7 +95,9 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
             }
             _ => false,
         };
-        let meter = Meter::start(format!("restoring {name}:{}", e.path), o.progress);
+        let label = format!("restoring {name}:{}", e.path);
+        // The meter counts the archive file as it is read.
+        let meter = Meter::with_total(label, o.progress, e.bytes);
         let bytes = upload(d, &name, dir, e, &meter).await?;
         drop(meter);
         read_back_and_compare(d, &name, dir, e, o.merge).await?;
@@ -122,12 +124,12 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
 /// and the manifest may have been rewritten with it. The engine must get
 /// no name outside the path, nothing through a symlink, no gzip bomb (see
 /// `untrusted`), and the archive must match its index.
-async fn deep_check(dir: &Path, entries: &[&PathEntry]) -> Result<()> {
+async fn deep_check(dir: &Path, entries: &[&PathEntry], progress: bool) -> Result<()> {
     let owned: Vec<PathEntry> = entries.iter().map(|e| (*e).clone()).collect();
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&PathEntry> = owned.iter().collect();
-        verify::deep_check_all(&dir, &refs)
+        verify::deep_check_all(&dir, &refs, progress)
     })
     .await
     .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
@@ -235,7 +237,7 @@ pub async fn read_back_and_compare(
     merge: bool,
 ) -> Result<()> {
     let found = read_index_of(d, name, &e.path, &e.excluded).await?;
-    let stored = read_index(BufReader::new(verify::open_in_backup(dir, &e.index)?))?;
+    let stored = verify::read_stored_index(dir, e)?;
     let mut diffs = compare(&stored, &found);
     if merge {
         diffs.retain(|d| !d.is_extra());

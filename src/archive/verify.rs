@@ -14,7 +14,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
 use super::hashio::{sha256_file, HashReader};
-use super::index::{compare, read_index, IndexEntry};
+use super::index::{compare, read_index_within, IndexEntry};
 use super::tarscan::scan;
 use super::untrusted::{Bounded, Confined};
 use crate::error::{Error, Kind, Result};
@@ -32,6 +32,12 @@ pub struct Report {
 /// Verify `dir`; Ok gives the checked manifest. Every problem found is
 /// named in one Integrity error.
 pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
+    verify_shown(dir, deep, false)
+}
+
+/// [`verify`], drawing a progress meter of the deep check on a terminal
+/// when `progress`.
+pub fn verify_shown(dir: &Path, deep: bool, progress: bool) -> Result<(Manifest, Report)> {
     let t0 = std::time::Instant::now();
     if !dir.is_dir() {
         return Err(Error::usage(format!(
@@ -81,7 +87,7 @@ pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
     fail_if(dir, &problems)?;
     if deep {
         let all: Vec<&PathEntry> = m.paths.iter().collect();
-        deep_check_all(dir, &all)?;
+        deep_check_all(dir, &all, progress)?;
     }
     let report = Report {
         files: sums.len(),
@@ -161,12 +167,17 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 
 /// The deep check of the given paths of a fast-checked backup, one thread
 /// per path; every problem is named in one Integrity error. Nothing is
-/// written; a signal stops it (Interrupted).
-pub fn deep_check_all(dir: &Path, paths: &[&PathEntry]) -> Result<()> {
+/// written; a signal stops it (Interrupted). `progress`: one meter for all
+/// paths on a terminal, out of the archives' total size.
+pub fn deep_check_all(dir: &Path, paths: &[&PathEntry], progress: bool) -> Result<()> {
+    let total = paths.iter().map(|p| p.bytes).sum();
+    let label = format!("checking {}", dir.display());
+    // Also the readers' one place to notice a signal.
+    let meter = Meter::with_total(label, progress, total);
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let hs: Vec<_> = paths
             .iter()
-            .map(|p| s.spawn(|| deep_check(dir, p)))
+            .map(|p| s.spawn(|| deep_check(dir, p, &meter)))
             .collect();
         hs.into_iter()
             .map(|h| {
@@ -201,10 +212,8 @@ pub fn open_in_backup(dir: &Path, name: &str) -> Result<File> {
 /// Decompress one archive, re-index it and compare with what was stored.
 /// The archive is untrusted (see `untrusted`): its names must stay inside
 /// its root and it may not inflate past the declared `tar_bytes`.
-fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
+fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter) -> Result<()> {
     let f = open_in_backup(dir, &p.archive)?;
-    // Metered: the one reader that notices a signal (no meter is drawn).
-    let meter = Meter::start(String::new(), false);
     let gz = MultiGzDecoder::new(meter.reader(BufReader::with_capacity(1 << 20, f)));
     let mut tar = HashReader::new(Bounded::new(gz, p.tar_bytes));
     let mut confined = Confined::new(&p.path);
@@ -225,7 +234,7 @@ fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
             p.archive, p.tar_bytes, p.tar_sha256
         )));
     }
-    let stored = read_index(BufReader::new(open_in_backup(dir, &p.index)?))
+    let stored = read_stored_index(dir, p)
         .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
     let diffs = compare(&stored, &found);
     if !diffs.is_empty() || stored.len() as u64 != p.entries {
@@ -238,4 +247,16 @@ fn deep_check(dir: &Path, p: &PathEntry) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The stored index of a path (gzipped, or plain in older backups), read
+/// as untrusted: its text may not exceed what the archive can explain.
+/// Each tar entry takes at least 512 bytes of `tar_bytes` and its line
+/// holds its name (in the tar too), xattrs as hex (twice their bytes in
+/// the tar) and under 300 bytes of fields: three times `tar_bytes` is a
+/// generous bound.
+pub fn read_stored_index(dir: &Path, p: &PathEntry) -> Result<Vec<IndexEntry>> {
+    let limit = p.tar_bytes.saturating_mul(3).saturating_add(1 << 20);
+    let f = open_in_backup(dir, &p.index)?;
+    read_index_within(BufReader::with_capacity(1 << 16, f), limit)
 }
