@@ -16,4 +16,5 @@ pub mod mounts;
 pub mod profile;
 pub mod progress;
 pub mod rollout;
+pub mod secrets;
 pub mod upgrade;

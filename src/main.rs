@@ -134,6 +134,13 @@ struct UpgradeArgs {
     /// How long the application has to say it succeeded (e.g. 90s, 5m).
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+    /// Run CMD in the old container before it stops and its volumes are copied
+    /// (split on whitespace, '...' and "..." quote; no shell).
+    #[arg(long, value_name = "'CMD ARG...'")]
+    exec_before_backup: Option<String>,
+    /// Run CMD on the restored volumes after a rollback's restore, before the old container starts.
+    #[arg(long, value_name = "'CMD ARG...'")]
+    exec_after_restore: Option<String>,
     /// Where run directories (journal, backup, logs) go.
     #[arg(long, default_value = "./berth-backups", value_name = "DIR")]
     backup_root: PathBuf,
@@ -232,6 +239,8 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
             .as_deref()
             .map(profile::parse_duration)
             .transpose()?,
+        exec_before_backup: hook_flag(a.exec_before_backup.as_deref())?,
+        exec_after_restore: hook_flag(a.exec_after_restore.as_deref())?,
     };
     Ok(upgrade::plan::Request {
         container: a.container,
@@ -248,6 +257,10 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
         force: a.force,
         stop_timeout: a.stop_timeout,
     })
+}
+
+fn hook_flag(cmd: Option<&str>) -> Result<Option<Vec<String>>> {
+    cmd.map(berth::profile::parse_command).transpose()
 }
 
 /// Print how an upgrade run ended and exit with its code (0, 1 or 3).

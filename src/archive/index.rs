@@ -161,7 +161,8 @@ pub fn read_index(r: impl BufRead) -> Result<Vec<IndexEntry>> {
             continue;
         }
         let e = serde_json::from_str(&line).map_err(|err| {
-            Error::integrity(format!("the index is damaged: line {}: {err}", n + 1))
+            let why = crate::secrets::json_problem(&err);
+            Error::integrity(format!("the index is damaged: line {}: {why}", n + 1))
         })?;
         entries.push(e);
     }

@@ -5,6 +5,7 @@
 //! (what to do and what to put back), journal.jsonl (every step boundary,
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 
+pub mod env;
 pub mod imagefile;
 pub mod journal;
 pub mod plan;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::env;
 use super::imagefile::{self, ImageFile};
 use super::recreate;
 use crate::archive::backup::{self, Target};
@@ -60,7 +61,13 @@ pub struct Plan {
     pub online_backup: bool,
     pub keep_old: bool,
     pub stop_timeout: u32,
+    /// The body of the new container's create, without `Env`: see `env_names`.
     pub create: Value,
+    /// The environment variables the new container gets, by name: their
+    /// values are read from the old container at create (upgrade/env.rs),
+    /// never written here. None in plans of older berths (values inline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_names: Option<Vec<String>>,
     pub not_carried: Vec<String>,
     pub backup_bytes_estimate: u64,
     pub free_bytes: u64,
@@ -113,7 +120,8 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
     let settings = settings(r, &c)?;
     let targets = backup::targets(&name, &data, &settings.paths)?;
     let config_dest = config_dest(r, &settings, &data)?;
-    let rc = recreate::request(&c, &old_image, &new_image_ref, &data);
+    let mut rc = recreate::request(&c, &old_image, &new_image_ref, &data);
+    let env_names = env::strip(&mut rc.request);
     if !rc.not_carried.is_empty() && !r.force {
         return Err(Error::failed(format!(
             "refusing to upgrade {name}: part of its configuration cannot be carried over ({}); --force to go on without it",
@@ -159,6 +167,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
         create: rc.request,
+        env_names,
         not_carried: rc.not_carried,
         backup_bytes_estimate: estimate,
         free_bytes: free,

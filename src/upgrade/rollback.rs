@@ -234,12 +234,13 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
     Error::new(
         Kind::RollbackIncomplete,
         format!(
-            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\")",
+            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\"){}",
             crate::inspect::short(&p.container_id),
             p.container,
             p.run_dir.display(),
             super::PLAN,
-            p.rollback_tag
+            p.rollback_tag,
+            super::env::recreate_note(p)
         ),
     )
 }

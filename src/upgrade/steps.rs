@@ -110,7 +110,8 @@ async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verd
         p.container, p.new_image_ref
     ));
     let created = step(j, Step::CreateNew, async {
-        let id = d.container_create(&p.container, &p.create).await?;
+        let req = super::env::create_request(d, p).await?;
+        let id = d.container_create(&p.container, &req).await?;
         Ok(json!({ "id": id }))
     })
     .await?;
