@@ -10,6 +10,7 @@ pub mod clock;
 pub mod docker;
 pub mod error;
 pub mod files;
+pub mod hooks;
 pub mod inspect;
 pub mod manifest;
 pub mod mounts;

@@ -11,6 +11,7 @@ use berth::docker::{transport, Docker};
 use berth::error::Result;
 use berth::progress::human;
 use berth::upgrade;
+use berth::{hooks, profile};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,9 @@ enum Cmd {
         /// Seconds to wait for a graceful stop before SIGKILL.
         #[arg(long, default_value_t = 30)]
         stop_timeout: u32,
+        /// Run CMD in the container first (before --stop); default: label berth.exec-before-backup.
+        #[arg(long, value_name = "'CMD ARG...'")]
+        exec_before_backup: Option<String>,
     },
     /// Check a backup directory: SHA256SUMS and manifest; --deep also re-reads every archive.
     Verify {
@@ -71,6 +75,9 @@ enum Cmd {
         /// Extract over what is there instead of emptying the volume first.
         #[arg(long)]
         merge: bool,
+        /// Run CMD on the restored data afterwards; default: label berth.exec-after-restore.
+        #[arg(long, value_name = "'CMD ARG...'")]
+        exec_after_restore: Option<String>,
     },
     /// Upgrade a container to the image in a tarball; roll back automatically on failure.
     Upgrade(Box<UpgradeArgs>),
@@ -227,7 +234,6 @@ fn say(json: bool) -> upgrade::Say {
 }
 
 fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
-    use berth::profile;
     let flags = profile::Layer {
         paths: a.paths,
         config_path: None,
@@ -436,9 +442,17 @@ async fn run(cli: Cli) -> Result<()> {
             compression,
             stop,
             stop_timeout,
+            exec_before_backup,
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
+            let flags = profile::Hooks {
+                before_backup: hook_flag(exec_before_backup.as_deref())?,
+                after_restore: None,
+            };
+            let c = d.container_inspect(&container).await?;
+            let before = hooks::resolve(&c, flags)?.before_backup;
+            hooks::run(&d, &container, hooks::BEFORE_BACKUP, before.as_deref()).await?;
             let o = backup::Options {
                 paths,
                 out,
@@ -475,9 +489,14 @@ async fn run(cli: Cli) -> Result<()> {
             container,
             paths,
             merge,
+            exec_after_restore,
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
+            let flags = profile::Hooks {
+                before_backup: None,
+                after_restore: hook_flag(exec_after_restore.as_deref())?,
+            };
             let o = restore::Options {
                 container,
                 paths,
@@ -485,6 +504,13 @@ async fn run(cli: Cli) -> Result<()> {
                 progress: !cli.json,
             };
             let r = restore::restore(&d, &dir, &o).await?;
+            let c = d.container_inspect(&r.container).await?;
+            let after = hooks::resolve(&c, flags)?.after_restore;
+            hooks::run(&d, &r.container, hooks::AFTER_RESTORE, after.as_deref())
+                .await
+                .map_err(|e| {
+                    e.context(format!("{} was restored and verified, but", dir.display()))
+                })?;
             for w in &r.warnings {
                 eprintln!("berth: warning: {w}");
             }

@@ -16,7 +16,7 @@ use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::inspect::{name_of, str_at};
 use crate::mounts::{self, DataMap};
-use crate::profile::{self, Layer, Settings};
+use crate::profile::{self, Hooks, Layer, Settings};
 
 /// What the user asked for (serializable: a rollout keeps it to resume).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +52,9 @@ pub struct Plan {
     pub image_sha256: String,
     pub aside_name: String,
     pub settings: Settings,
+    /// Commands run before the backup and after a rollback's restore.
+    #[serde(default)]
+    pub hooks: Hooks,
     pub config_file: Option<PathBuf>,
     /// Host path the config file is written to.
     pub config_dest: Option<PathBuf>,
@@ -117,7 +120,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         )));
     }
     let data = mounts::resolve(d, &c).await?;
-    let settings = settings(r, &c)?;
+    let (settings, hooks) = settings(r, &c)?;
     let targets = backup::targets(&name, &data, &settings.paths)?;
     let config_dest = config_dest(r, &settings, &data)?;
     let mut rc = recreate::request(&c, &old_image, &new_image_ref, &data);
@@ -153,6 +156,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         image_sha256: img.sha256.clone(),
         aside_name: format!("{name}-berth-old-{stamp}"),
         settings,
+        hooks,
         config_file: r
             .config_file
             .as_ref()
@@ -225,7 +229,8 @@ fn new_ref(r: &Request, img: &ImageFile) -> Result<String> {
     }
 }
 
-fn settings(r: &Request, c: &Value) -> Result<Settings> {
+/// The settings and the hooks, from the same layers.
+fn settings(r: &Request, c: &Value) -> Result<(Settings, Hooks)> {
     let (labels, label_profile) = profile::from_labels(&profile::labels_of(c))?;
     let mut layers = vec![r.flags.clone(), labels];
     if let Some(p) = &r.profile {
@@ -233,7 +238,7 @@ fn settings(r: &Request, c: &Value) -> Result<Settings> {
     } else if let Some(p) = label_profile {
         layers.push(p);
     }
-    profile::merge(&layers)
+    Ok((profile::merge(&layers)?, profile::hooks(&layers)))
 }
 
 /// The host path of the config file: --config-dest, else the profile's

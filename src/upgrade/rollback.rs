@@ -105,7 +105,13 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
     };
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
-        step(j, Step::Restore, restore_all(d, p, say, old_exists)).await?;
+        step(j, Step::Restore, async {
+            let restored = restore_all(d, p, say, old_exists).await?;
+            let after = p.hooks.after_restore.as_deref().filter(|_| old_exists);
+            crate::hooks::run(d, &p.container_id, crate::hooks::AFTER_RESTORE, after).await?;
+            Ok(restored)
+        })
+        .await?;
     }
     if !old_exists {
         return Err(old_removed(p, started_new));

@@ -47,6 +47,9 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
         s.plan = Some(plan);
         return Ok(s);
     }
+    // Before anything changes: a failing hook leaves no trace.
+    let before = plan.hooks.before_backup.as_deref();
+    crate::hooks::run(d, &plan.container_id, crate::hooks::BEFORE_BACKUP, before).await?;
     save_plan(&plan)?;
     let mut j = Journal::open(&plan.run_dir)?;
     say.step(format!(
