@@ -19,21 +19,59 @@ use crate::error::{Error, Result};
 use crate::inspect::{name_of, str_at};
 use crate::profile::{self, Hooks};
 
-pub const BEFORE_BACKUP: &str = "exec-before-backup";
-pub const AFTER_RESTORE: &str = "exec-after-restore";
+/// The two moments a hook runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    BeforeBackup,
+    AfterRestore,
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Hook::BeforeBackup => "exec-before-backup",
+            Hook::AfterRestore => "exec-after-restore",
+        })
+    }
+}
 /// How much of a failed hook's output its error shows.
 const TAIL_LINES: usize = 20;
 const DEFAULT_TIMEOUT_S: u64 = 300;
 
-/// The hooks for a container: the flags given, else its `berth.*` labels.
-pub fn resolve(inspect: &Value, flags: Hooks) -> Result<Hooks> {
+/// The command of hook `which` for a container: the flag's, else its
+/// `berth.*` label's (a profile is for upgrades: see `upgrade::plan`).
+pub fn pick(
+    inspect: &Value,
+    which: Hook,
+    flag: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>> {
     let (labels, _) = profile::from_labels(&profile::labels_of(inspect))?;
     let flags = profile::Layer {
-        exec_before_backup: flags.before_backup,
-        exec_after_restore: flags.after_restore,
+        exec_before_backup: flag.clone().filter(|_| which == Hook::BeforeBackup),
+        exec_after_restore: flag.filter(|_| which == Hook::AfterRestore),
         ..Default::default()
     };
-    Ok(profile::hooks(&[flags, labels]))
+    let Hooks {
+        before_backup,
+        after_restore,
+    } = profile::hooks(&[flags, labels]);
+    Ok(match which {
+        Hook::BeforeBackup => before_backup,
+        Hook::AfterRestore => after_restore,
+    })
+}
+
+/// `berth backup` and `berth restore`: hook `which` of `container`, from
+/// the flag or its label, if either names one.
+pub async fn run_for(
+    d: &Docker,
+    container: &str,
+    which: Hook,
+    flag: Option<Vec<String>>,
+) -> Result<()> {
+    let c = d.container_inspect(container).await?;
+    let cmd = pick(&c, which, flag)?;
+    run(d, container, which, cmd.as_deref()).await
 }
 
 fn timeout() -> Duration {
@@ -44,9 +82,9 @@ fn timeout() -> Duration {
     Duration::from_secs(s)
 }
 
-/// Run hook `which` (BEFORE_BACKUP or AFTER_RESTORE), if `cmd` is given,
-/// against `container` as it is now (running: exec; stopped: a helper).
-pub async fn run(d: &Docker, container: &str, which: &str, cmd: Option<&[String]>) -> Result<()> {
+/// Run hook `which`, if `cmd` is given, against `container` as it is now
+/// (running: exec; stopped: a helper).
+pub async fn run(d: &Docker, container: &str, which: Hook, cmd: Option<&[String]>) -> Result<()> {
     let Some(cmd) = cmd else {
         return Ok(());
     };
@@ -155,18 +193,16 @@ mod tests {
     #[test]
     fn flags_win_over_labels() {
         let c = json!({"Config": {"Labels": {"berth.exec-before-backup": "sync", "berth.exec-after-restore": "fix 'a b'"}}});
-        let h = resolve(
-            &c,
-            Hooks {
-                before_backup: Some(vec!["flush".into()]),
-                after_restore: None,
-            },
-        )
-        .unwrap();
-        assert_eq!(h.before_backup, Some(vec!["flush".to_owned()]));
+        let flush = Some(vec!["flush".to_owned()]);
+        assert_eq!(pick(&c, Hook::BeforeBackup, flush.clone()).unwrap(), flush);
         assert_eq!(
-            h.after_restore,
+            pick(&c, Hook::BeforeBackup, None).unwrap(),
+            Some(vec!["sync".to_owned()])
+        );
+        assert_eq!(
+            pick(&c, Hook::AfterRestore, None).unwrap(),
             Some(vec!["fix".to_owned(), "a b".to_owned()])
         );
+        assert_eq!(pick(&json!({}), Hook::AfterRestore, None).unwrap(), None);
     }
 }

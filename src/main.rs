@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use berth::archive::{backup, restore, verify};
 use berth::docker::{transport, Docker};
 use berth::error::Result;
+use berth::hooks::{self, Hook};
+use berth::profile;
 use berth::progress::human;
 use berth::upgrade;
-use berth::{hooks, profile};
 
 #[derive(Parser)]
 #[command(
@@ -446,13 +447,8 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let flags = profile::Hooks {
-                before_backup: hook_flag(exec_before_backup.as_deref())?,
-                after_restore: None,
-            };
-            let c = d.container_inspect(&container).await?;
-            let before = hooks::resolve(&c, flags)?.before_backup;
-            hooks::run(&d, &container, hooks::BEFORE_BACKUP, before.as_deref()).await?;
+            let hook = hook_flag(exec_before_backup.as_deref())?;
+            hooks::run_for(&d, &container, Hook::BeforeBackup, hook).await?;
             let o = backup::Options {
                 paths,
                 out,
@@ -493,10 +489,7 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let flags = profile::Hooks {
-                before_backup: None,
-                after_restore: hook_flag(exec_after_restore.as_deref())?,
-            };
+            let hook = hook_flag(exec_after_restore.as_deref())?;
             let o = restore::Options {
                 container,
                 paths,
@@ -504,9 +497,7 @@ async fn run(cli: Cli) -> Result<()> {
                 progress: !cli.json,
             };
             let r = restore::restore(&d, &dir, &o).await?;
-            let c = d.container_inspect(&r.container).await?;
-            let after = hooks::resolve(&c, flags)?.after_restore;
-            hooks::run(&d, &r.container, hooks::AFTER_RESTORE, after.as_deref())
+            hooks::run_for(&d, &r.container, Hook::AfterRestore, hook)
                 .await
                 .map_err(|e| {
                     e.context(format!("{} was restored and verified, but", dir.display()))

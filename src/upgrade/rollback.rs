@@ -14,6 +14,7 @@ use super::{load_plan, Say, Summary, BACKUP};
 use crate::archive::restore;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
+use crate::hooks::Hook;
 use crate::inspect::name_of;
 
 /// How long the restored old container must keep running to count as up.
@@ -108,7 +109,7 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         step(j, Step::Restore, async {
             let restored = restore_all(d, p, say, old_exists).await?;
             let after = p.hooks.after_restore.as_deref().filter(|_| old_exists);
-            crate::hooks::run(d, &p.container_id, crate::hooks::AFTER_RESTORE, after).await?;
+            crate::hooks::run(d, &p.container_id, Hook::AfterRestore, after).await?;
             Ok(restored)
         })
         .await?;

@@ -13,6 +13,7 @@ use super::{rollback, save_plan, Say, Summary, BACKUP, NEW_LOG};
 use crate::archive::{backup, verify};
 use crate::docker::{body, Docker};
 use crate::error::{Error, Kind, Result};
+use crate::hooks::Hook;
 use crate::mounts;
 
 /// Run one step: `begin` in the journal, the work, then `done` (with what
@@ -49,7 +50,7 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
     }
     // Before anything changes: a failing hook leaves no trace.
     let before = plan.hooks.before_backup.as_deref();
-    crate::hooks::run(d, &plan.container_id, crate::hooks::BEFORE_BACKUP, before).await?;
+    crate::hooks::run(d, &plan.container_id, Hook::BeforeBackup, before).await?;
     save_plan(&plan)?;
     let mut j = Journal::open(&plan.run_dir)?;
     say.step(format!(
