@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use berth::archive::{backup, restore, verify};
 use berth::docker::{transport, Docker};
 use berth::error::Result;
+use berth::hooks::{self, Hook};
+use berth::profile;
 use berth::progress::human;
 use berth::upgrade;
 
@@ -52,6 +54,9 @@ enum Cmd {
         /// Seconds to wait for a graceful stop before SIGKILL.
         #[arg(long, default_value_t = 30)]
         stop_timeout: u32,
+        /// Run CMD in the container first (before --stop); default: label berth.exec-before-backup.
+        #[arg(long, value_name = "'CMD ARG...'")]
+        exec_before_backup: Option<String>,
     },
     /// Check a backup directory: SHA256SUMS and manifest; --deep also re-reads every archive.
     Verify {
@@ -71,6 +76,9 @@ enum Cmd {
         /// Extract over what is there instead of emptying the volume first.
         #[arg(long)]
         merge: bool,
+        /// Run CMD on the restored data afterwards; default: label berth.exec-after-restore.
+        #[arg(long, value_name = "'CMD ARG...'")]
+        exec_after_restore: Option<String>,
     },
     /// Upgrade a container to the image in a tarball; roll back automatically on failure.
     Upgrade(Box<UpgradeArgs>),
@@ -156,6 +164,13 @@ struct UpgradeArgs {
     /// How long the application has to say it succeeded (e.g. 90s, 5m).
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+    /// Run CMD in the old container before it stops and its volumes are copied
+    /// (split on whitespace, '...' and "..." quote; no shell).
+    #[arg(long, value_name = "'CMD ARG...'")]
+    exec_before_backup: Option<String>,
+    /// Run CMD on the restored volumes after a rollback's restore, before the old container starts.
+    #[arg(long, value_name = "'CMD ARG...'")]
+    exec_after_restore: Option<String>,
     /// Where run directories (journal, backup, logs) go.
     #[arg(long, default_value = "./berth-backups", value_name = "DIR")]
     backup_root: PathBuf,
@@ -242,7 +257,6 @@ fn say(json: bool) -> upgrade::Say {
 }
 
 fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
-    use berth::profile;
     let flags = profile::Layer {
         paths: a.paths,
         config_path: None,
@@ -254,6 +268,8 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
             .as_deref()
             .map(profile::parse_duration)
             .transpose()?,
+        exec_before_backup: hook_flag(a.exec_before_backup.as_deref())?,
+        exec_after_restore: hook_flag(a.exec_after_restore.as_deref())?,
     };
     Ok(upgrade::plan::Request {
         container: a.container,
@@ -270,6 +286,10 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
         force: a.force,
         stop_timeout: a.stop_timeout,
     })
+}
+
+fn hook_flag(cmd: Option<&str>) -> Result<Option<Vec<String>>> {
+    cmd.map(berth::profile::parse_command).transpose()
 }
 
 /// Print how an upgrade run ended and exit with its code (0, 1 or 3).
@@ -493,9 +513,12 @@ async fn run(cli: Cli) -> Result<()> {
             compression,
             stop,
             stop_timeout,
+            exec_before_backup,
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
+            let hook = hook_flag(exec_before_backup.as_deref())?;
+            hooks::run_for(&d, &container, Hook::BeforeBackup, hook).await?;
             let o = backup::Options {
                 paths,
                 out,
@@ -533,9 +556,11 @@ async fn run(cli: Cli) -> Result<()> {
             container,
             paths,
             merge,
+            exec_after_restore,
         } => {
             berth::cancel::install();
             let d = connect(host).await?;
+            let hook = hook_flag(exec_after_restore.as_deref())?;
             let o = restore::Options {
                 container,
                 paths,
@@ -543,6 +568,11 @@ async fn run(cli: Cli) -> Result<()> {
                 progress: !cli.json,
             };
             let r = restore::restore(&d, &dir, &o).await?;
+            hooks::run_for(&d, &r.container, Hook::AfterRestore, hook)
+                .await
+                .map_err(|e| {
+                    e.context(format!("{} was restored and verified, but", dir.display()))
+                })?;
             for w in &r.warnings {
                 eprintln!("berth: warning: {w}");
             }

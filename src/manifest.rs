@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::error::{Context, Error, Result};
 use crate::mounts::{Excluded, Mount};
+use crate::secrets::json_problem;
 
 pub const SCHEMA: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
@@ -50,7 +51,10 @@ pub struct Container {
     pub was_running: bool,
     /// Whether berth stopped it for a consistent copy.
     pub stopped_for_backup: bool,
-    /// The whole inspect JSON, as the engine gave it.
+    /// The whole inspect JSON, as the engine gave it, less the values of
+    /// its environment: `Config.Env` is written as `Config.EnvNames` (a
+    /// restore does not need them, and a backup gets copied off the host).
+    #[serde(serialize_with = "without_env_values")]
     pub inspect: Value,
 }
 
@@ -98,7 +102,7 @@ impl Manifest {
         let p = dir.join(MANIFEST);
         let text = std::fs::read(&p).ctx(format!("reading {}", p.display()))?;
         let v: Value = serde_json::from_slice(&text)
-            .map_err(|e| Error::integrity(format!("{}: not valid JSON: {e}", p.display())))?;
+            .map_err(|e| Error::integrity(format!("{}: {}", p.display(), json_problem(&e))))?;
         let schema = v.get("schema").and_then(Value::as_u64).unwrap_or(0);
         if schema > u64::from(SCHEMA) {
             return Err(Error::integrity(format!(
@@ -106,8 +110,13 @@ impl Manifest {
                 p.display()
             )));
         }
-        let m: Manifest = serde_json::from_value(v)
-            .map_err(|e| Error::integrity(format!("{}: not a berth manifest: {e}", p.display())))?;
+        let m: Manifest = serde_json::from_value(v).map_err(|e| {
+            Error::integrity(format!(
+                "{}: not a berth manifest: {}",
+                p.display(),
+                json_problem(&e)
+            ))
+        })?;
         for e in &m.paths {
             plain_name(&e.archive)?;
             plain_name(&e.index)?;
@@ -125,6 +134,10 @@ impl Manifest {
     pub fn entry(&self, path: &str) -> Option<&PathEntry> {
         self.paths.iter().find(|e| e.path == path)
     }
+}
+
+fn without_env_values<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
+    crate::secrets::redact_inspect(v).serialize(s)
 }
 
 /// A file name that stays inside the backup directory.
@@ -188,7 +201,13 @@ pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = || Error::integrity(format!("{SUMS} line {}: unreadable: {line:?}", i + 1));
+        // The line itself is not quoted: the file may be anything.
+        let bad = || {
+            Error::integrity(format!(
+                "{SUMS} line {}: not `<sha256>  <file name>`",
+                i + 1
+            ))
+        };
         let (hex, name) = line
             .split_once("  ")
             .or_else(|| line.split_once(" *"))
@@ -230,6 +249,20 @@ mod tests {
         for bad in ["", "x", "/a/../etc", "/a/./b", "//a", "/a/", "/..", "a/b"] {
             assert!(!clean_absolute(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn no_env_value_is_written() {
+        let c = Container {
+            id: "i".into(),
+            name: "n".into(),
+            was_running: true,
+            stopped_for_backup: false,
+            inspect: serde_json::json!({"Config": {"Env": ["SECRET_TOKEN=v4lue-xyz"]}}),
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains("v4lue-xyz"), "{text}");
+        assert!(text.contains("SECRET_TOKEN"), "{text}");
     }
 
     #[test]

@@ -43,6 +43,27 @@ pub struct Layer {
     pub failure: Vec<String>,
     pub watch: Option<Watch>,
     pub timeout: Option<Duration>,
+    /// A command run in the container before its volumes are copied.
+    #[serde(default)]
+    pub exec_before_backup: Option<Vec<String>>,
+    /// A command run on the restored volumes before the container starts.
+    #[serde(default)]
+    pub exec_after_restore: Option<Vec<String>>,
+}
+
+/// The hooks an operation runs (docs/upgrade.md, Hooks); the first layer
+/// that names one wins, as for the other settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    pub before_backup: Option<Vec<String>>,
+    pub after_restore: Option<Vec<String>>,
+}
+
+pub fn hooks(layers: &[Layer]) -> Hooks {
+    Hooks {
+        before_backup: layers.iter().find_map(|l| l.exec_before_backup.clone()),
+        after_restore: layers.iter().find_map(|l| l.exec_after_restore.clone()),
+    }
 }
 
 /// The settings an upgrade runs with.
@@ -77,6 +98,7 @@ pub fn lightwave() -> Layer {
         failure: vec![r"Upgrade failed\.|Directory upgrade failure\.".into()],
         watch: Some(Watch::Exec(vec!["journalctl".into()])),
         timeout: Some(Duration::from_secs(600)),
+        ..Layer::default()
     }
 }
 
@@ -97,6 +119,11 @@ pub fn load(spec: &str) -> Result<Layer> {
     parse_file(&text).ctx(format!("profile {spec}"))
 }
 
+/// The keys of a profile file.
+const KEYS: &str = "path, config-path, success, failure, watch, timeout";
+
+/// Errors name the line and the key, never the text: a file given by
+/// mistake (a config file with a password) must not be echoed.
 pub fn parse_file(text: &str) -> Result<Layer> {
     let mut l = Layer::default();
     for (i, line) in text.lines().enumerate() {
@@ -104,18 +131,41 @@ pub fn parse_file(text: &str) -> Result<Layer> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (k, v) = line.split_once('=').ok_or_else(|| {
-            Error::usage(format!("line {}: expected key=value, got {line:?}", i + 1))
-        })?;
+        let at = |why: &str| Error::usage(format!("line {}: {why}", i + 1));
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| at("expected key=value"))?;
         let (k, v) = (k.trim(), v.trim().to_owned());
+        let bad = |what: &str| at(&format!("{k}: not a valid {what}"));
         match k {
             "path" => l.paths.push(v),
             "config-path" => l.config_path = Some(v),
-            "success" => l.success.push(v),
-            "failure" => l.failure.push(v),
-            "watch" => l.watch = Some(parse_watch(&v)?),
-            "timeout" => l.timeout = Some(parse_duration(&v)?),
-            _ => return Err(Error::usage(format!("line {}: unknown key {k:?}", i + 1))),
+            "success" | "failure" => {
+                regex::Regex::new(&v).map_err(|_| bad("regular expression"))?;
+                if k == "success" {
+                    &mut l.success
+                } else {
+                    &mut l.failure
+                }
+                .push(v)
+            }
+            "watch" => {
+                l.watch = Some(parse_watch(&v).map_err(|_| bad("watch (logs or exec:CMD ARG...)"))?)
+            }
+            "timeout" => {
+                l.timeout = Some(parse_duration(&v).map_err(|_| bad("duration (90s, 5m, 1h)"))?)
+            }
+            "exec-before-backup" => {
+                l.exec_before_backup = Some(parse_command(&v).map_err(|_| bad("command"))?)
+            }
+            "exec-after-restore" => {
+                l.exec_after_restore = Some(parse_command(&v).map_err(|_| bad("command"))?)
+            }
+            _ => {
+                return Err(at(&format!(
+                    "unknown key (the keys are {KEYS}, exec-before-backup, exec-after-restore)"
+                )))
+            }
         }
     }
     Ok(l)
@@ -149,6 +199,12 @@ pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<L
         failure: get("failure").into_iter().collect(),
         watch: get("watch").map(|w| parse_watch(&w)).transpose()?,
         timeout: get("timeout").map(|t| parse_duration(&t)).transpose()?,
+        exec_before_backup: get("exec-before-backup")
+            .map(|c| label_command("exec-before-backup", &c))
+            .transpose()?,
+        exec_after_restore: get("exec-after-restore")
+            .map(|c| label_command("exec-after-restore", &c))
+            .transpose()?,
     };
     Ok((l, profile))
 }
@@ -211,6 +267,65 @@ pub fn parse_watch(s: &str) -> Result<Watch> {
     }
 }
 
+fn label_command(key: &str, c: &str) -> Result<Vec<String>> {
+    parse_command(c).map_err(|e| Error::usage(format!("label berth.{key}: {}", e.msg)))
+}
+
+/// A hook's command line, split without a shell: words are separated by
+/// whitespace; '...' keeps everything up to the next ' as it is; "..."
+/// too, except that \" and \\ stand for " and \; a \ outside quotes
+/// keeps the next character. Nothing else is special ($, *, ;, | are
+/// plain characters: run `sh -c '...'` for a shell).
+pub fn parse_command(s: &str) -> Result<Vec<String>> {
+    let mut words = vec![];
+    let mut cur: Option<String> = None;
+    let mut chars = s.chars();
+    let unclosed = |q: char| Error::usage(format!("command {s:?}: unclosed {q}"));
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(cur.take()),
+            '\'' => {
+                let w = cur.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(x) => w.push(x),
+                        None => return Err(unclosed('\'')),
+                    }
+                }
+            }
+            '"' => {
+                let w = cur.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(x @ ('"' | '\\')) => w.push(x),
+                            Some(x) => {
+                                w.push('\\');
+                                w.push(x)
+                            }
+                            None => return Err(unclosed('"')),
+                        },
+                        Some(x) => w.push(x),
+                        None => return Err(unclosed('"')),
+                    }
+                }
+            }
+            '\\' => {
+                let w = cur.get_or_insert_with(String::new);
+                w.extend(chars.next());
+            }
+            c => cur.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(cur);
+    if words.is_empty() {
+        return Err(Error::usage("an empty command"));
+    }
+    Ok(words)
+}
+
 /// `90`, `90s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
@@ -247,6 +362,69 @@ mod tests {
         assert_eq!(s.failure, lightwave().failure);
         assert_eq!(s.paths.len(), 4);
         assert_eq!(s.watch, Watch::Exec(vec!["journalctl".into()]));
+    }
+
+    #[test]
+    fn commands_split_without_a_shell() {
+        let p = |s: &str| parse_command(s).unwrap();
+        assert_eq!(p("sync"), vec!["sync"]);
+        assert_eq!(p("  a  b\tc "), vec!["a", "b", "c"]);
+        assert_eq!(
+            p(r#"sh -c 'echo "x y" > /d/m; exit 0'"#),
+            vec!["sh", "-c", r#"echo "x y" > /d/m; exit 0"#]
+        );
+        assert_eq!(p(r#"a "b \"c\" \\ \n" d"#), vec!["a", r#"b "c" \ \n"#, "d"]);
+        assert_eq!(p(r"a\ b ''"), vec!["a b", ""]);
+        assert_eq!(p("x$HOME*;|"), vec!["x$HOME*;|"]);
+        for bad in ["", "   ", "a 'b", "a \"b"] {
+            assert!(parse_command(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hooks_flags_over_labels_over_profile() {
+        let mut labels = BTreeMap::new();
+        labels.insert(
+            "berth.exec-before-backup".to_owned(),
+            "label 'a b'".to_owned(),
+        );
+        labels.insert(
+            "berth.exec-after-restore".to_owned(),
+            "label-after".to_owned(),
+        );
+        let (l, _) = from_labels(&labels).unwrap();
+        let flags = Layer {
+            exec_before_backup: Some(vec!["flag".into()]),
+            ..Default::default()
+        };
+        let profile = parse_file("exec-after-restore=profile x\n").unwrap();
+        let h = hooks(&[flags, l.clone(), profile.clone()]);
+        assert_eq!(h.before_backup, Some(vec!["flag".to_owned()]));
+        assert_eq!(h.after_restore, Some(vec!["label-after".to_owned()]));
+        assert_eq!(
+            l.exec_before_backup,
+            Some(vec!["label".into(), "a b".into()])
+        );
+        assert_eq!(
+            hooks(&[Layer::default(), profile]).after_restore,
+            Some(vec!["profile".to_owned(), "x".to_owned()])
+        );
+    }
+
+    #[test]
+    fn profile_errors_do_not_quote_the_file() {
+        for text in [
+            "password Admin!23-secret",
+            "password=Admin!23-secret",
+            "watch=Admin!23-secret",
+            "timeout=Admin!23-secret",
+            "success=(Admin!23-secret",
+            "exec-before-backup='Admin!23-secret",
+        ] {
+            let e = parse_file(text).unwrap_err();
+            assert!(!e.msg.contains("Admin!23"), "{}", e.msg);
+            assert!(e.msg.starts_with("line 1: "), "{}", e.msg);
+        }
     }
 
     #[test]

@@ -201,8 +201,10 @@ fn read_lines(r: impl BufRead, limit: u64) -> Result<Vec<IndexEntry>> {
         if line.trim().is_empty() {
             continue;
         }
-        let e = serde_json::from_str(&line)
-            .map_err(|err| Error::integrity(format!("the index is damaged: line {n}: {err}")))?;
+        let e = serde_json::from_str(&line).map_err(|err| {
+            let why = crate::secrets::json_problem(&err);
+            Error::integrity(format!("the index is damaged: line {n}: {why}"))
+        })?;
         entries.push(e);
     }
     Ok(entries)

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::archive::hashio::HashReader;
 use crate::error::{Error, Result};
+use crate::secrets::{io_problem, json_problem};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageFile {
@@ -45,25 +46,25 @@ pub fn read(path: &Path) -> Result<ImageFile> {
             Box::new(&mut hashed)
         };
         let mut ar = tar::Archive::new(inner);
-        for e in ar.entries().map_err(|e| bad(e.to_string()))? {
-            let mut e = e.map_err(|e| bad(e.to_string()))?;
-            let p = e.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        for e in ar.entries().map_err(|e| bad(io_problem(&e)))? {
+            let mut e = e.map_err(|e| bad(io_problem(&e)))?;
+            let p = e.path().map_err(|e| bad(io_problem(&e)))?.into_owned();
             if p.as_os_str() == "manifest.json" {
                 let mut v = vec![];
                 e.by_ref()
                     .take(16 << 20)
                     .read_to_end(&mut v)
-                    .map_err(|e| bad(e.to_string()))?;
+                    .map_err(|e| bad(io_problem(&e)))?;
                 manifest = Some(v);
             }
         }
     }
     // Hash whatever follows the tar's end (padding) too: sha256 of the file.
-    io::copy(&mut hashed, &mut io::sink()).map_err(|e| bad(e.to_string()))?;
+    io::copy(&mut hashed, &mut io::sink()).map_err(|e| bad(io_problem(&e)))?;
     let (_, sha256, bytes) = hashed.into_inner().finish();
     let manifest = manifest.ok_or_else(|| bad("it has no manifest.json".into()))?;
-    let v: Value =
-        serde_json::from_slice(&manifest).map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let v: Value = serde_json::from_slice(&manifest)
+        .map_err(|e| bad(format!("manifest.json: {}", json_problem(&e))))?;
     let images = v
         .as_array()
         .ok_or_else(|| bad("manifest.json is not a list".into()))?;
@@ -84,7 +85,9 @@ pub fn read(path: &Path) -> Result<ImageFile> {
         .unwrap_or(config)
         .trim_end_matches(".json");
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad(format!("unexpected Config {config:?}")));
+        return Err(bad(
+            "the Config of manifest.json is not a sha256 file name".into()
+        ));
     }
     let repo_tags = img
         .get("RepoTags")

@@ -8,6 +8,7 @@
 pub mod compose;
 pub mod dependents;
 pub mod endpoints;
+pub mod env;
 pub mod imagefile;
 pub mod journal;
 pub mod plan;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::endpoints::{Connect, Engine};
+use super::env;
 use super::imagefile::{self, ImageFile};
 use super::recreate::{self, NewImage};
 use super::{compose, dependents};
@@ -17,7 +18,7 @@ use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::inspect::{name_of, str_at};
 use crate::mounts::{self, DataMap};
-use crate::profile::{self, Layer, Settings};
+use crate::profile::{self, Hooks, Layer, Settings};
 
 /// What the user asked for (serializable: a rollout keeps it to resume).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,6 +54,9 @@ pub struct Plan {
     pub image_sha256: String,
     pub aside_name: String,
     pub settings: Settings,
+    /// Commands run before the backup and after a rollback's restore.
+    #[serde(default)]
+    pub hooks: Hooks,
     pub config_file: Option<PathBuf>,
     /// Host path the config file is written to.
     pub config_dest: Option<PathBuf>,
@@ -62,10 +66,16 @@ pub struct Plan {
     pub online_backup: bool,
     pub keep_old: bool,
     pub stop_timeout: u32,
+    /// The body of the new container's create, without `Env`: see `env_names`.
     pub create: Value,
     /// Networks connected after the create, before the start (API < 1.44).
     #[serde(default)]
     pub connect: Vec<Connect>,
+    /// The environment variables the new container gets, by name: their
+    /// values are read from the old container at create (upgrade/env.rs),
+    /// never written here. None in plans of older berths (values inline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_names: Option<Vec<String>>,
     pub not_carried: Vec<String>,
     /// Other containers that use this one (its network stack, its volumes
     /// through --volumes-from, a link): the upgrade refuses while they do.
@@ -122,7 +132,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         )));
     }
     let data = mounts::resolve(d, &c).await?;
-    let settings = settings(r, &c)?;
+    let (settings, hooks) = settings(r, &c)?;
     let targets = backup::targets(&name, &data, &settings.paths)?;
     let config_dest = config_dest(r, &settings, &data)?;
     let engine = Engine {
@@ -133,7 +143,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         reference: &new_image_ref,
         id: &img.config_digest,
     };
-    let rc = recreate::request(&c, &old_image, &new_image, &data, engine);
+    let mut rc = recreate::request(&c, &old_image, &new_image, &data, engine);
     let users = dependents::of(d, &c).await?;
     if !users.is_empty() && !r.force {
         return Err(Error::failed(format!(
@@ -141,6 +151,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
             users.join("; ")
         )));
     }
+    let env_names = env::strip(&mut rc.request);
     if !rc.not_carried.is_empty() && !r.force {
         return Err(Error::failed(format!(
             "refusing to upgrade {name}: part of its configuration cannot be carried over ({}); --force to go on without it",
@@ -173,6 +184,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         image_sha256: img.sha256.clone(),
         aside_name: format!("{name}-berth-old-{stamp}"),
         settings,
+        hooks,
         config_file: r
             .config_file
             .as_ref()
@@ -188,6 +200,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         stop_timeout: r.stop_timeout,
         create: rc.request,
         connect: rc.connect,
+        env_names,
         not_carried: rc.not_carried,
         dependents: users,
         warnings,
@@ -247,7 +260,8 @@ fn new_ref(r: &Request, img: &ImageFile) -> Result<String> {
     }
 }
 
-fn settings(r: &Request, c: &Value) -> Result<Settings> {
+/// The settings and the hooks, from the same layers.
+fn settings(r: &Request, c: &Value) -> Result<(Settings, Hooks)> {
     let (labels, label_profile) = profile::from_labels(&profile::labels_of(c))?;
     let mut layers = vec![r.flags.clone(), labels];
     if let Some(p) = &r.profile {
@@ -255,7 +269,7 @@ fn settings(r: &Request, c: &Value) -> Result<Settings> {
     } else if let Some(p) = label_profile {
         layers.push(p);
     }
-    profile::merge(&layers)
+    Ok((profile::merge(&layers)?, profile::hooks(&layers)))
 }
 
 /// The host path of the config file: --config-dest, else the profile's

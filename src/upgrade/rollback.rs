@@ -14,6 +14,7 @@ use super::{load_plan, Say, Summary, BACKUP};
 use crate::archive::restore;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
+use crate::hooks::Hook;
 use crate::inspect::name_of;
 
 /// How long the restored old container must keep running to count as up.
@@ -105,7 +106,13 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
     };
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
-        step(j, Step::Restore, restore_all(d, p, say, old_exists)).await?;
+        step(j, Step::Restore, async {
+            let restored = restore_all(d, p, say, old_exists).await?;
+            let after = p.hooks.after_restore.as_deref().filter(|_| old_exists);
+            crate::hooks::run(d, &p.container_id, Hook::AfterRestore, after).await?;
+            Ok(restored)
+        })
+        .await?;
     }
     if !old_exists {
         return Err(old_removed(p, started_new));
@@ -234,12 +241,13 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
     Error::new(
         Kind::RollbackIncomplete,
         format!(
-            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\")",
+            "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\"){}",
             crate::inspect::short(&p.container_id),
             p.container,
             p.run_dir.display(),
             super::PLAN,
-            p.rollback_tag
+            p.rollback_tag,
+            super::env::recreate_note(p)
         ),
     )
 }

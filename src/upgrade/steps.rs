@@ -13,6 +13,7 @@ use super::{rollback, save_plan, Say, Summary, BACKUP, NEW_LOG};
 use crate::archive::{backup, verify};
 use crate::docker::{body, Docker};
 use crate::error::{Error, Kind, Result};
+use crate::hooks::Hook;
 use crate::mounts;
 
 /// Run one step: `begin` in the journal, the work, then `done` (with what
@@ -47,6 +48,9 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
         s.plan = Some(plan);
         return Ok(s);
     }
+    // Before anything changes: a failing hook leaves no trace.
+    let before = plan.hooks.before_backup.as_deref();
+    crate::hooks::run(d, &plan.container_id, Hook::BeforeBackup, before).await?;
     save_plan(&plan)?;
     let mut j = Journal::open(&plan.run_dir)?;
     say.step(format!(
@@ -110,7 +114,8 @@ async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verd
         p.container, p.new_image_ref
     ));
     let created = step(j, Step::CreateNew, async {
-        let id = super::recreate::create(d, &p.container, &p.create, &p.connect).await?;
+        let req = super::env::create_request(d, p).await?;
+        let id = super::recreate::create(d, &p.container, &req, &p.connect).await?;
         Ok(json!({ "id": id }))
     })
     .await?;

@@ -1,0 +1,95 @@
+//! The new container's environment: the plan keeps the names of the
+//! variables to carry over (plan.json is a file anyone with the run
+//! directory reads); the values are read again from the old container when
+//! the new one is created. The old container exists (renamed aside) until
+//! the upgrade has succeeded, so every create finds it.
+//!
+//! A plan written by an older berth has the values inline in its create
+//! request and no names list: it is used as it is.
+
+use serde_json::{json, Value};
+
+use super::plan::Plan;
+use crate::docker::Docker;
+use crate::error::{Error, Result};
+use crate::secrets;
+
+/// Take the values out of a create request for the plan: the names that
+/// stay (None when the request carries no environment).
+pub fn strip(create: &mut Value) -> Option<Vec<String>> {
+    let names = secrets::strip_env(create)?;
+    // `EnvNames` is the plan's own field, not part of the request.
+    if let Some(o) = create.as_object_mut() {
+        o.remove(secrets::ENV_NAMES);
+    }
+    Some(names)
+}
+
+/// The create request of the new container, with the values of its
+/// environment read from the old container.
+pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
+    let mut req = p.create.clone();
+    let Some(names) = p.env_names.as_ref().filter(|n| !n.is_empty()) else {
+        return Ok(req);
+    };
+    let old = d.container_inspect(&p.container_id).await.map_err(|e| {
+        if e.is_not_found() {
+            gone(p, names)
+        } else {
+            e.context("reading the old container's environment")
+        }
+    })?;
+    let env = old.pointer("/Config/Env").cloned().unwrap_or(Value::Null);
+    let got = secrets::select(&env, names);
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            !got.iter()
+                .any(|e| e.as_str().map(secrets::name_of) == Some(n))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::failed(format!(
+            "the old container {} no longer has the environment variables {missing:?} that the plan carries over",
+            crate::inspect::short(&p.container_id)
+        )));
+    }
+    req["Env"] = json!(got);
+    Ok(req)
+}
+
+/// The old container is gone: the values were never written anywhere.
+fn gone(p: &Plan, names: &[String]) -> Error {
+    Error::failed(format!(
+        "the old container {} is gone, and with it the values of its environment ({}): berth never writes them to a file, so it cannot create the new container; its data is in the backup",
+        crate::inspect::short(&p.container_id),
+        names.join(", ")
+    ))
+}
+
+/// For a message telling the user to recreate the container from the
+/// plan: what the plan does not hold.
+pub fn recreate_note(p: &Plan) -> String {
+    match &p.env_names {
+        Some(n) if !n.is_empty() => format!(
+            "; plan.json holds the names of its environment variables, not their values: give {} again",
+            n.join(", ")
+        ),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_keeps_names_only() {
+        let mut req = json!({"Image": "x", "Env": ["A=1", "SECRET=v"], "HostConfig": {}});
+        assert_eq!(strip(&mut req), Some(vec!["A".into(), "SECRET".into()]));
+        assert_eq!(req, json!({"Image": "x", "HostConfig": {}}));
+        let mut none = json!({"Image": "x"});
+        assert_eq!(strip(&mut none), None);
+        assert_eq!(none, json!({"Image": "x"}));
+    }
+}
