@@ -362,6 +362,37 @@ fn status(dir: Option<PathBuf>, root: &std::path::Path, json: bool) -> Result<()
     Ok(())
 }
 
+/// `berth status RUN_DIR`: the journal, the step in flight and what
+/// `resume` would do given what the engine shows now. An engine that does
+/// not answer leaves the journal's part, and says so.
+async fn status_of_run(dir: &std::path::Path, host: Option<&str>, json: bool) -> Result<()> {
+    let now = match connect(host).await {
+        Ok(d) => upgrade::status_now(&d, dir).await,
+        Err(e) => Err(e),
+    };
+    let s = match now {
+        Ok(s) => s,
+        Err(e)
+            if e.kind == berth::error::Kind::Usage || e.kind == berth::error::Kind::Integrity =>
+        {
+            return Err(e)
+        }
+        Err(e) => {
+            let s = upgrade::status(dir)?;
+            if s.outcome.is_none() {
+                eprintln!("berth: what resume would do is unknown: {}", e.msg);
+            }
+            s
+        }
+    };
+    if json {
+        print_json(&[s]);
+    } else {
+        print!("{}", s.render());
+    }
+    Ok(())
+}
+
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
@@ -500,13 +531,13 @@ async fn run(cli: Cli) -> Result<()> {
             let d = connect(host).await?;
             let dry_run = a.dry_run;
             let r = upgrade_request(*a)?;
-            let s = upgrade::steps::upgrade(&d, &r, dry_run, say(cli.json)).await?;
+            let s = upgrade::flow::upgrade(&d, &r, dry_run, say(cli.json)).await?;
             return report(&s, cli.json);
         }
         Cmd::Rollback { dir } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let s = upgrade::rollback::rollback_dir(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::rollback_dir(&d, &dir, say(cli.json)).await?;
             // Asked for and done: success, whatever the upgrade had been.
             print_summary(&s, cli.json);
             return Ok(());
@@ -523,7 +554,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Resume { dir } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);
         }
         Cmd::Status { dir: Some(dir), .. } if berth::rollout::is_rollout_dir(&dir) => {
@@ -534,6 +565,10 @@ async fn run(cli: Cli) -> Result<()> {
                 print!("{}", berth::rollout::render::render(&r));
             }
         }
+        Cmd::Status {
+            dir: Some(dir),
+            backup_root: _,
+        } => status_of_run(&dir, host, cli.json).await?,
         Cmd::Status { dir, backup_root } => status(dir, &backup_root, cli.json)?,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;
