@@ -516,7 +516,7 @@ fn print_table(engine: Engine) {
 
 /// How long an upgrade takes here, end to end (asserts it upgrades).
 async fn measure(eng: Engine, img: Img) -> Duration {
-    let a = App::up(eng, &format!("crash-measure-{eng:?}")).await;
+    let a = App::up(eng, &format!("crash-measure-{eng:?}").to_lowercase()).await;
     let t = Instant::now();
     let r = finish(a.spawn_upgrade(img, &a.host()), t);
     let took = t.elapsed();
@@ -526,6 +526,8 @@ async fn measure(eng: Engine, img: Img) -> Duration {
         "{eng:?}: a {img:?} upgrade takes {:.1}s",
         took.as_secs_f64()
     );
+    a.run_dir();
+    a.remove();
     took
 }
 
@@ -544,16 +546,13 @@ async fn moment(eng: Engine, img: Img, i: usize, at: Duration, how: Resume) {
         r.signal
     );
     let outcome = resume_and_check(&a, how, &why).await;
-    record(
-        eng,
-        &format!("{img:?} sweep {:.2}s", at.as_secs_f64()),
-        &line,
-        &outcome,
-    );
+    eprintln!("{eng:?} {img:?} killed {:.2}s in", at.as_secs_f64());
+    record(eng, &format!("sweep {img:?}"), &line, &outcome);
+    a.remove();
 }
 
 /// BERTH_SWEEP moments (default 30) spread over a good upgrade, and a
-/// third as many over a broken one (its rollback).
+/// sixth as many over a broken one (its rollback).
 async fn sweep(eng: Engine) {
     let n: usize = std::env::var("BERTH_SWEEP")
         .ok()
@@ -565,7 +564,7 @@ async fn sweep(eng: Engine) {
     for i in 0..n {
         moments.push((Img::Good, good.mul_f64((i as f64 + 0.5) / n as f64)));
     }
-    let nb = n.div_ceil(3);
+    let nb = n.div_ceil(6);
     for i in 0..nb {
         moments.push((Img::Broken, broken.mul_f64((i as f64 + 0.5) / nb as f64)));
     }
