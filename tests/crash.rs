@@ -108,6 +108,8 @@ struct App {
     config_src: PathBuf,
     root: PathBuf,
     before: BTreeMap<String, Vec<IndexEntry>>,
+    /// Podman: rollback tags to untag (not remove) at the end.
+    podman_tags: Mutex<Vec<String>>,
     scope: Scope,
 }
 
@@ -118,10 +120,17 @@ impl App {
         let d = eng.connect().await;
         let scope = Scope::on(d.clone(), what);
         let fx = fixtures::ensure(&d).await;
-        let repo = format!("{}/lightwave-sts", scope.prefix);
-        let image = format!("{repo}:6.6.0");
-        scope.track_image(&image);
-        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
+        // Docker: a tag of our own, so the rollback tags are ours too.
+        // Podman removes a whole image (every tag) when one tag is removed
+        // by force: there the appliance runs the shared fixture reference.
+        let image = if eng == Engine::Docker {
+            let repo = format!("{}/lightwave-sts", scope.prefix);
+            scope.track_image(&format!("{repo}:6.6.0"));
+            d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
+            format!("{repo}:6.6.0")
+        } else {
+            fx.old.reference.clone()
+        };
         let (data, app) = (scope.name("lw_data"), scope.name("lw"));
         scope.track_container(&data);
         scope.track_container(&app);
@@ -160,6 +169,7 @@ impl App {
             config_src,
             root,
             before,
+            podman_tags: Mutex::default(),
             scope,
         }
     }
@@ -172,7 +182,11 @@ impl App {
     /// while it talks to the engine on a connection of this runtime: hand
     /// the worker's queue over first, or that connection's task can wait
     /// behind the blocked worker until the client's timeout.
-    fn remove(self) {
+    async fn remove(self) {
+        let tags = std::mem::take(&mut *self.podman_tags.lock().unwrap());
+        for t in tags {
+            let _ = self.d().image_remove(&t, false).await;
+        }
         tokio::task::block_in_place(move || drop(self));
     }
 
@@ -224,7 +238,11 @@ impl App {
         // Rollback tags go with the scope.
         if let Ok(p) = serde_json::from_slice::<Value>(&fs::read(dir.join("plan.json")).unwrap()) {
             if let Some(t) = p["rollback_tag"].as_str() {
-                self.scope.track_image(t);
+                if self.socket == Path::new(PODMAN_SOCKET) {
+                    self.podman_tags.lock().unwrap().push(t.to_owned());
+                } else {
+                    self.scope.track_image(t);
+                }
             }
         }
         Some(dir)
@@ -541,7 +559,7 @@ async fn measure_one(eng: Engine, img: Img, i: usize) -> Duration {
     let want = if img == Img::Good { 0 } else { 3 };
     assert_eq!(r.code, Some(want), "the measured run: {r}");
     a.run_dir();
-    a.remove();
+    a.remove().await;
     took
 }
 
@@ -562,7 +580,7 @@ async fn moment(eng: Engine, img: Img, i: usize, at: Duration, how: Resume) {
     let outcome = resume_and_check(&a, how, &why).await;
     eprintln!("{eng:?} {img:?} killed {:.2}s in", at.as_secs_f64());
     record(eng, &format!("sweep {img:?}"), &line, &outcome);
-    a.remove();
+    a.remove().await;
 }
 
 /// BERTH_SWEEP moments (default 30) spread over a good upgrade, and a
@@ -782,7 +800,7 @@ async fn kill_inside(eng: Engine, i: usize, c: &Inside) {
     };
     let outcome = resume_and_check(&a, how, &why).await;
     record(eng, c.label, &line, &outcome);
-    a.remove();
+    a.remove().await;
 }
 
 async fn inside_all(eng: Engine) {
@@ -858,5 +876,5 @@ async fn status_says_what_resume_will_do() {
     );
     let outcome = resume_and_check(&a, Resume::Once, "status test").await;
     assert_eq!(outcome, "aborted");
-    a.remove();
+    a.remove().await;
 }
