@@ -380,35 +380,6 @@ fn rollout_report(r: &berth::rollout::state::Rollout, json: bool) -> Result<()> 
     Ok(())
 }
 
-fn status(dir: Option<PathBuf>, root: &std::path::Path, json: bool) -> Result<()> {
-    let dirs: Vec<PathBuf> = match dir {
-        Some(d) => vec![d],
-        None => std::fs::read_dir(root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.join(upgrade::PLAN).exists())
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    let mut all = vec![];
-    for d in dirs {
-        all.push(upgrade::status(&d)?);
-    }
-    if json {
-        print_json(&all);
-    } else {
-        for s in &all {
-            print!("{}", s.render());
-        }
-        if all.is_empty() {
-            println!("no upgrade runs under {}", root.display());
-        }
-    }
-    Ok(())
-}
-
 /// `berth status` without DIR: what berth left, per container.
 async fn leftovers(
     host: Option<&str>,
@@ -448,6 +419,37 @@ async fn prune(host: Option<&str>, a: PruneArgs, json: bool) -> Result<()> {
     if !r.failed.is_empty() {
         eprintln!("berth: {} removals failed (listed above)", r.failed.len());
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `berth status RUN_DIR`: the journal, the step in flight and what
+/// `resume` would do given what the engine shows now. An engine that does
+/// not answer leaves the journal's part, and says so.
+async fn status_of_run(dir: &std::path::Path, host: Option<&str>, json: bool) -> Result<()> {
+    let now = match connect(host).await {
+        Ok(d) => upgrade::status_now(&d, dir).await,
+        Err(e) => Err(e),
+    };
+    let s = match now {
+        Ok(s) => s,
+        Err(e)
+            if e.kind == berth::error::Kind::Usage || e.kind == berth::error::Kind::Integrity =>
+        {
+            return Err(e)
+        }
+        Err(e) => {
+            let s = upgrade::status(dir)?;
+            if s.outcome.is_none() {
+                eprintln!("berth: what resume would do is unknown: {}", e.msg);
+            }
+            s
+        }
+    };
+    if json {
+        print_json(&[s]);
+    } else {
+        print!("{}", s.render());
     }
     Ok(())
 }
@@ -601,13 +603,13 @@ async fn run(cli: Cli) -> Result<()> {
             let d = connect(host).await?;
             let dry_run = a.dry_run;
             let r = upgrade_request(*a)?;
-            let s = upgrade::steps::upgrade(&d, &r, dry_run, say(cli.json)).await?;
+            let s = upgrade::flow::upgrade(&d, &r, dry_run, say(cli.json)).await?;
             return report(&s, cli.json);
         }
         Cmd::Rollback { dir } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let s = upgrade::rollback::rollback_dir(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::rollback_dir(&d, &dir, say(cli.json)).await?;
             // Asked for and done: success, whatever the upgrade had been.
             print_summary(&s, cli.json);
             return Ok(());
@@ -624,7 +626,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Resume { dir } => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let s = upgrade::rollback::resume(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::resume(&d, &dir, say(cli.json)).await?;
             return report(&s, cli.json);
         }
         Cmd::Status { dir: Some(dir), .. } if berth::rollout::is_rollout_dir(&dir) => {
@@ -640,9 +642,7 @@ async fn run(cli: Cli) -> Result<()> {
             backup_root,
             roots,
         } => leftovers(host, backup_root, roots, cli.json).await?,
-        Cmd::Status {
-            dir, backup_root, ..
-        } => status(dir, &backup_root, cli.json)?,
+        Cmd::Status { dir: Some(dir), .. } => status_of_run(&dir, host, cli.json).await?,
         Cmd::Prune(a) => return prune(host, a, cli.json).await,
         Cmd::Wipe { path, keep } => {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;

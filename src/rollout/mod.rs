@@ -3,7 +3,7 @@
 //!
 //! Every node is checked before the first is touched (engine reachable,
 //! container there, a complete upgrade plan; the image file is read and
-//! hashed once). Then each node runs `upgrade::steps::upgrade` with its run
+//! hashed once). Then each node runs `upgrade::flow::upgrade` with its run
 //! directory under `<rollout dir>/<node>/`; rollout.json is rewritten
 //! atomically before and after every node. The first node that does not end
 //! upgraded stops the rollout (unless `--continue-on-failure`): the nodes
@@ -31,7 +31,7 @@ use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::upgrade::imagefile::ImageFile;
 use crate::upgrade::plan::{self, Request};
-use crate::upgrade::{rollback, steps, Say, Summary};
+use crate::upgrade::{flow, Say, Summary};
 use node::NodeSpec;
 use state::{NodeRun, NodeState, Rollout};
 
@@ -328,7 +328,7 @@ async fn upgrade_node(r: &Rollout, i: usize, was: NodeState, say: Say) -> Result
             "{ctx}: resuming its interrupted upgrade {}",
             run.display()
         ));
-        return rollback::resume(&d, &run, say)
+        return flow::resume(&d, &run, say)
             .await
             .map(|s| NodeEnd::Ran(Box::new(s)));
     }
@@ -338,7 +338,7 @@ async fn upgrade_node(r: &Rollout, i: usize, was: NodeState, say: Say) -> Result
     {
         return Ok(NodeEnd::Current(old));
     }
-    steps::upgrade(&d, &r.request_for(i), false, say)
+    flow::upgrade(&d, &r.request_for(i), false, say)
         .await
         .map(|s| NodeEnd::Ran(Box::new(s)))
 }

@@ -7,12 +7,13 @@
 //! right after writing that line (the tests kill berth at every boundary).
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::clock;
 use crate::error::{Context, Error, Result};
@@ -158,10 +159,51 @@ impl Journal {
 
     /// The last step boundary written.
     pub fn last(&self) -> Option<(Step, Phase)> {
-        self.events
-            .iter()
-            .rev()
-            .find_map(|e| Some((e.step?, e.phase?)))
+        last(&self.events)
+    }
+
+    /// The step berth was in when it stopped: a `begin` with nothing after
+    /// it. Its engine action may still be running (see `reconcile`).
+    pub fn in_flight(&self) -> Option<Step> {
+        in_flight(&self.events)
+    }
+}
+
+/// The last step boundary of a list of events.
+pub fn last(events: &[Event]) -> Option<(Step, Phase)> {
+    events.iter().rev().find_map(|e| Some((e.step?, e.phase?)))
+}
+
+/// The step whose `begin` is the last line (no outcome after it).
+pub fn in_flight(events: &[Event]) -> Option<Step> {
+    match events.last() {
+        Some(Event {
+            step: Some(s),
+            phase: Some(Phase::Begin),
+            outcome: None,
+            ..
+        }) => Some(*s),
+        _ => None,
+    }
+}
+
+/// Run one step: `begin` in the journal, the work, then `done` (with what
+/// the step learned) or `failed` (with why). A failure names the step, so
+/// every message that carries it says where the upgrade stopped.
+pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
+where
+    F: Future<Output = Result<Value>>,
+{
+    j.record(s, Phase::Begin, Value::Null)?;
+    match work.await {
+        Ok(v) => {
+            j.record(s, Phase::Done, v.clone())?;
+            Ok(v)
+        }
+        Err(e) => {
+            j.record(s, Phase::Failed, json!({ "error": e.msg }))?;
+            Err(e.context(format!("step {s}")))
+        }
     }
 }
 

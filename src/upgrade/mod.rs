@@ -6,15 +6,20 @@
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 
 pub mod compose;
+pub mod configfile;
+pub mod decide;
 pub mod dependents;
 pub mod endpoints;
 pub mod env;
+pub mod flow;
 pub mod imagefile;
 pub mod journal;
 pub mod plan;
+pub mod reconcile;
 pub mod recreate;
 pub mod rollback;
 pub mod steps;
+pub mod waits;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -193,6 +198,15 @@ pub struct Status {
     pub new_image: String,
     pub outcome: Option<Outcome>,
     pub last_step: Option<(journal::Step, journal::Phase)>,
+    /// The step berth was in when it stopped (a `begin` with nothing after).
+    pub in_flight: Option<journal::Step>,
+    /// What `berth resume` would do now (`status RUN_DIR` only, once the
+    /// engine was looked at; the in-flight step is first brought to an end).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume: Option<decide::Next>,
+    /// What the engine showed (`status RUN_DIR` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<decide::Observed>,
     pub events: Vec<journal::Event>,
 }
 
@@ -206,14 +220,23 @@ impl Status {
             ),
             (None, None) => "planned, nothing done".into(),
         };
-        format!(
+        let mut out = format!(
             "{}  {}  {} -> {}  {}\n",
             self.run_dir.display(),
             self.container,
             self.old_image,
             self.new_image,
             state
-        )
+        );
+        if self.outcome.is_none() {
+            if let Some(s) = self.in_flight {
+                out += &format!("  in flight when berth stopped: {s} (its engine action is brought to an end first)\n");
+            }
+        }
+        if let Some(n) = &self.resume {
+            out += &format!("  berth resume will: {n}\n");
+        }
+        out
     }
 }
 
@@ -226,7 +249,22 @@ pub fn status(run: &Path) -> Result<Status> {
         old_image: p.old_image_ref,
         new_image: p.new_image_ref,
         outcome: events.iter().rev().find_map(|e| e.outcome),
-        last_step: events.iter().rev().find_map(|e| Some((e.step?, e.phase?))),
+        last_step: journal::last(&events),
+        in_flight: journal::in_flight(&events),
+        resume: None,
+        engine: None,
         events,
     })
+}
+
+/// `status` of one run with what the engine shows now and what `resume`
+/// would do (the decision, without bringing anything to an end: a step in
+/// flight is settled by `resume` itself before it decides).
+pub async fn status_now(d: &crate::docker::Docker, run: &Path) -> Result<Status> {
+    let mut s = status(run)?;
+    let p = load_plan(run)?;
+    let seen = reconcile::observe(d, &p, &s.events).await?;
+    s.resume = Some(decide::next(&decide::Facts::of(&s.events), &seen));
+    s.engine = Some(seen);
+    Ok(s)
 }

@@ -1,16 +1,17 @@
-//! Putting the host back: after a failed upgrade, on `berth rollback`, and
-//! on `berth resume` when finishing is not safe. Every step looks at the
-//! engine's real state first, so running it again after a crash is safe.
+//! The undo steps that put the host back: after a failed upgrade, on
+//! `berth rollback`, and on `berth resume` when finishing is not safe.
+//! The flow (`flow.rs`) drives them. Every step looks at the engine's real
+//! state first, so running it again after a crash is safe.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::journal::{self, Journal, Outcome, Phase, Step};
+use super::configfile::{remove_config_if, wrote_config};
+use super::journal::{step, Event, Journal, Phase, Step};
 use super::plan::Plan;
-use super::steps::{finish, step, watch_new};
-use super::watch::Verdict;
-use super::{load_plan, Say, Summary, BACKUP};
+use super::waits::remove_and_wait;
+use super::{Say, BACKUP};
 use crate::archive::restore;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
@@ -20,45 +21,15 @@ use crate::inspect::name_of;
 /// How long the restored old container must keep running to count as up.
 const OLD_SETTLE: Duration = Duration::from_secs(3);
 
-pub async fn rollback(
+/// The undo steps, in order; each looks at the engine first, so running
+/// them again after a crash is safe.
+pub async fn undo(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
     say: Say,
-    cause: Option<String>,
-    verdict: Option<Verdict>,
-    t0: Instant,
-) -> Result<Summary> {
-    // A signal may have started this: the rollback itself must run.
-    crate::cancel::reset();
-    if let Some(c) = &cause {
-        say.step(format!("the upgrade failed: {c}"));
-    }
-    say.step("rolling back");
-    let started_new = j.has(Step::StartNew, Phase::Begin);
-    let backed_up = j.has(Step::Verify, Phase::Done);
-    match undo(d, p, j, say, started_new).await {
-        Ok(()) => {
-            let outcome = if started_new {
-                Outcome::RolledBack
-            } else {
-                Outcome::Aborted
-            };
-            j.finish(outcome, json!({ "cause": cause }))?;
-            Ok(Summary::new(p, Some(outcome), verdict, cause, t0))
-        }
-        // The old container is gone: `undo` said exactly what it did.
-        Err(e) if e.kind == Kind::RollbackIncomplete => Err(e.context(format!(
-            "rollback incomplete{}",
-            cause
-                .map(|c| format!(" (the upgrade had failed: {c})"))
-                .unwrap_or_default()
-        ))),
-        Err(e) => Err(incomplete(d, p, cause, backed_up, e).await),
-    }
-}
-
-async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool) -> Result<()> {
+    started_new: bool,
+) -> Result<()> {
     step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
     // The secret goes first, before any step that needs the engine: an
     // engine that is gone or failing must not leave it behind.
@@ -68,7 +39,7 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
         Ok(Value::Null)
     })
     .await?;
-    let new_id = match new_container(d, p, j).await {
+    let new_id = match new_container(d, p, &j.events).await {
         Ok(id) => id,
         // Looking is remove-new's first part: its failure (an engine that
         // is gone) goes into the journal as remove-new's.
@@ -83,9 +54,8 @@ async fn undo(d: &Docker, p: &Plan, j: &mut Journal, say: Say, started_new: bool
             d.container_stop(id, p.stop_timeout)
                 .await
                 .or_else(not_found_ok)?;
-            d.container_remove(id, true, false)
-                .await
-                .or_else(not_found_ok)?;
+            // Until it is gone: its name must be free for rename-back.
+            remove_and_wait(d, id, p.stop_timeout).await?;
             Ok(Value::Null)
         })
         .await?;
@@ -175,7 +145,7 @@ async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn stand_in_prefix(p: &Plan) -> String {
+pub fn stand_in_prefix(p: &Plan) -> String {
     format!("{}-berth-restore-", p.container)
 }
 
@@ -286,15 +256,21 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
 /// The new container, if one exists: the id the journal recorded, or a
 /// container holding the name that is not the old one (created just
 /// before a crash, before the journal could say so).
-async fn new_container(d: &Docker, p: &Plan, j: &Journal) -> Result<Option<String>> {
-    if let Some(id) = j.data(Step::CreateNew).and_then(|v| v["id"].as_str()) {
+pub async fn new_container(d: &Docker, p: &Plan, events: &[Event]) -> Result<Option<String>> {
+    let at = |phase| {
+        events
+            .iter()
+            .rev()
+            .find(|e| e.step == Some(Step::CreateNew) && e.phase == Some(phase))
+    };
+    if let Some(id) = at(Phase::Done).and_then(|e| e.data["id"].as_str()) {
         return match d.container_inspect(id).await {
             Ok(_) => Ok(Some(id.to_owned())),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         };
     }
-    if !j.has(Step::CreateNew, Phase::Begin) {
+    if at(Phase::Begin).is_none() {
         return Ok(None);
     }
     match d.container_inspect(&p.container).await {
@@ -320,7 +296,7 @@ fn not_found_ok(e: Error) -> Result<()> {
 
 /// Start a container (`what` names it in errors) and check that it is
 /// still running a few seconds later.
-async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
+pub async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
     d.container_start(id).await?;
     let t = Instant::now();
     while t.elapsed() < OLD_SETTLE {
@@ -339,37 +315,8 @@ async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
     Ok(Value::Null)
 }
 
-/// Remove the config file berth wrote (it holds the admin password), and
-/// its temporary twin. A file berth never wrote (the run stopped before
-/// write-config) is not berth's to remove.
-pub fn remove_config(p: &Plan, j: &Journal) -> Result<()> {
-    remove_config_if(p, wrote_config(j))
-}
-
-pub fn wrote_config(j: &Journal) -> bool {
-    j.has(Step::WriteConfig, Phase::Begin)
-}
-
-pub fn remove_config_if(p: &Plan, wrote: bool) -> Result<()> {
-    let Some(dest) = p.config_dest.as_ref().filter(|_| wrote) else {
-        return Ok(());
-    };
-    for f in [crate::files::tmp_path(dest), dest.clone()] {
-        match std::fs::remove_file(&f) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::failed(format!(
-                    "removing the config file {}: {e}",
-                    f.display()
-                )))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// The one message for exit 4: what state the host is in, what to run.
-async fn incomplete(
+pub async fn incomplete(
     d: &Docker,
     p: &Plan,
     cause: Option<String>,
@@ -437,172 +384,4 @@ async fn incomplete(
 
 fn engine_failed(e: &Error) -> bool {
     e.kind == Kind::Connection || e.status().is_some_and(|s| s >= 500)
-}
-
-/// `berth rollback DIR`: put the host back to before the upgrade.
-pub async fn rollback_dir(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
-    let t0 = Instant::now();
-    let p = load_plan(run)?;
-    let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
-    let mut j = Journal::open(run)?;
-    if j.outcome() == Some(Outcome::Upgraded) && !p.keep_old {
-        match d.container_inspect(&p.container_id).await {
-            Err(e) if e.is_not_found() => {
-                return Err(Error::failed(format!(
-                    "{} was upgraded and its old container removed: nothing to roll back to (the backup is {}; `berth restore` puts the data back)",
-                    p.container,
-                    run.join(BACKUP).display()
-                )))
-            }
-            _ => {}
-        }
-    }
-    if matches!(j.outcome(), Some(Outcome::RolledBack | Outcome::Aborted)) {
-        return Ok(Summary::new(
-            &p,
-            j.outcome(),
-            None,
-            Some("already rolled back".into()),
-            t0,
-        ));
-    }
-    // After a finished upgrade the new container started: restore too.
-    if j.outcome() == Some(Outcome::Upgraded) {
-        j.record(
-            Step::StartNew,
-            Phase::Begin,
-            json!({ "note": "rollback after upgrade" }),
-        )?;
-    }
-    rollback(
-        d,
-        &p,
-        &mut j,
-        say,
-        Some("rollback requested".into()),
-        None,
-        t0,
-    )
-    .await
-}
-
-/// Before finishing an upgrade the application had called good: the new
-/// container must be running. An engine restart (or a reboot) stops
-/// containers without a restart policy; berth starts it again, as the
-/// upgrade left it, rather than report an upgrade whose container is down.
-async fn new_still_runs(d: &Docker, j: &Journal) -> Result<()> {
-    let Some(id) = j.data(Step::CreateNew).and_then(|v| v["id"].as_str()) else {
-        return Ok(());
-    };
-    let c = d.container_inspect(id).await?;
-    if c.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
-        return Ok(());
-    }
-    start_and_settle(d, id, "the new container")
-        .await
-        .map(drop)
-        .map_err(|e| e.context("the new container had stopped after the upgrade succeeded"))
-}
-
-/// `berth resume DIR`: finish or roll back, whichever is safe.
-pub async fn resume(d: &Docker, run: &std::path::Path, say: Say) -> Result<Summary> {
-    let t0 = Instant::now();
-    let p = load_plan(run)?;
-    let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
-    let mut j = Journal::open(run)?;
-    if let Some(o) = j.outcome() {
-        remove_config(&p, &j)?;
-        return Ok(Summary::new(
-            &p,
-            Some(o),
-            None,
-            Some("the run had already ended".into()),
-            t0,
-        ));
-    }
-    if j.has(Step::Rollback, Phase::Begin) {
-        return rollback(
-            d,
-            &p,
-            &mut j,
-            say,
-            Some("resuming an interrupted rollback".into()),
-            None,
-            t0,
-        )
-        .await;
-    }
-    let verdict: Option<Verdict> = j
-        .data(Step::Watch)
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
-    if let Some(Verdict::Failure(why)) = verdict {
-        return rollback(
-            d,
-            &p,
-            &mut j,
-            say,
-            Some(why.clone()),
-            Some(Verdict::Failure(why)),
-            t0,
-        )
-        .await;
-    }
-    if matches!(verdict, Some(Verdict::Success(_))) {
-        if let Err(e) = new_still_runs(d, &j).await {
-            return rollback(
-                d,
-                &p,
-                &mut j,
-                say,
-                Some(e.msg.clone()),
-                Some(Verdict::Failure(e.msg)),
-                t0,
-            )
-            .await;
-        }
-        return finish(
-            d,
-            &p,
-            &mut j,
-            say,
-            "the application had said so before berth stopped".into(),
-            t0,
-        )
-        .await;
-    }
-    if j.has(Step::StartNew, Phase::Done) {
-        if let Some(id) = j
-            .data(Step::CreateNew)
-            .and_then(|v| v["id"].as_str())
-            .map(String::from)
-        {
-            // Let the application finish its word, within what is left of the timeout.
-            let began = j
-                .events
-                .iter()
-                .find(|e| e.step == Some(Step::StartNew))
-                .map(|e| e.t)
-                .unwrap_or(0);
-            let left =
-                (p.settings.timeout_s as i64 - (crate::clock::now_unix() - began)).max(5) as u64;
-            say.step(format!(
-                "the new container was started: watching it again (up to {left}s)"
-            ));
-            if let Ok(Verdict::Success(why)) =
-                watch_new(d, &p, &mut j, &id, Duration::from_secs(left)).await
-            {
-                return finish(d, &p, &mut j, say, why, t0).await;
-            }
-        }
-    }
-    rollback(
-        d,
-        &p,
-        &mut j,
-        say,
-        Some("berth was stopped before the upgrade finished".into()),
-        None,
-        t0,
-    )
-    .await
 }

@@ -1,85 +1,22 @@
-//! The forward path of an upgrade, one journaled step at a time.
+//! The forward steps of an upgrade, one journaled step at a time. The
+//! flow (`flow.rs`) drives them; they know nothing of the undo steps.
 
 use std::fs::File;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::journal::{self, Journal, Outcome, Phase, Step};
-use super::plan::{self, Plan, Request};
+use super::journal::{step, Journal, Step};
+use super::plan::Plan;
 use super::watch::{self, Verdict};
-use super::{rollback, save_plan, Say, Summary, BACKUP, NEW_LOG};
+use super::{Say, BACKUP, NEW_LOG};
 use crate::archive::{backup, verify};
 use crate::docker::{body, Docker};
-use crate::error::{Error, Kind, Result};
-use crate::hooks::Hook;
+use crate::error::{Error, Result};
 use crate::mounts;
 
-/// Run one step: `begin` in the journal, the work, then `done` (with what
-/// the step learned) or `failed` (with why). A failure names the step, so
-/// every message that carries it says where the upgrade stopped.
-pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
-where
-    F: Future<Output = Result<Value>>,
-{
-    j.record(s, Phase::Begin, Value::Null)?;
-    match work.await {
-        Ok(v) => {
-            j.record(s, Phase::Done, v.clone())?;
-            Ok(v)
-        }
-        Err(e) => {
-            j.record(s, Phase::Failed, json!({ "error": e.msg }))?;
-            Err(e.context(format!("step {s}")))
-        }
-    }
-}
-
-/// Plan, then run the whole upgrade; on failure roll back.
-pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
-    let t0 = Instant::now();
-    let c = d.container_inspect(&r.container).await?;
-    let id = c["Id"].as_str().unwrap_or_default();
-    let _locks = journal::lock_container(d.socket(), id, &crate::inspect::name_of(&c))?;
-    let plan = plan::plan(d, r).await?;
-    if dry_run {
-        let mut s = Summary::new(&plan, None, None, None, t0);
-        s.plan = Some(plan);
-        return Ok(s);
-    }
-    // Before anything changes: a failing hook leaves no trace.
-    let before = plan.hooks.before_backup.as_deref();
-    crate::hooks::run(d, &plan.container_id, Hook::BeforeBackup, before).await?;
-    save_plan(&plan)?;
-    let mut j = Journal::open(&plan.run_dir)?;
-    say.step(format!(
-        "upgrading {} from {} to {} (run directory {})",
-        plan.container,
-        plan.old_image_ref,
-        plan.new_image_ref,
-        plan.run_dir.display()
-    ));
-    match forward(d, &plan, &mut j, say).await {
-        Ok(Verdict::Success(why)) => finish(d, &plan, &mut j, say, why, t0).await,
-        Ok(Verdict::Failure(why)) => {
-            rollback::rollback(
-                d,
-                &plan,
-                &mut j,
-                say,
-                Some(why.clone()),
-                Some(Verdict::Failure(why)),
-                t0,
-            )
-            .await
-        }
-        Err(e) => rollback::rollback(d, &plan, &mut j, say, Some(e.msg.clone()), None, t0).await,
-    }
-}
-
 /// Steps 2 to 7. Returns the watch's verdict; an error is a failed step.
-async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
+pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
     say.step(format!(
         "tagging the old image {} as {}",
         crate::inspect::short(&p.old_image_id),
@@ -258,47 +195,4 @@ fn split_ref(r: &str) -> (String, String) {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_owned(), tag.to_owned()),
         _ => (r.to_owned(), "latest".to_owned()),
     }
-}
-
-/// Success: remove the config file and (unless kept) the old container.
-pub async fn finish(
-    d: &Docker,
-    p: &Plan,
-    j: &mut Journal,
-    say: Say,
-    why: String,
-    t0: Instant,
-) -> Result<Summary> {
-    say.step(format!("the new version is up: {why}"));
-    let wrote = rollback::wrote_config(j);
-    let r = step(j, Step::Finish, async move {
-        rollback::remove_config_if(p, wrote)?;
-        if !p.keep_old {
-            match d.container_remove(&p.container_id, false, false).await {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(Value::Null)
-    })
-    .await;
-    if let Err(e) = r {
-        return Err(Error::new(
-            Kind::Failed,
-            format!(
-                "{} was upgraded, but cleaning up failed: {}; run `berth resume {}` to finish",
-                p.container,
-                e.msg,
-                p.run_dir.display()
-            ),
-        ));
-    }
-    j.finish(Outcome::Upgraded, json!({ "why": why }))?;
-    Ok(Summary::new(
-        p,
-        Some(Outcome::Upgraded),
-        Some(Verdict::Success(why)),
-        None,
-        t0,
-    ))
 }
