@@ -397,25 +397,16 @@ pub fn locked(socket: &Path, key: &str) -> bool {
         .any(|p| flock_held(p))
 }
 
-/// Where `upgrade::journal::lock` keeps container `key`'s lock file (the
-/// same scheme, read only: /run/berth, else $TMPDIR/berth).
+/// Where `upgrade::journal::lock` keeps container `key`'s lock file (read
+/// only: /run/berth, else $TMPDIR/berth).
 fn container_lock_paths(socket: &Path, key: &str) -> Vec<PathBuf> {
-    let name: String = format!("{key}@{}", socket.display())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name = crate::upgrade::journal::lock_file_name(socket, key);
     [
         PathBuf::from("/run/berth"),
         std::env::temp_dir().join("berth"),
     ]
     .iter()
-    .map(|b| b.join(format!("{name}.lock")))
+    .map(|b| b.join(&name))
     .collect()
 }
 

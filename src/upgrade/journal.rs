@@ -274,14 +274,10 @@ pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock
     Ok((by_name, by_id))
 }
 
-pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
-    let base = if Path::new("/run").is_dir() && is_writable("/run") {
-        PathBuf::from("/run/berth")
-    } else {
-        std::env::temp_dir().join("berth")
-    };
-    std::fs::create_dir_all(&base).ctx(format!("creating {}", base.display()))?;
-    let key: String = format!("{}@{}", container, socket.display())
+/// The name of container `key`'s lock file on the engine at `socket`, in
+/// /run/berth (else $TMPDIR/berth): `berth status` reads the same names.
+pub fn lock_file_name(socket: &Path, key: &str) -> String {
+    let name: String = format!("{key}@{}", socket.display())
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
@@ -291,7 +287,17 @@ pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
             }
         })
         .collect();
-    let path = base.join(format!("{key}.lock"));
+    format!("{name}.lock")
+}
+
+pub fn lock(socket: &Path, container: &str) -> Result<Lock> {
+    let base = if Path::new("/run").is_dir() && is_writable("/run") {
+        PathBuf::from("/run/berth")
+    } else {
+        std::env::temp_dir().join("berth")
+    };
+    std::fs::create_dir_all(&base).ctx(format!("creating {}", base.display()))?;
+    let path = base.join(lock_file_name(socket, container));
     let file = crate::files::try_lock(&path, || {
         format!(
             "another berth is working on container {container} (lock {}): wait for it to finish",
