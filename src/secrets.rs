@@ -43,6 +43,17 @@ pub fn strip_env(config: &mut Value) -> Option<Vec<String>> {
     Some(names)
 }
 
+/// Take the values out of a create request for the plan: the names that
+/// stay (None when the request carries no environment). The plan keeps
+/// them in a field of its own, so the request keeps neither.
+pub fn strip_request_env(create: &mut Value) -> Option<Vec<String>> {
+    let names = strip_env(create)?;
+    if let Some(o) = create.as_object_mut() {
+        o.remove(ENV_NAMES);
+    }
+    Some(names)
+}
+
 /// A whole inspect answer without environment values (`Config.Env`
 /// becomes `Config.EnvNames`).
 pub fn redact_inspect(inspect: &Value) -> Value {
@@ -160,5 +171,16 @@ mod tests {
         let got = select(&env, &["A".into(), "B".into(), "C".into()]);
         assert_eq!(got, vec![json!("B=2=2"), json!("A=1"), json!("C")]);
         assert!(select(&json!(null), &["A".into()]).is_empty());
+    }
+
+    #[test]
+    fn a_plan_request_keeps_no_environment() {
+        let mut req = json!({"Image": "x", "Env": ["A=1", "SECRET=v"], "HostConfig": {}});
+        let names = strip_request_env(&mut req);
+        assert_eq!(names, Some(vec!["A".into(), "SECRET".into()]));
+        assert_eq!(req, json!({"Image": "x", "HostConfig": {}}));
+        let mut none = json!({"Image": "x"});
+        assert_eq!(strip_request_env(&mut none), None);
+        assert_eq!(none, json!({"Image": "x"}));
     }
 }

@@ -14,17 +14,6 @@ use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::secrets;
 
-/// Take the values out of a create request for the plan: the names that
-/// stay (None when the request carries no environment).
-pub fn strip(create: &mut Value) -> Option<Vec<String>> {
-    let names = secrets::strip_env(create)?;
-    // `EnvNames` is the plan's own field, not part of the request.
-    if let Some(o) = create.as_object_mut() {
-        o.remove(secrets::ENV_NAMES);
-    }
-    Some(names)
-}
-
 /// The create request of the new container, with the values of its
 /// environment read from the old container.
 pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
@@ -76,20 +65,5 @@ pub fn recreate_note(p: &Plan) -> String {
             n.join(", ")
         ),
         _ => String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_plan_keeps_names_only() {
-        let mut req = json!({"Image": "x", "Env": ["A=1", "SECRET=v"], "HostConfig": {}});
-        assert_eq!(strip(&mut req), Some(vec!["A".into(), "SECRET".into()]));
-        assert_eq!(req, json!({"Image": "x", "HostConfig": {}}));
-        let mut none = json!({"Image": "x"});
-        assert_eq!(strip(&mut none), None);
-        assert_eq!(none, json!({"Image": "x"}));
     }
 }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::endpoints::{Connect, Engine};
-use super::env;
 use super::imagefile::{self, ImageFile};
 use super::recreate::{self, NewImage};
 use super::{compose, dependents};
@@ -151,7 +150,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
             users.join("; ")
         )));
     }
-    let env_names = env::strip(&mut rc.request);
+    let env_names = crate::secrets::strip_request_env(&mut rc.request);
     if !rc.not_carried.is_empty() && !r.force {
         return Err(Error::failed(format!(
             "refusing to upgrade {name}: part of its configuration cannot be carried over ({}); --force to go on without it",
