@@ -696,18 +696,23 @@ mod tests {
         assert!(gunzip_one_member(&empty).is_empty());
     }
 
-    /// Python's tarfile in stream mode reads one gzip member only: the
-    /// reason for writing one.
-    #[test]
-    fn python_tarfile_stream_mode_reads_it() {
+    /// A tar holding `content` as dir/file.bin.
+    fn tar_of_one_file(content: &[u8]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
-        let content = sample(3 * CHUNK_SIZE + 99, 8);
         let mut h = tar::Header::new_gnu();
         h.set_size(content.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        b.append_data(&mut h, "dir/file.bin", &content[..]).unwrap();
-        let tar = b.into_inner().unwrap();
+        b.append_data(&mut h, "dir/file.bin", content).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Python's tarfile in stream mode reads one gzip member only: the
+    /// reason for writing one.
+    #[test]
+    fn python_tarfile_stream_mode_reads_it() {
+        let content = sample(3 * CHUNK_SIZE + 99, 8);
+        let tar = tar_of_one_file(&content);
         // Random stretches on and off chunk boundaries: stored runs too.
         let z = gz(&tar, 2, 2, 100_000);
         let script = "import sys, tarfile, hashlib\n\
@@ -737,14 +742,8 @@ mod tests {
 
     #[test]
     fn tar_xzf_reads_it() {
-        let mut b = tar::Builder::new(Vec::new());
         let content = sample(2 * CHUNK_SIZE + 99, 5);
-        let mut h = tar::Header::new_gnu();
-        h.set_size(content.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append_data(&mut h, "dir/file.bin", &content[..]).unwrap();
-        let tar = b.into_inner().unwrap();
+        let tar = tar_of_one_file(&content);
         let z = gz(&tar, 3, 2, 100_000);
         let mut child = Command::new("tar")
             .args(["xzf", "-", "-O"])
