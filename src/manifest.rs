@@ -68,7 +68,13 @@ pub struct Image {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Compression {
     pub format: String,
+    /// The back end's own level (see `deflate`).
     pub level: u32,
+    /// Which deflate back end wrote the archives, e.g. "isa-l 3" or
+    /// "zlib 9"; absent in backups older than the choice. Informational:
+    /// any gzip reader reads either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflate: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use berth::archive::backup::stream_to_files;
+use berth::archive::backup::{stream_to_files, Level};
 use berth::archive::index::IndexEntry;
 use berth::archive::restore::read_index_of;
 use berth::docker::{body, Docker};
@@ -277,7 +277,7 @@ fn hostile(
         for k in ["archive", "index"] {
             fs::remove_file(dir.join(p[k].as_str().unwrap())).unwrap();
         }
-        let e = stream_to_files(tar, &dir, "data", &[], 2).expect("berth's writer takes it");
+        let e = stream_to_files(tar, &dir, "data", &[], Level::Default.method()).expect("berth's writer takes it");
         let mut fresh = serde_json::to_value(&e).unwrap();
         for k in ["path", "mount", "excluded"] {
             fresh[k] = p[k].take();

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::deflate::Method;
 use super::hashio::HashWriter;
 use super::index::write_line;
 use super::pargz::ParGzWriter;
@@ -36,18 +37,15 @@ pub enum Level {
 }
 
 impl Level {
-    /// The gzip level. Measured with zlib-rs on binaries and source code
-    /// (incompressible blocks are stored at any level, see `pargz`): level 1
-    /// deflates 1.6-1.8x as fast as 2 but its fixed Huffman codes make 21%
-    /// more bytes; 2 is 10-15% faster than 3 for 4% more bytes; 9 is ~7x
-    /// slower than 2 for 10% fewer. In a whole backup (engine, hashing,
-    /// writing) 1 gains only a few percent of time over 2, so the default
-    /// is 2.
-    pub fn gzip_level(self) -> u32 {
+    /// The deflate back end and level (measured in `deflate`'s table): fast
+    /// is ISA-L 1, default ISA-L 3 (zlib-rs level 2's size for a third of
+    /// its CPU), best zlib-rs 9 (10% smaller than the default, several
+    /// times slower).
+    pub fn method(self) -> Method {
         match self {
-            Level::Fast => 1,
-            Level::Default => 2,
-            Level::Best => 9,
+            Level::Fast => Method::Igzip(1),
+            Level::Default => Method::Igzip(3),
+            Level::Best => Method::Zlib(9),
         }
     }
 }
@@ -269,7 +267,7 @@ async fn fill_dir(
         let volume = t.mount.as_ref().and_then(|m| m.name.as_ref());
         let total = volume.and_then(|v| sizes.get(v)).copied().unwrap_or(0);
         let meter = Meter::with_total(label, o.progress, total);
-        let entry = copy_path(d, &id, t, dir, o.level.gzip_level(), meter)
+        let entry = copy_path(d, &id, t, dir, o.level.method(), meter)
             .await
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
         paths.push(entry);
@@ -309,7 +307,8 @@ async fn fill_dir(
         },
         compression: manifest::Compression {
             format: "gzip".into(),
-            level: o.level.gzip_level(),
+            level: o.level.method().level(),
+            deflate: Some(o.level.method().to_string()),
         },
         paths,
         excluded: data
@@ -369,7 +368,7 @@ async fn copy_path(
     id: &str,
     t: &Target,
     dir: &Path,
-    level: u32,
+    method: Method,
     meter: Meter,
 ) -> Result<PathEntry> {
     let t0 = Instant::now();
@@ -391,7 +390,7 @@ async fn copy_path(
     let (t, dir) = (t.clone(), dir.to_owned());
     tokio::task::spawn_blocking(move || {
         let input = meter.reader(reader);
-        let mut e = stream_to_files(input, &dir, &slug, &roots, level)?;
+        let mut e = stream_to_files(input, &dir, &slug, &roots, method)?;
         e.path = t.path;
         e.mount = t.mount;
         e.excluded = t.excluded;
@@ -409,7 +408,7 @@ pub fn stream_to_files(
     dir: &Path,
     slug: &str,
     roots: &[String],
-    level: u32,
+    method: Method,
 ) -> Result<PathEntry> {
     let archive = format!("{slug}.tar.gz");
     let index = format!("{slug}.index.gz");
@@ -418,11 +417,11 @@ pub fn stream_to_files(
     let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
     // hashes the tar (its chunks, in order) and the compressed file.
-    let mut gz = ParGzWriter::hashing(HashWriter::new(file), level, 0);
+    let mut gz = ParGzWriter::hashing(HashWriter::new(file), method, 0);
     // The index is gzipped on a thread of its own, off the scan thread: the
     // scan thread only copies each line into a buffer.
     let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
-    let mut idx = ParGzWriter::new(HashWriter::new(ifile), INDEX_LEVEL, 1);
+    let mut idx = ParGzWriter::new(HashWriter::new(ifile), INDEX_METHOD, 1);
     let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
     let writing = || format!("writing {}", apath.display());
     let (file, tar_sha256, tar_bytes) = gz.finish_hashed().map_err(|e| e.context(writing()))?;
@@ -447,12 +446,12 @@ pub fn stream_to_files(
     })
 }
 
-/// gzip level of the index. Measured on 200,000 distinct small files: 37.8
+/// How the index is deflated: zlib-rs level 3. Measured on 200,000 distinct small files: 37.8
 /// MB of JSON lines become 8.17 MB at level 3, 0.3% more than `gzip -6`
 /// (each line's sha256 is 32 random bytes: no level does much better than 4.6x);
 /// level 3 deflates text several times faster than 6, on a thread of its
 /// own, so the scan thread only copies lines.
-const INDEX_LEVEL: u32 = 3;
+const INDEX_METHOD: Method = Method::Zlib(3);
 
 /// Flushes, fsyncs and closes a file written through a [`HashWriter`];
 /// its sha256 and size.

@@ -15,7 +15,9 @@
 //! The caller bridges async HTTP bodies into `Read`.
 
 pub mod backup;
+pub mod deflate;
 pub mod hashio;
+mod igzip;
 pub mod index;
 pub mod pargz;
 pub mod restore;

@@ -32,9 +32,10 @@ use std::io::{self, Write};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use flate2::Crc;
 use sha2::{Digest, Sha256};
 
+use super::deflate::{Deflater, Method};
 use super::hashio::to_hex;
 use crate::error::{Error, Result};
 
@@ -105,26 +106,25 @@ pub struct ParGzWriter<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> ParGzWriter<W> {
-    /// `level`: 0 (store) to 9 (best); above 9 means 9. `threads`: worker
+    /// `method`: the deflate back end and level. `threads`: worker
     /// threads compressing (0: `std::thread::available_parallelism`); one
     /// more thread writes to `inner`.
-    pub fn new(inner: W, level: u32, threads: usize) -> Self {
-        Self::make(inner, level, threads, false)
+    pub fn new(inner: W, method: Method, threads: usize) -> Self {
+        Self::make(inner, method, threads, false)
     }
 
     /// Like [`ParGzWriter::new`]; the writer thread also computes the sha256
     /// of the uncompressed input, which [`ParGzWriter::finish_hashed`] returns.
-    pub fn hashing(inner: W, level: u32, threads: usize) -> Self {
-        Self::make(inner, level, threads, true)
+    pub fn hashing(inner: W, method: Method, threads: usize) -> Self {
+        Self::make(inner, method, threads, true)
     }
 
-    fn make(inner: W, level: u32, threads: usize, hash_input: bool) -> Self {
+    fn make(inner: W, method: Method, threads: usize, hash_input: bool) -> Self {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
             threads
         };
-        let level = level.min(9);
         let (job_tx, job_rx) = mpsc::channel::<Job>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         let spare = Arc::new(Spare {
@@ -139,7 +139,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
                 let spare = Arc::clone(&spare);
                 std::thread::Builder::new()
                     .name(format!("berth-gzip-{i}"))
-                    .spawn(move || worker(&job_rx, level, &spare))
+                    .spawn(move || worker(&job_rx, method, &spare))
                     .expect("spawning a gzip worker thread")
             })
             .collect();
@@ -150,7 +150,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             .name("berth-gzip-writer".into())
             .spawn({
                 let spare = Arc::clone(&spare);
-                move || write_member(inner, order_rx, level, hash_input, &spare)
+                move || write_member(inner, order_rx, method, hash_input, &spare)
             })
             .expect("spawning the gzip writer thread");
         ParGzWriter {
@@ -272,8 +272,8 @@ impl<W: Write + Send + 'static> Write for ParGzWriter<W> {
     }
 }
 
-fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, level: u32, spare: &Spare) {
-    let mut gz = ChunkCompressor::new(level);
+fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, method: Method, spare: &Spare) {
+    let mut gz = ChunkCompressor::new(method);
     loop {
         let job = {
             let Ok(rx) = jobs.lock() else { return };
@@ -295,13 +295,8 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, level: u32, spare: &Spare) {
 
 /// The gzip header: deflate, no flags, mtime 0, XFL (2: best, 4: fastest),
 /// OS unknown.
-fn gzip_header(level: u32) -> [u8; 10] {
-    let xfl = match level {
-        9 => 2,
-        1 => 4,
-        _ => 0,
-    };
-    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]
+fn gzip_header(method: Method) -> [u8; 10] {
+    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, method.xfl(), 255]
 }
 
 /// An empty final block with fixed Huffman codes (BFINAL 1, BTYPE 01, the
@@ -314,12 +309,12 @@ const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 fn write_member<W: Write>(
     mut inner: W,
     order: mpsc::Receiver<mpsc::Receiver<Done>>,
-    level: u32,
+    method: Method,
     hash_input: bool,
     spare: &Spare,
 ) -> Result<Written<W>> {
     let writing = |e: io::Error| Error::from(e).context("writing the compressed archive");
-    inner.write_all(&gzip_header(level)).map_err(writing)?;
+    inner.write_all(&gzip_header(method)).map_err(writing)?;
     let mut sha = hash_input.then(Sha256::new);
     let mut crc = Crc::new();
     let mut size = 0u64;
@@ -364,7 +359,7 @@ const STORED_MAX: usize = 65535;
 /// directly, the others deflated. A chunk without such blocks is one deflate
 /// run ended by a sync flush.
 struct ChunkCompressor {
-    deflate: Compress,
+    deflate: Deflater,
     /// Whether to test for incompressible blocks (not at level 0).
     detect: bool,
     /// Scratch for [`incompressible`].
@@ -372,10 +367,10 @@ struct ChunkCompressor {
 }
 
 impl ChunkCompressor {
-    fn new(level: u32) -> Self {
+    fn new(method: Method) -> Self {
         ChunkCompressor {
-            deflate: Compress::new(Compression::new(level), false),
-            detect: level > 0,
+            deflate: Deflater::new(method),
+            detect: method.compresses(),
             probe: Box::new(Probe::new()),
         }
     }
@@ -386,7 +381,7 @@ impl ChunkCompressor {
         let bound = data.len() + (data.len() >> 12) + (data.len() >> 14) + 64;
         out.reserve(bound);
         if !self.detect {
-            self.deflate_run(data, &mut out);
+            self.deflate.sync_run(data, &mut out);
             return out;
         }
         self.probe.clear();
@@ -414,40 +409,10 @@ impl ChunkCompressor {
         if stored {
             store_run(data, out);
         } else {
-            self.deflate_run(data, out);
+            self.deflate.sync_run(data, out);
         }
     }
 
-    /// Deflates `data` as a fresh raw deflate stream (it may follow stored
-    /// blocks or another chunk, which its back-references must not reach
-    /// into: they are not in this worker's window). It ends with a sync
-    /// flush: an empty stored block, on a byte boundary, final-block bit
-    /// clear, so that more blocks can follow.
-    fn deflate_run(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        self.deflate.reset();
-        let mut consumed = 0usize;
-        loop {
-            if out.capacity() - out.len() < 1024 {
-                out.reserve(64 * 1024);
-            }
-            let before = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(&data[consumed..], out, FlushCompress::Sync)
-                .expect("deflate of an in-memory buffer cannot fail");
-            consumed += (self.deflate.total_in() - before) as usize;
-            // The flush is complete once all input is in and output space
-            // is left over; BufError: nothing more to flush.
-            let done = match status {
-                Status::Ok => consumed == data.len() && out.capacity() > out.len(),
-                Status::BufError => consumed == data.len(),
-                Status::StreamEnd => true,
-            };
-            if done {
-                break;
-            }
-        }
-    }
 }
 
 /// `data` as stored deflate blocks, none final (the output is on a byte
@@ -586,10 +551,24 @@ fn repeats(b: &[u8], seen: &mut [u32; SEEN]) -> u32 {
 mod tests {
     use super::*;
     use flate2::read::MultiGzDecoder;
+    use flate2::{Compress, Compression, FlushCompress};
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, Instant};
+
+    /// Every back end and level berth uses, and some it does not.
+    const EVERY_METHOD: [Method; 9] = [
+        Method::Igzip(0),
+        Method::Igzip(1),
+        Method::Igzip(2),
+        Method::Igzip(3),
+        Method::Zlib(1),
+        Method::Zlib(2),
+        Method::Zlib(3),
+        Method::Zlib(6),
+        Method::Zlib(9),
+    ];
 
     /// Semi-compressible test data: random stretches and repeated text.
     fn sample(len: usize, seed: u64) -> Vec<u8> {
@@ -616,8 +595,8 @@ mod tests {
         v
     }
 
-    fn gz(data: &[u8], level: u32, threads: usize, piece: usize) -> Vec<u8> {
-        let mut w = ParGzWriter::new(Vec::new(), level, threads);
+    fn gz(data: &[u8], method: Method, threads: usize, piece: usize) -> Vec<u8> {
+        let mut w = ParGzWriter::new(Vec::new(), method, threads);
         for p in data.chunks(piece.max(1)) {
             w.write_all(p).unwrap();
         }
@@ -653,7 +632,7 @@ mod tests {
             let data = &big[..len];
             for threads in [1, 3] {
                 for piece in [1000, 1 << 20, 3 << 20] {
-                    let z = gz(data, 6, threads, piece);
+                    let z = gz(data, Method::Zlib(6), threads, piece);
                     assert_eq!(
                         gunzip_one_member(&z),
                         data,
@@ -661,7 +640,7 @@ mod tests {
                     );
                 }
             }
-            let z = gz(data, 1, 2, 65536);
+            let z = gz(data, Method::Zlib(1), 2, 65536);
             assert_eq!(gzip_dc(&z), data, "gzip -dc, len {len}");
         }
     }
@@ -679,8 +658,8 @@ mod tests {
     #[test]
     fn output_is_deterministic_and_one_member() {
         let data = sample(2 * CHUNK_SIZE + 10, 3);
-        let a = gz(&data, 6, 1, 4096);
-        let b = gz(&data, 6, 4, 1 << 20);
+        let a = gz(&data, Method::Zlib(6), 1, 4096);
+        let b = gz(&data, Method::Zlib(6), 4, 1 << 20);
         assert_eq!(a, b);
         // mtime 0, one header, one trailer.
         assert_eq!(&a[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
@@ -690,7 +669,7 @@ mod tests {
         assert_eq!(a[a.len() - 8..a.len() - 4], crc.sum().to_le_bytes());
         assert_eq!(a[a.len() - 4..], (data.len() as u32).to_le_bytes());
         // Empty input is one empty member, still valid gzip.
-        let empty = gz(&[], 6, 2, 1);
+        let empty = gz(&[], Method::Zlib(6), 2, 1);
         assert_eq!(empty.len(), 20);
         assert!(gzip_dc(&empty).is_empty());
         assert!(gunzip_one_member(&empty).is_empty());
@@ -714,7 +693,7 @@ mod tests {
         let content = sample(3 * CHUNK_SIZE + 99, 8);
         let tar = tar_of_one_file(&content);
         // Random stretches on and off chunk boundaries: stored runs too.
-        let z = gz(&tar, 2, 2, 100_000);
+        let z = gz(&tar, Method::Zlib(2), 2, 100_000);
         let script = "import sys, tarfile, hashlib\n\
             t = tarfile.open(fileobj=sys.stdin.buffer, mode='r|gz')\n\
             for m in t:\n    \
@@ -744,7 +723,7 @@ mod tests {
     fn tar_xzf_reads_it() {
         let content = sample(2 * CHUNK_SIZE + 99, 5);
         let tar = tar_of_one_file(&content);
-        let z = gz(&tar, 3, 2, 100_000);
+        let z = gz(&tar, Method::Zlib(3), 2, 100_000);
         let mut child = Command::new("tar")
             .args(["xzf", "-", "-O"])
             .stdin(Stdio::piped())
@@ -763,7 +742,7 @@ mod tests {
     fn hashing_gives_the_sha256_of_the_input() {
         for len in [0, 1000, CHUNK_SIZE, 2 * CHUNK_SIZE + 5] {
             let data = sample(len, 4);
-            let mut w = ParGzWriter::hashing(Vec::new(), 1, 2);
+            let mut w = ParGzWriter::hashing(Vec::new(), Method::Zlib(1), 2);
             for p in data.chunks(100_000) {
                 w.write_all(p).unwrap();
             }
@@ -819,19 +798,19 @@ mod tests {
             }
         }
         data.extend(random(CHUNK_SIZE + 77, 99));
-        for level in [1, 2, 3, 6, 9] {
+        for level in EVERY_METHOD {
             let z = gz(&data, level, 2, 100_000);
-            assert_eq!(gunzip_one_member(&z), data, "level {level}");
-            assert_eq!(gzip_dc(&z), data, "gzip -dc, level {level}");
+            assert_eq!(gunzip_one_member(&z), data, "{level:?}");
+            assert_eq!(gzip_dc(&z), data, "gzip -dc, {level:?}");
         }
         // Random data is stored: no expansion beyond the block headers (level
         // 1 alone, with its fixed Huffman codes, would add 5%).
         let r = random(3 * CHUNK_SIZE, 5);
-        for level in [1, 3, 9] {
+        for level in EVERY_METHOD {
             let z = gz(&r, level, 2, 1 << 20);
             assert!(
                 z.len() < r.len() + r.len() / 1000,
-                "level {level}: {}",
+                "{level:?}: {}",
                 z.len()
             );
             assert_eq!(gunzip(&z), r);
@@ -839,13 +818,13 @@ mod tests {
         // But random bytes that repeat within deflate's window are deflated.
         let block = random(20_000, 3);
         let rep: Vec<u8> = block.iter().copied().cycle().take(2 * CHUNK_SIZE).collect();
-        let z = gz(&rep, 3, 2, 1 << 20);
+        let z = gz(&rep, Method::Zlib(3), 2, 1 << 20);
         assert!(z.len() < rep.len() / 10, "{}", z.len());
         assert_eq!(gunzip(&z), rep);
         // Text is unaffected: one deflate run per chunk, ended by a sync
         // flush, between one header and one trailer.
         let plain = &text[..2 * CHUNK_SIZE];
-        let z = gz(plain, 3, 1, 1 << 20);
+        let z = gz(plain, Method::Zlib(3), 1, 1 << 20);
         let mut expect = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
         for c in plain.chunks(CHUNK_SIZE) {
             let mut d = Compress::new(Compression::new(3), false);
@@ -902,7 +881,7 @@ mod tests {
                     written: written.clone(),
                 };
                 let data = sample(CHUNK_SIZE, 1);
-                let mut w = ParGzWriter::new(inner, 1, threads);
+                let mut w = ParGzWriter::new(inner, Method::Zlib(1), threads);
                 // Far more than the in-flight bound: write() must fail.
                 let mut fed = 0u64;
                 let err = loop {
@@ -930,7 +909,7 @@ mod tests {
                 limit: 5,
                 written: Arc::new(AtomicU64::new(0)),
             };
-            let mut w = ParGzWriter::new(inner, 6, 2);
+            let mut w = ParGzWriter::new(inner, Method::Zlib(6), 2);
             w.write_all(b"small").unwrap();
             w.finish().map(|_| ())
         });
@@ -952,7 +931,7 @@ mod tests {
                 Ok(())
             }
         }
-        for level in [1, 3, 6] {
+        for level in [Method::Igzip(1), Method::Igzip(3), Method::Zlib(1), Method::Zlib(3)] {
             for threads in [1, 2] {
                 let t = Instant::now();
                 let mut w = ParGzWriter::new(Count(0), level, threads);
@@ -962,7 +941,7 @@ mod tests {
                 let out = w.finish().unwrap().0;
                 let secs = t.elapsed().as_secs_f64();
                 println!(
-                    "pargz level {level} threads {threads}: {:.0} MB/s, ratio {:.2} ({} -> {})",
+                    "pargz {level:?} threads {threads}: {:.0} MB/s, ratio {:.2} ({} -> {})",
                     data.len() as f64 / secs / 1e6,
                     data.len() as f64 / out as f64,
                     data.len(),
