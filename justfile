@@ -50,6 +50,10 @@ bench-rss: docker-up
     cargo build -q --release -p berth
     BENCH_MIX=none BENCH_RSS_GIB="1 8" scripts/bench.py
 
+# CPU time and size of each deflate back end (ISA-L, zlib-rs) on this machine's executables, libraries and headers.
+bench-deflate:
+    cargo test -q --release -p berth --lib archive::deflate -- --ignored --nocapture
+
 fmt:
     cargo fmt --all
 

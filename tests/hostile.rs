@@ -277,7 +277,8 @@ fn hostile(
         for k in ["archive", "index"] {
             fs::remove_file(dir.join(p[k].as_str().unwrap())).unwrap();
         }
-        let e = stream_to_files(tar, &dir, "data", &[], Level::Default.method()).expect("berth's writer takes it");
+        let e = stream_to_files(tar, &dir, "data", &[], Level::Default.method())
+            .expect("berth's writer takes it");
         let mut fresh = serde_json::to_value(&e).unwrap();
         for k in ["path", "mount", "excluded"] {
             fresh[k] = p[k].take();

@@ -79,7 +79,9 @@ impl Deflater {
     pub fn new(method: Method) -> Self {
         match method {
             Method::Igzip(level) => Deflater::Igzip(Igzip::new(level)),
-            Method::Zlib(level) => Deflater::Zlib(Compress::new(Compression::new(level.min(9)), false)),
+            Method::Zlib(level) => {
+                Deflater::Zlib(Compress::new(Compression::new(level.min(9)), false))
+            }
         }
     }
 
@@ -117,6 +119,121 @@ fn zlib_sync_run(deflate: &mut Compress, data: &[u8], out: &mut Vec<u8>) {
         };
         if done {
             break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// CPU nanoseconds this thread has run (the first field of schedstat):
+    /// unlike wall time, it barely moves when other work shares the cores.
+    fn thread_cpu_ns() -> u64 {
+        let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        s.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Up to `limit` bytes of the regular files under `dirs`, in name order.
+    fn machine_bytes(dirs: &[&str], limit: usize) -> Vec<u8> {
+        let mut files = vec![];
+        for d in dirs {
+            let mut stack = vec![std::path::PathBuf::from(d)];
+            while let Some(p) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&p) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let t = e.file_type().unwrap();
+                    if t.is_dir() {
+                        stack.push(e.path());
+                    } else if t.is_file() {
+                        files.push(e.path());
+                    }
+                }
+            }
+        }
+        files.sort();
+        let mut v = Vec::with_capacity(limit);
+        for f in files {
+            if v.len() >= limit {
+                break;
+            }
+            if let Ok(mut h) = std::fs::File::open(&f) {
+                let _ = h
+                    .by_ref()
+                    .take((limit - v.len()) as u64)
+                    .read_to_end(&mut v);
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_method_round_trips_through_one_stream() {
+        let data = machine_bytes(&["/usr/include"], 3 << 20);
+        for m in [
+            Method::Igzip(1),
+            Method::Igzip(3),
+            Method::Zlib(2),
+            Method::Zlib(9),
+        ] {
+            let mut d = Deflater::new(m);
+            let mut out = vec![];
+            for c in data.chunks(1 << 20) {
+                d.sync_run(c, &mut out);
+            }
+            out.extend_from_slice(&[0x03, 0x00]);
+            let mut back = vec![];
+            flate2::read::DeflateDecoder::new(&out[..])
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == data, "{m}");
+            assert!(out.len() < data.len() / 2, "{m}: {} bytes", out.len());
+        }
+    }
+
+    /// The table at the top of this file: `just bench-deflate`
+    /// (`BENCH_DEFLATE_MB`, default 256, of this machine's executables,
+    /// libraries and C headers).
+    #[test]
+    #[ignore]
+    fn bench_deflate_methods() {
+        let mb: usize = std::env::var("BENCH_DEFLATE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256);
+        let mut data = machine_bytes(&["/usr/bin", "/usr/lib/x86_64-linux-gnu"], mb << 19);
+        data.extend(machine_bytes(&["/usr/include"], mb << 19));
+        let mib = data.len() as f64 / 1048576.0;
+        println!("{mib:.0} MiB (executables, libraries, headers), 1 MiB chunks, one thread");
+        for m in [
+            Method::Zlib(1),
+            Method::Zlib(2),
+            Method::Zlib(3),
+            Method::Zlib(6),
+            Method::Igzip(1),
+            Method::Igzip(2),
+            Method::Igzip(3),
+        ] {
+            let mut d = Deflater::new(m);
+            let mut out = Vec::with_capacity(2 << 20);
+            let mut total = 0usize;
+            let t = thread_cpu_ns();
+            for c in data.chunks(1 << 20) {
+                out.clear();
+                d.sync_run(c, &mut out);
+                total += out.len();
+            }
+            let s = (thread_cpu_ns() - t) as f64 / 1e9;
+            println!(
+                "{:<10} {s:6.2} CPU-s {:7.1} MiB/s {:7.1} MiB ({:.1}%)",
+                m.to_string(),
+                mib / s,
+                total as f64 / 1048576.0,
+                100.0 * total as f64 / data.len() as f64
+            );
         }
     }
 }

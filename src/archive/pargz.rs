@@ -412,7 +412,6 @@ impl ChunkCompressor {
             self.deflate.sync_run(data, out);
         }
     }
-
 }
 
 /// `data` as stored deflate blocks, none final (the output is on a byte
@@ -808,11 +807,7 @@ mod tests {
         let r = random(3 * CHUNK_SIZE, 5);
         for level in EVERY_METHOD {
             let z = gz(&r, level, 2, 1 << 20);
-            assert!(
-                z.len() < r.len() + r.len() / 1000,
-                "{level:?}: {}",
-                z.len()
-            );
+            assert!(z.len() < r.len() + r.len() / 1000, "{level:?}: {}", z.len());
             assert_eq!(gunzip(&z), r);
         }
         // But random bytes that repeat within deflate's window are deflated.
@@ -931,7 +926,12 @@ mod tests {
                 Ok(())
             }
         }
-        for level in [Method::Igzip(1), Method::Igzip(3), Method::Zlib(1), Method::Zlib(3)] {
+        for level in [
+            Method::Igzip(1),
+            Method::Igzip(3),
+            Method::Zlib(1),
+            Method::Zlib(3),
+        ] {
             for threads in [1, 2] {
                 let t = Instant::now();
                 let mut w = ParGzWriter::new(Count(0), level, threads);
