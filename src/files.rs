@@ -135,6 +135,27 @@ pub fn try_lock_dir(dir: &Path) -> Result<Option<File>> {
     }
 }
 
+/// Copy the files of a flat directory (a backup) into a new private
+/// directory `dest`: hard links where the file system allows, else copies.
+/// A `dest` left by a killed berth is replaced. The caller verifies the
+/// copy (its checksums), so a file changed in between is caught there.
+pub fn copy_dir_files(src: &Path, dest: &Path) -> Result<()> {
+    let _ = fs::remove_dir_all(dest);
+    create_private_dir(dest)?;
+    let doing = |p: &Path| format!("copying {}", p.display());
+    for entry in fs::read_dir(src).ctx(doing(src))? {
+        let from = entry.ctx(doing(src))?.path();
+        if !from.is_file() || from.is_symlink() {
+            continue;
+        }
+        let to = dest.join(from.file_name().unwrap_or_default());
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).ctx(doing(&from))?;
+        }
+    }
+    sync_dir(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,13 +115,28 @@ async fn stop_old(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()>
     .map(drop)
 }
 
-async fn backup_and_verify(
+/// Steps backup and verify: a backup of the plan's paths into the run
+/// directory (or a copy of `reuse_backup`), then every archive re-read.
+pub async fn backup_and_verify(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
     say: Say,
     stopped: bool,
 ) -> Result<()> {
+    if let Some(src) = &p.reuse_backup {
+        say.step(format!(
+            "reusing the backup {} (nothing changed since it was taken)",
+            src.display()
+        ));
+        let dest = p.run_dir.join(BACKUP);
+        step(j, Step::Backup, async {
+            crate::files::copy_dir_files(src, &dest)?;
+            Ok(json!({ "dir": dest, "reused": src }))
+        })
+        .await?;
+        return verify_step(j, say, p).await;
+    }
     say.step(format!(
         "backing up {} into {}",
         p.paths.join(", "),
@@ -151,6 +166,10 @@ async fn backup_and_verify(
         Ok(json!({ "dir": dir, "paths": m.paths.len() }))
     })
     .await?;
+    verify_step(j, say, p).await
+}
+
+async fn verify_step(j: &mut Journal, say: Say, p: &Plan) -> Result<()> {
     say.step("verifying the backup (every archive re-read)");
     let dir = p.run_dir.join(BACKUP);
     step(j, Step::Verify, async move {
@@ -165,7 +184,7 @@ async fn backup_and_verify(
 
 /// Load the tarball, streamed; the loaded image must be the one the
 /// tarball's manifest named, and end up under the new reference.
-async fn load(d: &Docker, p: &Plan) -> Result<Value> {
+pub async fn load(d: &Docker, p: &Plan) -> Result<Value> {
     let f = File::open(&p.image_file)
         .map_err(|e| Error::failed(format!("opening {}: {e}", p.image_file.display())))?;
     let loaded = d.image_load(body::reader_body(f)).await?;
