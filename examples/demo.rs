@@ -298,7 +298,10 @@ async fn upgrade_good(c: &mut Demo) -> StepResult {
 
 /// The id and start time of the running app: the same after a rehearsal.
 async fn app_clock(c: &Demo) -> Result<(Value, Value, bool), String> {
-    let v = c.d.container_inspect(APP).await.map_err(|e| e.to_string())?;
+    let v =
+        c.d.container_inspect(APP)
+            .await
+            .map_err(|e| e.to_string())?;
     let running = v.pointer("/State/Running") == Some(&json!(true));
     Ok((v["Id"].clone(), v["State"]["StartedAt"].clone(), running))
 }

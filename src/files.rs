@@ -161,6 +161,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_flat_copy_takes_the_files_and_replaces_a_stale_one() {
+        let root = std::env::temp_dir().join(format!("berth-copydir-{}", std::process::id()));
+        let (src, dest) = (root.join("src"), root.join("dest"));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a.tar.gz"), b"archive").unwrap();
+        fs::write(src.join("SHA256SUMS"), b"sums").unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(dest.join("stale"), b"x").unwrap();
+        copy_dir_files(&src, &dest).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["SHA256SUMS", "a.tar.gz"]);
+        assert_eq!(fs::read(dest.join("a.tar.gz")).unwrap(), b"archive");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn a_locked_dir_is_not_free_until_released() {
         let dir = std::env::temp_dir().join(format!("berth-lockdir-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

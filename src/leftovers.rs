@@ -305,7 +305,7 @@ fn identify(path: &Path, socket: &Path, engine: &Engine) -> Dir {
         dir.kind = DirKind::Partial;
         dir.container = container_of_stamped(base).unwrap_or(NO_CONTAINER).into();
         dir.owned = flock_held(path);
-    } else if crate::rehearse::is_rehearsal_dir(path) {
+    } else if crate::rehearse::record::is_rehearsal_dir(path) {
         rehearsal_dir(&mut dir, socket);
     } else if crate::rollout::is_rollout_dir(path) {
         dir.kind = DirKind::Rollout;

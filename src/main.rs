@@ -386,24 +386,37 @@ async fn rollout(a: RolloutArgs, host: Option<&str>, json: bool) -> Result<()> {
         dry_run: a.upgrade.dry_run,
         request: upgrade_request(a.upgrade)?,
     };
+    let mut rehearsal = None;
     if first {
         let rep = berth::rehearse::first::rollout(&o, network, say(json)).await?;
         if rep.exit_code != 0 {
             return rehearsal_report(&rep, json);
         }
-        print_rehearsal(&rep, json);
+        rehearsal = Some(rep);
     }
-    rollout_report(&rollout::rollout(o, say(json)).await?, json)
+    let r = rollout::rollout(o, say(json)).await?;
+    rollout_report(&r, rehearsal.as_ref(), json)
 }
 
-/// Print the per-node table (or JSON) and exit with the rollout's code.
-fn rollout_report(r: &berth::rollout::state::Rollout, json: bool) -> Result<()> {
+/// Print the per-node table (or JSON, with the rehearsal of
+/// --rehearse-first) and exit with the rollout's code.
+fn rollout_report(
+    r: &berth::rollout::state::Rollout,
+    rehearsal: Option<&berth::rehearse::report::Report>,
+    json: bool,
+) -> Result<()> {
     let code = r.exit_code();
     if json {
         let mut v = serde_json::to_value(r).expect("serializable");
         v["exit_code"] = code.into();
+        if let Some(rep) = rehearsal {
+            v["rehearsal"] = serde_json::to_value(rep).expect("serializable");
+        }
         print_json(&v);
     } else {
+        if let Some(rep) = rehearsal {
+            print!("{}", rep.render());
+        }
         print!("{}", berth::rollout::render::render(r));
     }
     if code != 0 {
@@ -412,17 +425,13 @@ fn rollout_report(r: &berth::rollout::state::Rollout, json: bool) -> Result<()> 
     Ok(())
 }
 
-fn print_rehearsal(r: &berth::rehearse::Report, json: bool) {
+/// Print how a rehearsal ended and exit with its code (0, 1 or 3).
+fn rehearsal_report(r: &berth::rehearse::report::Report, json: bool) -> Result<()> {
     if json {
         print_json(r);
     } else {
         print!("{}", r.render());
     }
-}
-
-/// Print how a rehearsal ended and exit with its code (0, 1 or 3).
-fn rehearsal_report(r: &berth::rehearse::Report, json: bool) -> Result<()> {
-    print_rehearsal(r, json);
     if r.exit_code != 0 {
         std::process::exit(r.exit_code);
     }
@@ -439,13 +448,16 @@ async fn rehearse(d: &Docker, a: RehearseArgs, json: bool) -> Result<()> {
         ));
     }
     let (dry_run, network) = (u.dry_run, u.rehearse_network.clone());
-    let o = rehearse::Options {
+    let o = rehearse::run::Options {
         request: upgrade_request(a.upgrade)?,
         from_backup: a.from_backup,
         keep: a.keep,
         network,
     };
-    rehearsal_report(&rehearse::rehearse(d, &o, dry_run, say(json)).await?, json)
+    rehearsal_report(
+        &rehearse::run::rehearse(d, &o, dry_run, say(json)).await?,
+        json,
+    )
 }
 
 async fn upgrade_rehearsed(d: &Docker, a: UpgradeArgs, json: bool) -> Result<()> {
@@ -516,7 +528,7 @@ async fn prune(host: Option<&str>, a: PruneArgs, json: bool) -> Result<()> {
 /// `resume` would do given what the engine shows now. An engine that does
 /// not answer leaves the journal's part, and says so.
 async fn status_of_run(dir: &std::path::Path, host: Option<&str>, json: bool) -> Result<()> {
-    if berth::rehearse::is_rehearsal_dir(dir) {
+    if berth::rehearse::record::is_rehearsal_dir(dir) {
         let d = connect(host).await.ok();
         let s = berth::rehearse::status::status(d.as_ref(), dir).await?;
         if json {
@@ -730,12 +742,12 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Resume { dir } if berth::rollout::is_rollout_dir(&dir) => {
             berth::cancel::install();
             let r = berth::rollout::resume(&dir, say(cli.json)).await?;
-            return rollout_report(&r, cli.json);
+            return rollout_report(&r, None, cli.json);
         }
-        Cmd::Resume { dir } if berth::rehearse::is_rehearsal_dir(&dir) => {
+        Cmd::Resume { dir } if berth::rehearse::record::is_rehearsal_dir(&dir) => {
             berth::cancel::install();
             let d = connect(host).await?;
-            let r = berth::rehearse::resume(&d, &dir, say(cli.json)).await?;
+            let r = berth::rehearse::run::resume(&d, &dir, say(cli.json)).await?;
             return rehearsal_report(&r, cli.json);
         }
         Cmd::Resume { dir } => {

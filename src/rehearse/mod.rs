@@ -21,7 +21,3 @@ pub mod request;
 pub mod run;
 pub mod scratch;
 pub mod status;
-
-pub use record::is_rehearsal_dir;
-pub use report::Report;
-pub use run::{rehearse, resume, Options};

@@ -128,7 +128,10 @@ impl Record {
     pub fn load(run: &Path) -> Result<Record> {
         let p = run.join(RECORD);
         let bytes = std::fs::read(&p).map_err(|e| {
-            Error::usage(format!("{}: not a rehearsal run directory ({e})", run.display()))
+            Error::usage(format!(
+                "{}: not a rehearsal run directory ({e})",
+                run.display()
+            ))
         })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::integrity(format!("{}: {e}", p.display())))

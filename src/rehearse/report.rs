@@ -155,7 +155,12 @@ fn render_planned(r: &Record) -> String {
         r.plan.container, r.plan.old_image_ref, r.plan.new_image_ref
     );
     match &r.from_backup {
-        Some(b) => s += &format!("  copy       from the backup {} (verified first)\n", b.display()),
+        Some(b) => {
+            s += &format!(
+                "  copy       from the backup {} (verified first)\n",
+                b.display()
+            )
+        }
         None => {
             s += &format!(
                 "  copy       online backup of {} into {}/backup\n",
@@ -165,7 +170,11 @@ fn render_planned(r: &Record) -> String {
         }
     }
     for v in &r.scratch {
-        let what = if v.restored { "restored, then compared" } else { "empty" };
+        let what = if v.restored {
+            "restored, then compared"
+        } else {
+            "empty"
+        };
         s += &format!("  scratch    {} at {} ({what})\n", v.volume, v.path);
     }
     s += &format!("  container  {} on {}\n", r.name, r.plan.new_image_ref);

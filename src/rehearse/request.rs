@@ -50,7 +50,9 @@ pub fn rehearsal_request(create: &Value, r: &Record) -> Value {
     let mut mounts = readonly_mounts(&host, &taken);
     mounts.extend(r.scratch.iter().map(scratch_mount));
     if let Some(c) = &r.config {
-        mounts.push(json!({"Type": "bind", "Source": c.host_dir, "Target": c.target, "ReadOnly": false}));
+        mounts.push(
+            json!({"Type": "bind", "Source": c.host_dir, "Target": c.target, "ReadOnly": false}),
+        );
     }
     host.insert("Mounts".into(), json!(mounts));
     req["HostConfig"] = Value::Object(host);
@@ -145,7 +147,11 @@ pub fn config_place(p: &Plan, data: &DataMap, run_dir: &Path) -> Option<ConfigPl
     Some(ConfigPlace {
         host_dir: run_dir.join(CONFIG_DIR),
         file_name: file.to_owned(),
-        target: if dir.is_empty() { "/".into() } else { dir.into() },
+        target: if dir.is_empty() {
+            "/".into()
+        } else {
+            dir.into()
+        },
     })
 }
 
@@ -172,7 +178,9 @@ pub fn differences(r: &Record, create: &Value) -> Vec<String> {
         None => "no network (NetworkMode none)".to_owned(),
         Some(n) => format!("only on network {n}, with an address of its own"),
     });
-    let published = host["PortBindings"].as_object().is_some_and(|p| !p.is_empty())
+    let published = host["PortBindings"]
+        .as_object()
+        .is_some_and(|p| !p.is_empty())
         || host["PublishAllPorts"] == true;
     if published {
         out.push("no published ports".into());
@@ -182,7 +190,10 @@ pub fn differences(r: &Record, create: &Value) -> Vec<String> {
     }
     let policy = host.pointer("/RestartPolicy/Name").and_then(Value::as_str);
     if !matches!(policy, None | Some("") | Some("no")) {
-        out.push(format!("restart policy no (the upgrade keeps {})", policy.unwrap_or("")));
+        out.push(format!(
+            "restart policy no (the upgrade keeps {})",
+            policy.unwrap_or("")
+        ));
     }
     let binds = readonly_binds(
         host.as_object().unwrap_or(&Map::new()),
@@ -194,7 +205,11 @@ pub fn differences(r: &Record, create: &Value) -> Vec<String> {
     for m in readonly_mounts(host.as_object().unwrap_or(&Map::new()), &BTreeSet::new()) {
         if m["Type"] == "bind" {
             let s = |k: &str| m[k].as_str().unwrap_or("").to_owned();
-            out.push(format!("host bind mount read-only: {}:{}", s("Source"), s("Target")));
+            out.push(format!(
+                "host bind mount read-only: {}:{}",
+                s("Source"),
+                s("Target")
+            ));
         }
     }
     if let Some(c) = &r.config {
@@ -208,7 +223,10 @@ pub fn differences(r: &Record, create: &Value) -> Vec<String> {
         None => "data copied while the old container ran (the upgrade stops it first)".into(),
     });
     for s in r.scratch.iter().filter(|s| !s.restored) {
-        out.push(format!("{} starts empty: the backup does not hold it", s.path));
+        out.push(format!(
+            "{} starts empty: the backup does not hold it",
+            s.path
+        ));
     }
     out
 }
@@ -239,8 +257,16 @@ mod tests {
             name: "lw-X-rehearsal".into(),
             holder: "lw-X-rehearsal-copy".into(),
             scratch: vec![
-                Scratch { path: "/data".into(), volume: "lw-X-rehearsal-data".into(), restored: true },
-                Scratch { path: "/logs".into(), volume: "lw-X-rehearsal-logs".into(), restored: false },
+                Scratch {
+                    path: "/data".into(),
+                    volume: "lw-X-rehearsal-data".into(),
+                    restored: true,
+                },
+                Scratch {
+                    path: "/logs".into(),
+                    volume: "lw-X-rehearsal-logs".into(),
+                    restored: false,
+                },
             ],
             config: Some(ConfigPlace {
                 host_dir: PathBuf::from("/root/lw-X-rehearsal/config"),
@@ -250,7 +276,11 @@ mod tests {
             network: network.map(String::from),
             from_backup: None,
             keep: false,
-            at_copy: super::super::record::Clock { running: true, started_at: "t".into(), finished_at: "".into() },
+            at_copy: super::super::record::Clock {
+                running: true,
+                started_at: "t".into(),
+                finished_at: "".into(),
+            },
             differences: vec![],
         }
     }
@@ -314,7 +344,10 @@ mod tests {
         let create = old_create();
         let q = rehearsal_request(&create, &record(&create, Some("lab")));
         assert_eq!(q["HostConfig"]["NetworkMode"], "lab");
-        assert_eq!(q["NetworkingConfig"], json!({"EndpointsConfig": {"lab": {}}}));
+        assert_eq!(
+            q["NetworkingConfig"],
+            json!({"EndpointsConfig": {"lab": {}}})
+        );
     }
 
     #[test]

@@ -146,7 +146,11 @@ fn backup_paths(dir: &Path, data: &mounts::DataMap) -> Result<Vec<String>> {
     let m = manifest::Manifest::load(dir)?;
     let paths: Vec<String> = m.paths.iter().map(|p| p.path.clone()).collect();
     for p in &paths {
-        if !data.mounts.iter().any(|m| m.kind == "volume" && &m.destination == p) {
+        if !data
+            .mounts
+            .iter()
+            .any(|m| m.kind == "volume" && &m.destination == p)
+        {
             return Err(Error::usage(format!(
                 "--from-backup {}: it holds {p}, which is not a volume of the container",
                 dir.display()
@@ -169,7 +173,10 @@ async fn forward(
     match &r.from_backup {
         None => steps::backup_and_verify(d, p, j, say, false).await?,
         Some(dir) => {
-            say.step(format!("verifying {} (every archive re-read)", dir.display()));
+            say.step(format!(
+                "verifying {} (every archive re-read)",
+                dir.display()
+            ));
             step(j, Step::Verify, deep_verify(dir.clone())).await?;
         }
     }
@@ -241,7 +248,10 @@ async fn clean_up(d: &Docker, r: &Record, j: &mut Journal, say: Say) -> Result<V
     });
     let removed = step(j, Step::Finish, async {
         remove_config_dir(r)?;
-        let _ = std::fs::remove_dir_all(r.run_dir().join(format!("{}.partial", crate::upgrade::BACKUP)));
+        let _ = std::fs::remove_dir_all(
+            r.run_dir()
+                .join(format!("{}.partial", crate::upgrade::BACKUP)),
+        );
         let removed = scratch::remove_all(d, r, r.keep).await?;
         Ok(serde_json::to_value(&removed).expect("serializable"))
     })
@@ -277,7 +287,10 @@ pub async fn resume(d: &Docker, run: &Path, say: Say) -> Result<Report> {
     let kept = if ended {
         vec![]
     } else {
-        say.step(format!("cleaning up the interrupted rehearsal {}", run.display()));
+        say.step(format!(
+            "cleaning up the interrupted rehearsal {}",
+            run.display()
+        ));
         clean_up(d, &r, &mut j, say).await?
     };
     let verdict = j
