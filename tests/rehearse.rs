@@ -182,7 +182,7 @@ async fn broken_then_good_then_upgrade(s: Setup) {
     );
     let diffs = j["differences"].to_string();
     assert!(
-        diffs.contains("no network") && diffs.contains("read-only"),
+        diffs.contains("no network") && diffs.contains("private directory"),
         "{diffs}"
     );
     let dir = run_dir(&j);
