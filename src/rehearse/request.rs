@@ -161,9 +161,9 @@ fn inside_path(data: &DataMap, dest: &Path) -> Option<String> {
     data.mounts
         .iter()
         .filter(|m| m.kind == "bind")
-        .find_map(|m| match mounts::nested_rel(&m.source, dest) {
-            Some(rel) => Some(format!("{}/{rel}", m.destination.trim_end_matches('/'))),
-            None => None,
+        .find_map(|m| {
+            let rel = mounts::nested_rel(&m.source, dest)?;
+            Some(format!("{}/{rel}", m.destination.trim_end_matches('/')))
         })
 }
 
