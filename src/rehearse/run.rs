@@ -8,7 +8,7 @@
 //! online backup (or `--from-backup`), read through the engine.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -205,17 +205,8 @@ async fn forward(
     .await?;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     let start = Instant::now();
-    step(j, Step::StartNew, async {
-        d.container_start(&id).await?;
-        Ok(Value::Null)
-    })
-    .await?;
-    say.step(format!(
-        "watching it ({:?}, up to {}s)",
-        p.settings.watch, p.settings.timeout_s
-    ));
-    let timeout = Duration::from_secs(p.settings.timeout_s);
-    let v = steps::watch_new(d, p, j, &id, timeout).await;
+    say.step(format!("starting the rehearsal container {}", r.name));
+    let v = steps::start_and_watch(d, p, j, say, &id).await;
     t.start_to_verdict_s = start.elapsed().as_secs_f64();
     v
 }
@@ -229,13 +220,10 @@ async fn deep_verify(dir: PathBuf) -> Result<Value> {
 
 /// The config file into the run's private directory (0700), mode 0600.
 fn write_config(src: &Path, dest: &Path) -> Result<Value> {
-    let bytes = std::fs::read(src)
-        .map_err(|e| Error::failed(format!("reading --config-file {}: {e}", src.display())))?;
     if let Some(dir) = dest.parent() {
         crate::files::create_private_dir(dir)?;
     }
-    crate::files::write_atomic(dest, &bytes, 0o600)?;
-    Ok(Value::Null)
+    steps::write_config(src, dest)
 }
 
 /// Remove the run's containers, scratch volumes (unless --keep) and the

@@ -62,18 +62,31 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
             "writing the config file {} (mode 0600)",
             dest.display()
         ));
-        step(j, Step::WriteConfig, async {
-            let bytes = std::fs::read(src).map_err(|e| {
-                Error::failed(format!("reading --config-file {}: {e}", src.display()))
-            })?;
-            crate::files::write_atomic(dest, &bytes, 0o600)?;
-            Ok(Value::Null)
-        })
-        .await?;
+        step(j, Step::WriteConfig, async { write_config(src, dest) }).await?;
     }
     say.step(format!("starting the new {}", p.container));
+    start_and_watch(d, p, j, say, &new_id).await
+}
+
+/// Step write-config: the config file's bytes to `dest`, mode 0600.
+pub fn write_config(src: &std::path::Path, dest: &std::path::Path) -> Result<Value> {
+    let bytes = std::fs::read(src)
+        .map_err(|e| Error::failed(format!("reading --config-file {}: {e}", src.display())))?;
+    crate::files::write_atomic(dest, &bytes, 0o600)?;
+    Ok(Value::Null)
+}
+
+/// Steps start-new and watch: start the created container and watch it
+/// for the plan's timeout.
+pub async fn start_and_watch(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    id: &str,
+) -> Result<Verdict> {
     step(j, Step::StartNew, async {
-        d.container_start(&new_id).await?;
+        d.container_start(id).await?;
         Ok(Value::Null)
     })
     .await?;
@@ -81,7 +94,7 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
         "watching it ({:?}, up to {}s)",
         p.settings.watch, p.settings.timeout_s
     ));
-    watch_new(d, p, j, &new_id, Duration::from_secs(p.settings.timeout_s)).await
+    watch_new(d, p, j, id, Duration::from_secs(p.settings.timeout_s)).await
 }
 
 pub async fn watch_new(
