@@ -338,6 +338,33 @@ async fn published_port_and_binds(scope: Scope) {
     assert_nothing_left(d, &run_dir(&j)).await;
 }
 
+/// A stopped container cannot have written its data since the
+/// rehearsal's copy: `upgrade --rehearse-first` reuses that copy (and
+/// deep-verifies it in its own run directory).
+async fn stopped_container_reuses_the_copy(s: Setup) {
+    let (d, lw) = (&s.scope.docker, &s.lw);
+    d.container_stop(&lw.app, 10).await.unwrap();
+    let mut a = args("upgrade", lw, &s.fx.good_tarballs.tar, &s.root, &s.config);
+    a.push("--rehearse-first");
+    let r = berth(d, &a, &[]);
+    track_rollback_tags(&s.scope, &s.root);
+    assert_eq!(r.code, Some(0), "{r}");
+    let j = r.json();
+    assert_eq!(j["outcome"], "upgraded", "{j}");
+    let rehearsal = run_dir(&j["rehearsal"]);
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(run_dir(&j).join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan["reuse_backup"],
+        rehearsal.join("backup").to_str().unwrap(),
+        "{plan}"
+    );
+    let sums = |dir: &Path| std::fs::read(dir.join("backup/SHA256SUMS")).unwrap();
+    assert_eq!(sums(&run_dir(&j)), sums(&rehearsal));
+    assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.7.0"));
+    assert_nothing_left(d, &rehearsal).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_rehearsals_judge_without_touching_the_old_container() {
     let scope = Scope::new("rh-judge").await;
@@ -350,6 +377,13 @@ async fn docker_a_killed_rehearsal_is_cleaned_up_by_resume() {
     let scope = Scope::new("rh-kill").await;
     let lw = appliance::up(&scope, "6.6.0").await;
     killed_then_resumed(Setup::new(scope, lw).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_rehearse_first_reuses_the_copy_of_a_stopped_container() {
+    let scope = Scope::new("rh-reuse").await;
+    let lw = appliance::up(&scope, "6.6.0").await;
+    stopped_container_reuses_the_copy(Setup::new(scope, lw).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
