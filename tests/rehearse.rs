@@ -244,6 +244,9 @@ async fn killed_then_resumed(s: Setup) {
         .map(|e| e.path())
         .find(|p| p.to_string_lossy().ends_with("-rehearsal"))
         .expect("a rehearsal run directory");
+    let all = berth(d, &["status", "--root", s.root.to_str().unwrap()], &[]);
+    assert!(all.stdout.contains("UNFINISHED rehearsal"), "{all}");
+    assert!(all.stdout.contains("a rehearsal's container"), "{all}");
     let st = berth(d, &["status", dir.to_str().unwrap()], &[]);
     assert_eq!(st.code, Some(0), "{st}");
     assert!(
