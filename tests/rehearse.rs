@@ -368,47 +368,51 @@ async fn stopped_container_reuses_the_copy(s: Setup) {
     assert_nothing_left(d, &rehearsal).await;
 }
 
+/// The appliance on 6.6.0 in `scope`, with the files the tests give berth.
+async fn lw_on(scope: Scope) -> Setup {
+    let lw = appliance::up(&scope, "6.6.0").await;
+    Setup::new(scope, lw).await
+}
+
+async fn docker(test: &str) -> Scope {
+    Scope::new(test).await
+}
+
+async fn podman(test: &str) -> Scope {
+    Scope::on(scene::podman().await, test)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_rehearsals_judge_without_touching_the_old_container() {
-    let scope = Scope::new("rh-judge").await;
-    let lw = appliance::up(&scope, "6.6.0").await;
-    broken_then_good_then_upgrade(Setup::new(scope, lw).await).await;
+    broken_then_good_then_upgrade(lw_on(docker("rh-judge").await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_a_killed_rehearsal_is_cleaned_up_by_resume() {
-    let scope = Scope::new("rh-kill").await;
-    let lw = appliance::up(&scope, "6.6.0").await;
-    killed_then_resumed(Setup::new(scope, lw).await).await;
+    killed_then_resumed(lw_on(docker("rh-kill").await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_rehearse_first_reuses_the_copy_of_a_stopped_container() {
-    let scope = Scope::new("rh-reuse").await;
-    let lw = appliance::up(&scope, "6.6.0").await;
-    stopped_container_reuses_the_copy(Setup::new(scope, lw).await).await;
+    stopped_container_reuses_the_copy(lw_on(docker("rh-reuse").await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_rehearsal_beside_a_published_port_and_host_binds() {
-    published_port_and_binds(Scope::new("rh-port").await).await;
+    published_port_and_binds(docker("rh-port").await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_rehearsals_judge_without_touching_the_old_container() {
-    let scope = Scope::on(scene::podman().await, "rh-pm-judge");
-    let lw = appliance::up(&scope, "6.6.0").await;
-    broken_then_good_then_upgrade(Setup::new(scope, lw).await).await;
+    broken_then_good_then_upgrade(lw_on(podman("rh-pm-judge").await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_a_killed_rehearsal_is_cleaned_up_by_resume() {
-    let scope = Scope::on(scene::podman().await, "rh-pm-kill");
-    let lw = appliance::up(&scope, "6.6.0").await;
-    killed_then_resumed(Setup::new(scope, lw).await).await;
+    killed_then_resumed(lw_on(podman("rh-pm-kill").await).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_rehearsal_beside_a_published_port_and_host_binds() {
-    published_port_and_binds(Scope::on(scene::podman().await, "rh-pm-port")).await;
+    published_port_and_binds(podman("rh-pm-port").await).await;
 }
