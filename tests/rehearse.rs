@@ -41,6 +41,17 @@ fn berth(d: &Docker, args: &[&str], env: &[(&str, &str)]) -> Run {
     run
 }
 
+/// `berth rollout ARGS...`: its engines come from --node, not --host.
+fn rollout(args: &[&str]) -> Run {
+    let t = Instant::now();
+    let out = Command::new(BERTH)
+        .args(args)
+        .env_remove("BERTH_TEST_KILL_AT")
+        .output()
+        .expect("running berth");
+    Run::from(out, t.elapsed())
+}
+
 /// The rehearsal (or upgrade) arguments of the lightwave appliance.
 fn args<'a>(
     verb: &'a str,
@@ -192,6 +203,23 @@ async fn broken_then_good_then_upgrade(s: Setup) {
     assert!(tail.contains("vdcupgrade failed"), "{tail}");
     old.assert_untouched(d, lw).await;
     assert_nothing_left(d, &dir).await;
+
+    // A rollout that rehearses first ends before it touches the node.
+    let node = format!("a=unix://{}:{}", d.socket().display(), lw.app);
+    let mut a = args("rollout", lw, &s.fx.broken_tarballs.tar, &s.root, &s.config);
+    a.extend(["--node", node.as_str(), "--rehearse-first"]);
+    let r = rollout(&a);
+    assert_eq!(r.code, Some(3), "{r}");
+    assert_eq!(r.json()["outcome"], "failed", "{r}");
+    let rollouts = std::fs::read_dir(&s.root).unwrap().flatten();
+    let names: Vec<String> = rollouts
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with("rollout-")),
+        "{names:?}"
+    );
+    old.assert_untouched(d, lw).await;
 
     let r = berth(
         d,
