@@ -343,13 +343,47 @@ async fn published_port_and_binds(scope: Scope) {
     let published = ports(&d.container_inspect(&lw.app).await.unwrap());
     assert_eq!(published[0]["HostPort"], port.as_str(), "{published}");
 
-    let r = berth(
+    // A dry run makes nothing; then the rehearsal restores a backup taken
+    // before (--from-backup) instead of taking one.
+    let mut a = args("rehearse", lw, &s.fx.good_tarballs.tar, &s.root, &s.config);
+    a.push("--dry-run");
+    let r = berth(d, &a, &[]);
+    assert_eq!(r.code, Some(0), "{r}");
+    assert_eq!(r.json()["outcome"], "planned", "{r}");
+    assert_eq!(
+        r.json()["plan"]["scratch"].as_array().unwrap().len(),
+        4,
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&s.root).unwrap().count(),
+        0,
+        "a dry run wrote"
+    );
+    let backups = s.scope.dir("backups");
+    let b = berth(
         d,
-        &args("rehearse", lw, &s.fx.good_tarballs.tar, &s.root, &s.config),
+        &[
+            "backup",
+            &lw.app,
+            "--out",
+            backups.to_str().unwrap(),
+            "--json",
+        ],
         &[],
     );
+    assert_eq!(b.code, Some(0), "{b}");
+    let backup = b.json()["dir"].as_str().unwrap().to_owned();
+    let mut a = args("rehearse", lw, &s.fx.good_tarballs.tar, &s.root, &s.config);
+    a.extend(["--from-backup", backup.as_str()]);
+    let r = berth(d, &a, &[]);
     assert_eq!(r.code, Some(0), "{r}");
     let j = r.json();
+    assert_eq!(j["backup_dir"], backup.as_str(), "{j}");
+    assert!(
+        !run_dir(&j).join("backup").exists(),
+        "a second backup was taken"
+    );
     let diffs = j["differences"].to_string();
     assert!(diffs.contains("no published ports"), "{diffs}");
     assert!(
