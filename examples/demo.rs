@@ -59,6 +59,10 @@ const STEPS: &[(&str, StepFn)] = &[
         Box::pin(upgrade_good(c))
     }),
     (
+        "berth rehearse 6.8.0-broken (fails on a copy; 6.7.0 serves throughout)",
+        |c| Box::pin(rehearse_broken(c)),
+    ),
+    (
         "berth upgrade to 6.8.0-broken (fails: automatic rollback)",
         |c| Box::pin(upgrade_broken(c)),
     ),
@@ -262,19 +266,12 @@ fn config_file() -> Result<String, String> {
     Ok(p.display().to_string())
 }
 
-/// `berth upgrade` of the demo appliance from one of the fixture tarballs,
-/// as an operator types it, expecting exit code `want`.
-fn upgrade(c: &Demo, good: bool, want: i32) -> StepResult {
+/// `berth VERB` (upgrade, rehearse) of the demo appliance from one of the
+/// fixture tarballs, as an operator types it, expecting exit code `want`.
+fn upgrade(c: &Demo, verb: &str, good: bool, want: i32) -> StepResult {
     let cfg = config_file()?;
     let img = tarball(c, good);
-    let args = [
-        "upgrade",
-        APP,
-        "--image-file",
-        &img,
-        "--profile",
-        "lightwave",
-    ];
+    let args = [verb, APP, "--image-file", &img, "--profile", "lightwave"];
     let more = [
         "--config-file",
         &cfg,
@@ -287,7 +284,7 @@ fn upgrade(c: &Demo, good: bool, want: i32) -> StepResult {
 }
 
 async fn upgrade_good(c: &mut Demo) -> StepResult {
-    upgrade(c, true, 0)?;
+    upgrade(c, "upgrade", true, 0)?;
     let a = c.appliance.as_ref().expect("stood up");
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let left = a.config_file.exists();
@@ -299,10 +296,33 @@ async fn upgrade_good(c: &mut Demo) -> StepResult {
     Ok(())
 }
 
+/// The id and start time of the running app: the same after a rehearsal.
+async fn app_clock(c: &Demo) -> Result<(Value, Value, bool), String> {
+    let v =
+        c.d.container_inspect(APP)
+            .await
+            .map_err(|e| e.to_string())?;
+    let running = v.pointer("/State/Running") == Some(&json!(true));
+    Ok((v["Id"].clone(), v["State"]["StartedAt"].clone(), running))
+}
+
+async fn rehearse_broken(c: &mut Demo) -> StepResult {
+    let a = c.appliance.as_ref().expect("stood up");
+    let before = (a.data_mdb(&c.d).await, app_clock(c).await?);
+    upgrade(c, "rehearse", false, 3)?;
+    let after = (a.data_mdb(&c.d).await, app_clock(c).await?);
+    let served = before == after && after.1 .2;
+    println!("   {APP}: same container, never restarted, database untouched: {served}");
+    c.summary.push(format!(
+        "rehearsal   6.8.0-broken: exit 3 on a copy; the old version served throughout: {served}"
+    ));
+    Ok(())
+}
+
 async fn upgrade_broken(c: &mut Demo) -> StepResult {
     let a = c.appliance.as_ref().expect("stood up");
     let before = a.data_mdb(&c.d).await;
-    upgrade(c, false, 3)?;
+    upgrade(c, "upgrade", false, 3)?;
     let after = a.data_mdb(&c.d).await;
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let running =

@@ -135,9 +135,50 @@ pub fn try_lock_dir(dir: &Path) -> Result<Option<File>> {
     }
 }
 
+/// Copy the files of a flat directory (a backup) into a new private
+/// directory `dest`: hard links where the file system allows, else copies.
+/// A `dest` left by a killed berth is replaced. The caller verifies the
+/// copy (its checksums), so a file changed in between is caught there.
+pub fn copy_dir_files(src: &Path, dest: &Path) -> Result<()> {
+    let _ = fs::remove_dir_all(dest);
+    create_private_dir(dest)?;
+    let doing = |p: &Path| format!("copying {}", p.display());
+    for entry in fs::read_dir(src).ctx(doing(src))? {
+        let from = entry.ctx(doing(src))?.path();
+        if !from.is_file() || from.is_symlink() {
+            continue;
+        }
+        let to = dest.join(from.file_name().unwrap_or_default());
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to).ctx(doing(&from))?;
+        }
+    }
+    sync_dir(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flat_copy_takes_the_files_and_replaces_a_stale_one() {
+        let root = std::env::temp_dir().join(format!("berth-copydir-{}", std::process::id()));
+        let (src, dest) = (root.join("src"), root.join("dest"));
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a.tar.gz"), b"archive").unwrap();
+        fs::write(src.join("SHA256SUMS"), b"sums").unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        fs::write(dest.join("stale"), b"x").unwrap();
+        copy_dir_files(&src, &dest).unwrap();
+        let mut names: Vec<String> = fs::read_dir(&dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["SHA256SUMS", "a.tar.gz"]);
+        assert_eq!(fs::read(dest.join("a.tar.gz")).unwrap(), b"archive");
+        fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn a_locked_dir_is_not_free_until_released() {

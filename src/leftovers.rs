@@ -42,6 +42,8 @@ pub enum DirKind {
     Partial,
     /// A `berth rollout` directory (its node runs are inside).
     Rollout,
+    /// A `berth rehearse` run directory: a valid rehearsal.json.
+    Rehearsal,
     /// Not identifiable as berth's.
     Unknown,
 }
@@ -303,6 +305,8 @@ fn identify(path: &Path, socket: &Path, engine: &Engine) -> Dir {
         dir.kind = DirKind::Partial;
         dir.container = container_of_stamped(base).unwrap_or(NO_CONTAINER).into();
         dir.owned = flock_held(path);
+    } else if crate::rehearse::record::is_rehearsal_dir(path) {
+        rehearsal_dir(&mut dir, socket);
     } else if crate::rollout::is_rollout_dir(path) {
         dir.kind = DirKind::Rollout;
         dir.note = Some("a rollout directory: its node runs are inside it".into());
@@ -335,6 +339,35 @@ fn identify(path: &Path, socket: &Path, engine: &Engine) -> Dir {
         dir.note = Some(format!("neither {PLAN} nor {MANIFEST}: not berth's"));
     }
     dir
+}
+
+/// A rehearsal's run directory: owned (never pruned) while unfinished
+/// (`berth resume` removes what it left) or while its berth runs.
+fn rehearsal_dir(dir: &mut Dir, socket: &Path) {
+    use crate::rehearse::record::Record;
+    let Ok(r) = Record::load(&dir.path) else {
+        dir.note = Some("rehearsal.json is not a berth record".into());
+        return;
+    };
+    let events = journal::read(&dir.path.join(journal::JOURNAL)).unwrap_or_default();
+    let ended = events
+        .iter()
+        .any(|e| e.step == Some(Step::Finish) && e.phase == Some(Phase::Done));
+    dir.kind = DirKind::Rehearsal;
+    dir.container = r.plan.container.clone();
+    if let Some(t) = events.first().map(|e| e.t) {
+        dir.created = t;
+    }
+    let busy = locked(socket, &r.plan.container_id);
+    dir.owned = !ended || busy;
+    dir.note = Some(match (ended, busy) {
+        (_, true) => "a rehearsal a running berth is doing".into(),
+        (true, false) => "rehearsal ended".into(),
+        (false, false) => format!(
+            "UNFINISHED rehearsal: run `berth resume {}`",
+            dir.path.display()
+        ),
+    });
 }
 
 /// `<container>-<stamp>` or `<container>-<stamp>-<n>` -> `<container>`.
@@ -556,6 +589,13 @@ fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container>
                 live || pid.is_none(),
                 note,
             ));
+        } else if helper == crate::rehearse::record::ROLE {
+            let owner = str_of(c, "/Labels/berth.container");
+            let note = format!(
+                "a rehearsal's container: `berth resume` of its run {} removes it",
+                str_of(c, "/Labels/berth.run")
+            );
+            out.push(entry("rehearsal", owner, None, true, note));
         } else if helper == "restore" {
             let owner = name.split("-berth-restore-").next().unwrap_or(name);
             let live = locked(socket, owner);
@@ -691,6 +731,7 @@ pub fn kind_word(k: DirKind) -> &'static str {
         DirKind::Run => "run",
         DirKind::Partial => "partial",
         DirKind::Rollout => "rollout",
+        DirKind::Rehearsal => "rehearsal",
         DirKind::Unknown => "other",
     }
 }

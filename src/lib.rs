@@ -1,6 +1,6 @@
 //! berth: upgrade stateful containers safely.
 //!
-//! Dependencies point one way: `rollout` -> `upgrade` -> `archive`/`manifest` -> `docker`
+//! Dependencies point one way: `rehearse` -> `rollout` -> `upgrade` -> `archive`/`manifest` -> `docker`
 //! -> `error`. The docker client knows nothing about backups, and the
 //! archive code knows nothing about upgrades.
 
@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod profile;
 pub mod progress;
 pub mod prune;
+pub mod rehearse;
 pub mod rollout;
 pub mod secrets;
 pub mod upgrade;

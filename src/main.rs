@@ -82,6 +82,9 @@ enum Cmd {
     },
     /// Upgrade a container to the image in a tarball; roll back automatically on failure.
     Upgrade(Box<UpgradeArgs>),
+    /// Run the upgrade on a copy of the data while the old version keeps
+    /// serving: exit 0 if the new version took the data, 3 if not.
+    Rehearse(Box<RehearseArgs>),
     /// Upgrade the container on several engines, one node after another.
     Rollout(Box<RolloutArgs>),
     /// Put the host back to before an upgrade (from its run directory).
@@ -189,6 +192,26 @@ struct UpgradeArgs {
     /// Seconds to wait for a graceful stop before SIGKILL.
     #[arg(long, default_value_t = 30)]
     stop_timeout: u32,
+    /// Rehearse on a copy of the data first; upgrade only if that passes.
+    #[arg(long)]
+    rehearse_first: bool,
+    /// The network the rehearsal container joins (default: none at all).
+    #[arg(long, value_name = "NAME")]
+    rehearse_network: Option<String>,
+}
+
+/// `berth rehearse`: the upgrade's flags (those that change the old
+/// container, --keep-old and --rehearse-first, are refused), and its own.
+#[derive(clap::Args)]
+struct RehearseArgs {
+    /// Restore this backup into the scratch volumes instead of taking one.
+    #[arg(long, value_name = "DIR")]
+    from_backup: Option<PathBuf>,
+    /// Keep the rehearsal container (stopped) and its scratch volumes.
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    upgrade: UpgradeArgs,
 }
 
 /// `berth rollout`: the upgrade flags, and the nodes (CONTAINER is the one
@@ -285,6 +308,7 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
         keep_old: a.keep_old,
         force: a.force,
         stop_timeout: a.stop_timeout,
+        reuse_backup: None,
     })
 }
 
@@ -355,29 +379,106 @@ async fn rollout(a: RolloutArgs, host: Option<&str>, json: bool) -> Result<()> {
             "berth rollout takes its engines from --node, not --host",
         ));
     }
+    let (first, network) = (a.upgrade.rehearse_first, a.upgrade.rehearse_network.clone());
     let o = rollout::Options {
         nodes: rollout::node::parse_all(&a.nodes, &a.upgrade.container)?,
         continue_on_failure: a.continue_on_failure,
         dry_run: a.upgrade.dry_run,
         request: upgrade_request(a.upgrade)?,
     };
-    rollout_report(&rollout::rollout(o, say(json)).await?, json)
+    let mut rehearsal = None;
+    if first {
+        let rep = berth::rehearse::first::rollout(&o, network, say(json)).await?;
+        if rep.exit_code != 0 {
+            return rehearsal_report(&rep, json);
+        }
+        rehearsal = Some(rep);
+    }
+    let r = rollout::rollout(o, say(json)).await?;
+    rollout_report(&r, rehearsal.as_ref(), json)
 }
 
-/// Print the per-node table (or JSON) and exit with the rollout's code.
-fn rollout_report(r: &berth::rollout::state::Rollout, json: bool) -> Result<()> {
+/// Print the per-node table (or JSON, with the rehearsal of
+/// --rehearse-first) and exit with the rollout's code.
+fn rollout_report(
+    r: &berth::rollout::state::Rollout,
+    rehearsal: Option<&berth::rehearse::report::Report>,
+    json: bool,
+) -> Result<()> {
     let code = r.exit_code();
     if json {
         let mut v = serde_json::to_value(r).expect("serializable");
         v["exit_code"] = code.into();
+        if let Some(rep) = rehearsal {
+            v["rehearsal"] = serde_json::to_value(rep).expect("serializable");
+        }
         print_json(&v);
     } else {
+        if let Some(rep) = rehearsal {
+            print!("{}", rep.render());
+        }
         print!("{}", berth::rollout::render::render(r));
     }
     if code != 0 {
         std::process::exit(code);
     }
     Ok(())
+}
+
+/// Print how a rehearsal ended and exit with its code (0, 1 or 3).
+fn rehearsal_report(r: &berth::rehearse::report::Report, json: bool) -> Result<()> {
+    if json {
+        print_json(r);
+    } else {
+        print!("{}", r.render());
+    }
+    if r.exit_code != 0 {
+        std::process::exit(r.exit_code);
+    }
+    Ok(())
+}
+
+/// `berth rehearse`, and `berth upgrade --rehearse-first`.
+async fn rehearse(d: &Docker, a: RehearseArgs, json: bool) -> Result<()> {
+    use berth::rehearse;
+    let u = &a.upgrade;
+    if u.keep_old || u.rehearse_first {
+        return Err(berth::error::Error::usage(
+            "berth rehearse never stops or replaces the container: --keep-old and --rehearse-first belong to berth upgrade",
+        ));
+    }
+    let (dry_run, network) = (u.dry_run, u.rehearse_network.clone());
+    let o = rehearse::run::Options {
+        request: upgrade_request(a.upgrade)?,
+        from_backup: a.from_backup,
+        keep: a.keep,
+        network,
+    };
+    rehearsal_report(
+        &rehearse::run::rehearse(d, &o, dry_run, say(json)).await?,
+        json,
+    )
+}
+
+async fn upgrade_rehearsed(d: &Docker, a: UpgradeArgs, json: bool) -> Result<()> {
+    let (dry_run, network) = (a.dry_run, a.rehearse_network.clone());
+    let r = upgrade_request(a)?;
+    match berth::rehearse::first::upgrade(d, &r, network, dry_run, say(json)).await? {
+        (rep, None) => rehearsal_report(&rep, json),
+        (rep, Some(s)) if json => {
+            let mut v = serde_json::to_value(&s).expect("serializable");
+            v["rehearsal"] = serde_json::to_value(&rep).expect("serializable");
+            print_json(&v);
+            match s.exit_code() {
+                0 => Ok(()),
+                code => std::process::exit(code),
+            }
+        }
+        (rep, Some(s)) => {
+            print!("{}", rep.render());
+            report(&s, json)
+        }
+    }
 }
 
 /// `berth status` without DIR: what berth left, per container.
@@ -427,6 +528,16 @@ async fn prune(host: Option<&str>, a: PruneArgs, json: bool) -> Result<()> {
 /// `resume` would do given what the engine shows now. An engine that does
 /// not answer leaves the journal's part, and says so.
 async fn status_of_run(dir: &std::path::Path, host: Option<&str>, json: bool) -> Result<()> {
+    if berth::rehearse::record::is_rehearsal_dir(dir) {
+        let d = connect(host).await.ok();
+        let s = berth::rehearse::status::status(d.as_ref(), dir).await?;
+        if json {
+            print_json(&[&s]);
+        } else {
+            print!("{}", s.render());
+        }
+        return Ok(());
+    }
     let now = match connect(host).await {
         Ok(d) => upgrade::status_now(&d, dir).await,
         Err(e) => Err(e),
@@ -598,6 +709,16 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Cmd::Upgrade(a) if a.rehearse_first => {
+            berth::cancel::install();
+            let d = connect(host).await?;
+            return upgrade_rehearsed(&d, *a, cli.json).await;
+        }
+        Cmd::Rehearse(a) => {
+            berth::cancel::install();
+            let d = connect(host).await?;
+            return rehearse(&d, *a, cli.json).await;
+        }
         Cmd::Upgrade(a) => {
             berth::cancel::install();
             let d = connect(host).await?;
@@ -621,7 +742,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Resume { dir } if berth::rollout::is_rollout_dir(&dir) => {
             berth::cancel::install();
             let r = berth::rollout::resume(&dir, say(cli.json)).await?;
-            return rollout_report(&r, cli.json);
+            return rollout_report(&r, None, cli.json);
+        }
+        Cmd::Resume { dir } if berth::rehearse::record::is_rehearsal_dir(&dir) => {
+            berth::cancel::install();
+            let d = connect(host).await?;
+            let r = berth::rehearse::run::resume(&d, &dir, say(cli.json)).await?;
+            return rehearsal_report(&r, cli.json);
         }
         Cmd::Resume { dir } => {
             berth::cancel::install();

@@ -259,6 +259,9 @@ fn decide_dirs(
                 d,
                 "a running berth is writing it (it holds its lock)".into(),
             )),
+            // An ended rehearsal's copy was taken while the app ran: not a
+            // restore point, so it goes whatever --keep-last says.
+            DirKind::Rehearsal if !d.owned => out.items.push(dir_item(c, d)),
             _ => out.kept.push(kept_dir(
                 c,
                 d,

@@ -36,6 +36,10 @@ pub struct Request {
     pub keep_old: bool,
     pub force: bool,
     pub stop_timeout: u32,
+    /// A verified backup to copy instead of taking one (a rehearsal's,
+    /// when nothing can have changed since: see rehearse/first.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_backup: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +69,9 @@ pub struct Plan {
     pub online_backup: bool,
     pub keep_old: bool,
     pub stop_timeout: u32,
+    /// The backup directory copied instead of backing up (Request::reuse_backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_backup: Option<PathBuf>,
     /// The body of the new container's create, without `Env`: see `env_names`.
     pub create: Value,
     /// Networks connected after the create, before the start (API < 1.44).
@@ -197,6 +204,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         online_backup: r.online_backup,
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
+        reuse_backup: r.reuse_backup.clone(),
         create: rc.request,
         connect: rc.connect,
         env_names,
@@ -205,23 +213,23 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         warnings,
         backup_bytes_estimate: estimate,
         free_bytes: free,
-        run_dir: free_run_dir(&r.backup_root, &name, &stamp),
+        run_dir: free_run_dir(&r.backup_root, &name, &stamp, "upgrade"),
         container: name,
         old_image_id,
     })
 }
 
-/// `<root>/<name>-<stamp>-upgrade`, with a counter if that exists (a
-/// backup or another run in the same second). `save_plan` creates it
-/// exclusively, so two runs can never share one.
-fn free_run_dir(root: &Path, name: &str, stamp: &str) -> PathBuf {
+/// `<root>/<name>-<stamp>-<kind>` (kind: upgrade, rehearsal), with a
+/// counter if that exists (a backup or another run in the same second).
+/// `save_plan` creates it exclusively, so two runs can never share one.
+pub fn free_run_dir(root: &Path, name: &str, stamp: &str, kind: &str) -> PathBuf {
     let root = std::path::absolute(root).unwrap_or(root.to_owned());
     (0..)
         .map(|n| {
             root.join(if n == 0 {
-                format!("{name}-{stamp}-upgrade")
+                format!("{name}-{stamp}-{kind}")
             } else {
-                format!("{name}-{stamp}-upgrade-{n}")
+                format!("{name}-{stamp}-{kind}-{n}")
             })
         })
         .find(|p| !p.exists())

@@ -62,18 +62,31 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
             "writing the config file {} (mode 0600)",
             dest.display()
         ));
-        step(j, Step::WriteConfig, async {
-            let bytes = std::fs::read(src).map_err(|e| {
-                Error::failed(format!("reading --config-file {}: {e}", src.display()))
-            })?;
-            crate::files::write_atomic(dest, &bytes, 0o600)?;
-            Ok(Value::Null)
-        })
-        .await?;
+        step(j, Step::WriteConfig, async { write_config(src, dest) }).await?;
     }
     say.step(format!("starting the new {}", p.container));
+    start_and_watch(d, p, j, say, &new_id).await
+}
+
+/// Step write-config: the config file's bytes to `dest`, mode 0600.
+pub fn write_config(src: &std::path::Path, dest: &std::path::Path) -> Result<Value> {
+    let bytes = std::fs::read(src)
+        .map_err(|e| Error::failed(format!("reading --config-file {}: {e}", src.display())))?;
+    crate::files::write_atomic(dest, &bytes, 0o600)?;
+    Ok(Value::Null)
+}
+
+/// Steps start-new and watch: start the created container and watch it
+/// for the plan's timeout.
+pub async fn start_and_watch(
+    d: &Docker,
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    id: &str,
+) -> Result<Verdict> {
     step(j, Step::StartNew, async {
-        d.container_start(&new_id).await?;
+        d.container_start(id).await?;
         Ok(Value::Null)
     })
     .await?;
@@ -81,7 +94,7 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
         "watching it ({:?}, up to {}s)",
         p.settings.watch, p.settings.timeout_s
     ));
-    watch_new(d, p, j, &new_id, Duration::from_secs(p.settings.timeout_s)).await
+    watch_new(d, p, j, id, Duration::from_secs(p.settings.timeout_s)).await
 }
 
 pub async fn watch_new(
@@ -115,13 +128,28 @@ async fn stop_old(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()>
     .map(drop)
 }
 
-async fn backup_and_verify(
+/// Steps backup and verify: a backup of the plan's paths into the run
+/// directory (or a copy of `reuse_backup`), then every archive re-read.
+pub async fn backup_and_verify(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
     say: Say,
     stopped: bool,
 ) -> Result<()> {
+    if let Some(src) = &p.reuse_backup {
+        say.step(format!(
+            "reusing the backup {} (nothing changed since it was taken)",
+            src.display()
+        ));
+        let dest = p.run_dir.join(BACKUP);
+        step(j, Step::Backup, async {
+            crate::files::copy_dir_files(src, &dest)?;
+            Ok(json!({ "dir": dest, "reused": src }))
+        })
+        .await?;
+        return verify_step(j, say, p).await;
+    }
     say.step(format!(
         "backing up {} into {}",
         p.paths.join(", "),
@@ -151,6 +179,10 @@ async fn backup_and_verify(
         Ok(json!({ "dir": dir, "paths": m.paths.len() }))
     })
     .await?;
+    verify_step(j, say, p).await
+}
+
+async fn verify_step(j: &mut Journal, say: Say, p: &Plan) -> Result<()> {
     say.step("verifying the backup (every archive re-read)");
     let dir = p.run_dir.join(BACKUP);
     step(j, Step::Verify, async move {
@@ -165,7 +197,7 @@ async fn backup_and_verify(
 
 /// Load the tarball, streamed; the loaded image must be the one the
 /// tarball's manifest named, and end up under the new reference.
-async fn load(d: &Docker, p: &Plan) -> Result<Value> {
+pub async fn load(d: &Docker, p: &Plan) -> Result<Value> {
     let f = File::open(&p.image_file)
         .map_err(|e| Error::failed(format!("opening {}: {e}", p.image_file.display())))?;
     let loaded = d.image_load(body::reader_body(f)).await?;

@@ -1,0 +1,140 @@
+//! The copy of the data: scratch volumes labelled with the run, filled by
+//! berth's ordinary exact restore (wipe, upload, read-back comparison)
+//! through a holder container that is created and never started. The
+//! holder mounts only the scratch volumes, so nothing of the host (its
+//! bind mounts) is in reach while the copy is written.
+//!
+//! And the removal of everything a rehearsal made, found by its labels, so
+//! that it works the same after a kill (`berth resume`).
+
+use serde_json::{json, Value};
+
+use super::record::Record;
+use crate::archive::restore;
+use crate::docker::Docker;
+use crate::error::Result;
+use crate::upgrade::{waits::remove_and_wait, Say};
+
+/// Create the scratch volumes and restore the backup into them; returns
+/// what was restored (the journal keeps it).
+pub async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
+    for s in &r.scratch {
+        let mut labels = r.labels();
+        labels["berth.path"] = json!(s.path);
+        d.volume_create(&json!({"Name": s.volume, "Labels": labels}))
+            .await?;
+    }
+    remove_containers(d, r, |c| name_of(c) == r.holder).await?;
+    let id = d.container_create(&r.holder, &holder_request(r)).await?;
+    let paths: Vec<String> = r
+        .scratch
+        .iter()
+        .filter(|s| s.restored)
+        .map(|s| s.path.clone())
+        .collect();
+    let o = restore::Options {
+        container: Some(id.clone()),
+        paths: paths.clone(),
+        merge: false,
+        progress: say.progress,
+    };
+    let restored = restore::restore(d, &r.backup_dir(), &o).await;
+    let removed = d.container_remove(&id, true, true).await;
+    restored?;
+    removed?;
+    Ok(json!({ "restored": paths }))
+}
+
+/// A container of the old image (it is on the engine) with the scratch
+/// volumes at the container's paths; never started.
+fn holder_request(r: &Record) -> Value {
+    let mounts: Vec<Value> = r
+        .scratch
+        .iter()
+        .map(|s| json!({"Type": "volume", "Source": s.volume, "Target": s.path}))
+        .collect();
+    json!({
+        "Image": r.plan.old_image_id,
+        "Entrypoint": ["/.berth-never-started"],
+        "Cmd": [],
+        "Labels": r.labels(),
+        "NetworkDisabled": true,
+        "HostConfig": {"NetworkMode": "none", "Mounts": mounts},
+    })
+}
+
+/// What was removed (or kept), for the journal.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Removed {
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub kept: Vec<String>,
+}
+
+/// Remove the run's containers (and wipe helpers on its volumes) and its
+/// scratch volumes. With `keep` the rehearsal container is stopped and
+/// kept, and so are the volumes.
+pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
+    let mut out = Removed::default();
+    if keep {
+        match d.container_stop(&r.name, r.plan.stop_timeout).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            Ok(()) => out.kept.push(r.name.clone()),
+            Err(_) => {}
+        }
+    }
+    let volumes: Vec<String> = r.scratch.iter().map(|s| s.volume.clone()).collect();
+    let helper_on_ours = |c: &Value| {
+        let v = c.pointer("/Labels/berth.volume").and_then(Value::as_str);
+        v.is_some_and(|v| volumes.iter().any(|x| x == v))
+    };
+    out.containers = remove_containers(d, r, |c| {
+        let ours = c.pointer("/Labels/berth.run").and_then(Value::as_str) == Some(&r.run_id);
+        (ours && !(keep && name_of(c) == r.name)) || helper_on_ours(c)
+    })
+    .await?;
+    if keep {
+        out.kept.extend(volumes);
+        return Ok(out);
+    }
+    for v in &volumes {
+        match d.volume_remove(v, false).await {
+            Ok(()) => out.volumes.push(v.clone()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Remove (and wait for) the run's containers and the wipe helpers that
+/// `pick` chooses; returns their names.
+async fn remove_containers(
+    d: &Docker,
+    r: &Record,
+    pick: impl Fn(&Value) -> bool,
+) -> Result<Vec<String>> {
+    let mut list = d.container_list(&r.filter()).await?;
+    list.extend(
+        d.container_list(&json!({"label": ["berth.helper=wipe"]}))
+            .await?,
+    );
+    let mut names = vec![];
+    for c in list.iter().filter(|c| pick(c)) {
+        if let Some(id) = c["Id"].as_str() {
+            // First with its anonymous volumes (a VOLUME the new image
+            // declares), then until it is gone.
+            let _ = d.container_remove(id, true, true).await;
+            remove_and_wait(d, id, 0).await?;
+            names.push(name_of(c).to_owned());
+        }
+    }
+    Ok(names)
+}
+
+fn name_of(c: &Value) -> &str {
+    c.pointer("/Names/0")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim_start_matches('/')
+}
