@@ -7,7 +7,7 @@ mod support;
 
 use std::io::Read;
 
-use berth::docker::{body, containers::LogOptions, stream::Channel, Docker};
+use berth::docker::{body, containers::LogOptions, stream::Channel};
 use berth::error::Kind;
 use serde_json::{json, Value};
 use support::engine::Scope;

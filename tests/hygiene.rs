@@ -24,7 +24,7 @@ use std::time::Instant;
 use berth::docker::{body, Docker};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::appliance::{self, SETUP_COMPLETE, STARTED};
+use support::appliance;
 use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
