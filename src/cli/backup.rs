@@ -66,11 +66,7 @@ impl Args {
         };
         let r = backup::backup(&d, &self.container, &o).await?;
         g.output().warnings(&r.warnings);
-        if g.json {
-            g.output().print_json(&r);
-        } else {
-            g.output().print_text(&render(&r));
-        }
+        g.output().show(&r, || render(&r));
         Ok(())
     }
 }

@@ -13,11 +13,7 @@ impl Args {
     pub async fn run(self, g: &Global) -> Result<()> {
         let d = g.connect().await?;
         let r = berth::inspect::inspect(&d, &self.container).await?;
-        if g.json {
-            g.output().print_json(&r);
-        } else {
-            g.output().print_text(&r.render());
-        }
+        g.output().show(&r, || r.render());
         Ok(())
     }
 }

@@ -34,14 +34,17 @@ impl Output {
         }
     }
 
-    /// Print `v` as the command's one JSON document.
-    pub fn print_json(self, v: &impl Serialize) {
-        println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
-    }
-
-    /// Print text already rendered.
-    pub fn print_text(self, text: &str) {
-        print!("{text}");
+    /// A command's result: `doc` as the one JSON document with --json,
+    /// else the text `text` renders.
+    pub fn show(self, doc: &impl Serialize, text: impl FnOnce() -> String) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(doc).expect("serializable")
+            );
+        } else {
+            print!("{}", text());
+        }
     }
 
     /// What the user should know although the command succeeded (stderr,

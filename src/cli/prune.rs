@@ -44,11 +44,7 @@ impl Args {
         let o = self.options()?;
         let d = g.connect().await?;
         let r = prune::prune(&d, &o).await?;
-        if g.json {
-            g.output().print_json(&r);
-        } else {
-            g.output().print_text(&prune::render(&r));
-        }
+        g.output().show(&r, || prune::render(&r));
         if !r.failed.is_empty() {
             eprintln!("berth: {} removals failed (listed above)", r.failed.len());
             return Ok(ExitStatus::Failed);

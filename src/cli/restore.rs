@@ -45,11 +45,7 @@ impl Args {
             .await
             .map_err(|e| e.context(format!("{} was restored and verified, but", dir.display())))?;
         g.output().warnings(&r.warnings);
-        if g.json {
-            g.output().print_json(&r);
-        } else {
-            g.output().print_text(&render(&r));
-        }
+        g.output().show(&r, || render(&r));
         Ok(())
     }
 }

@@ -54,12 +54,8 @@ impl Args {
 /// exit status.
 pub fn show(r: &Rollout, out: Output) -> ExitStatus {
     let status = r.exit_status();
-    if out.json {
-        let mut v = serde_json::to_value(r).expect("serializable");
-        v["exit_code"] = status.code().into();
-        out.print_json(&v);
-    } else {
-        out.print_text(&rollout::render::render(r));
-    }
+    let mut doc = serde_json::to_value(r).expect("serializable");
+    doc["exit_code"] = status.code().into();
+    out.show(&doc, || rollout::render::render(r));
     status
 }

@@ -42,11 +42,7 @@ impl Args {
 
 fn rollout_dir(dir: &Path, g: &Global) -> Result<()> {
     let r = Rollout::load(dir)?;
-    if g.json {
-        g.output().print_json(&r);
-    } else {
-        g.output().print_text(&berth::rollout::render::render(&r));
-    }
+    g.output().show(&r, || berth::rollout::render::render(&r));
     Ok(())
 }
 
@@ -54,11 +50,7 @@ fn rollout_dir(dir: &Path, g: &Global) -> Result<()> {
 async fn leftovers(roots: &[PathBuf], g: &Global) -> Result<()> {
     let d = g.connect().await?;
     let inv = berth::leftovers::inventory(&d, roots).await?;
-    if g.json {
-        g.output().print_json(&inv);
-    } else {
-        g.output().print_text(&berth::leftovers::render(&inv));
-    }
+    g.output().show(&inv, || berth::leftovers::render(&inv));
     Ok(())
 }
 
@@ -81,10 +73,6 @@ async fn run_dir(dir: &Path, g: &Global) -> Result<()> {
             s
         }
     };
-    if g.json {
-        g.output().print_json(&[s]);
-    } else {
-        g.output().print_text(&s.render());
-    }
+    g.output().show(&[&s], || s.render());
     Ok(())
 }

@@ -134,13 +134,9 @@ impl Args {
 
 /// Show how a run ended; its exit status (Success, Failed or RolledBack).
 pub fn show(s: &Summary, out: Output) -> ExitStatus {
-    if out.json {
-        out.print_json(s);
-    } else {
-        out.print_text(&render(s));
-        if s.outcome.is_some() {
-            out.warnings(&s.warnings);
-        }
+    out.show(s, || render(s));
+    if !out.json && s.outcome.is_some() {
+        out.warnings(&s.warnings);
     }
     s.exit_status()
 }

@@ -23,13 +23,8 @@ impl Args {
         let (m, r) = tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, report))
             .await
             .map_err(|e| Error::failed(format!("verify thread failed: {e}")))??;
-        if g.json {
-            g.output().print_json(
-                &serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r }),
-            );
-        } else {
-            g.output().print_text(&render(&r));
-        }
+        let doc = serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r });
+        g.output().show(&doc, || render(&r));
         Ok(())
     }
 }

@@ -29,18 +29,17 @@ pub async fn run(g: &Global) -> Result<()> {
         "api": d.api().to_string(),
         "socket": d.socket(),
     });
-    if g.json {
-        g.output().print_json(&out);
-    } else {
-        println!("berth   {}", env!("CARGO_PKG_VERSION"));
-        println!("engine  {product} {engine} at {}", d.socket().display());
-        println!(
-            "api     {} (engine {}, berth {}..{})",
+    let text = || {
+        format!(
+            "berth   {}\nengine  {product} {engine} at {}\napi     {} (engine {}, berth {}..{})\n",
+            env!("CARGO_PKG_VERSION"),
+            d.socket().display(),
             d.api(),
             out["engine_api"].as_str().unwrap_or("?"),
             transport::MIN_API,
             transport::MAX_API
-        );
-    }
+        )
+    };
+    g.output().show(&out, text);
     Ok(())
 }
