@@ -40,7 +40,7 @@ use support::fakedaemon::{on, FakeDaemon, Fault, When};
 use support::fixtures::Fixtures;
 use support::journal::journal;
 use support::scene::{podman, PODMAN_SOCKET};
-use support::stage::{stage, Staged};
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// The app ignores its stop signal: every stop takes this long in the engine.
@@ -107,14 +107,9 @@ impl App {
         } else {
             stage.shared_image()
         };
-        let Staged {
-            fx,
-            lw,
-            app_id,
-            config_src,
-            root,
-        } = stage.up(&scope).await;
-        let (data, app, config_dir) = (lw.data, lw.app, lw.config_dir);
+        let s = stage.up(&scope).await;
+        let (fx, app_id, config_src, root) = (s.fx, s.app_id, s.config_src, s.root);
+        let (data, app, config_dir) = (s.lw.data, s.lw.app, s.lw.config_dir);
         let before = appliance::data_indexes(&d, &app).await;
         App {
             fx,

@@ -38,7 +38,7 @@ use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
 use support::fixtures::{Fixtures, DATA_PATHS};
 use support::journal::{journal, journal_outcome};
-use support::stage::{stage, Staged};
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// berth's engine timeout (BERTH_ENGINE_TIMEOUT) for a run whose fault is
@@ -98,25 +98,18 @@ impl Cell {
     async fn up(test: &str) -> Cell {
         let scope = Scope::new(test).await;
         let d = scope.docker.clone();
-        let Staged {
-            fx,
-            lw,
-            app_id,
-            config_src,
-            root,
-        } = stage().config(config_text()).up(&scope).await;
-        let (data, app, config_dir) = (lw.data, lw.app, lw.config_dir);
+        let s = stage().config(config_text()).up(&scope).await;
         let fake = FakeDaemon::start(d.socket(), &scope.prefix);
         Cell {
-            fx,
+            fx: s.fx,
             fake,
             real: format!("unix://{}", d.socket().display()),
-            data,
-            app,
-            app_id,
-            config_dir,
-            config_src,
-            root,
+            data: s.lw.data,
+            app: s.lw.app,
+            app_id: s.app_id,
+            config_dir: s.lw.config_dir,
+            config_src: s.config_src,
+            root: s.root,
             scope,
             timeout_s: AtomicU64::new(CALM_TIMEOUT_S),
         }

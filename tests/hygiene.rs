@@ -29,7 +29,7 @@ use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
 use support::images::busybox;
-use support::stage::{stage, Staged};
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// Values of the app container's environment.
@@ -90,24 +90,17 @@ impl Lw {
             format!("SECRET_TOKEN={TOKEN}"),
             format!("DB_PASSWORD={DB_PW}")
         ]);
-        let Staged {
-            fx,
-            lw,
-            app_id,
-            config_src,
-            root,
-        } = stage()
+        let s = stage()
             .config(config_text())
             .app(json!({ "Env": env }))
             .up(&scope)
             .await;
-        let app = lw.app;
         Lw {
-            fx,
-            app,
-            app_id,
-            config_src,
-            root,
+            fx: s.fx,
+            app: s.lw.app,
+            app_id: s.app_id,
+            config_src: s.config_src,
+            root: s.root,
             out: scope.dir("backups"),
             scope,
         }

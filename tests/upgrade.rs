@@ -28,13 +28,13 @@ use berth::archive::restore::read_index_of;
 use berth::docker::Docker;
 use berth::manifest::Manifest;
 use serde_json::{json, Value};
-use support::appliance::{self, Appliance, CONFIG_NAME, DATA_MDB};
+use support::appliance::{self, CONFIG_NAME, DATA_MDB};
 use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::images::busybox;
 use support::journal::journal;
-use support::stage::{self, stage, Staged};
+use support::stage::{self, stage};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// The admin password in the config file that berth puts in place: it must
@@ -105,30 +105,17 @@ impl Lw {
         if !labels.is_null() {
             app["Labels"] = labels;
         }
-        let Staged {
-            fx,
-            lw,
-            app_id,
-            config_src,
-            root,
-        } = stage().config(config_text()).app(app).up(&scope).await;
-        eprintln!("fixtures in {:.1}s", fx.elapsed.as_secs_f64());
-        let Appliance {
-            data,
-            app,
-            image,
-            config_dir,
-            ..
-        } = lw;
+        let s = stage().config(config_text()).app(app).up(&scope).await;
+        eprintln!("fixtures in {:.1}s", s.fx.elapsed.as_secs_f64());
         Lw {
-            fx,
-            data,
-            app,
-            app_id,
-            image,
-            config_dir,
-            config_src,
-            root,
+            fx: s.fx,
+            data: s.lw.data,
+            app: s.lw.app,
+            app_id: s.app_id,
+            image: s.lw.image,
+            config_dir: s.lw.config_dir,
+            config_src: s.config_src,
+            root: s.root,
             scope,
         }
     }
