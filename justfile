@@ -16,6 +16,18 @@ static:
     @ls -l {{bin}} | awk '{printf "%s: %.2f MiB\n", $9, $5/1048576}'
     @ldd {{bin}} 2>&1 || true
 
+# The static binary, its manual pages (berth.1, berth-COMMAND.1) and its bash, zsh
+# and fish completions under PREFIX, all generated from the clap definitions by
+# the binary just built (`berth man`, `berth completions SHELL`).
+install PREFIX="/usr/local": static
+    install -Dm755 {{bin}} {{PREFIX}}/bin/berth
+    install -d {{PREFIX}}/share/man/man1 {{PREFIX}}/share/bash-completion/completions {{PREFIX}}/share/zsh/site-functions {{PREFIX}}/share/fish/vendor_completions.d
+    {{bin}} man --dir {{PREFIX}}/share/man/man1
+    {{bin}} completions bash > {{PREFIX}}/share/bash-completion/completions/berth
+    {{bin}} completions zsh > {{PREFIX}}/share/zsh/site-functions/_berth
+    {{bin}} completions fish > {{PREFIX}}/share/fish/vendor_completions.d/berth.fish
+    @echo "installed berth, its manual pages and completions under {{PREFIX}}"
+
 # Start a Docker engine in the background if none answers on the socket.
 docker-up:
     scripts/docker-up
@@ -29,9 +41,12 @@ test: docker-up
     cargo build -q --release -p lightwave-sim
     cargo nextest run --workspace --no-fail-fast
 
-# The tests that need no engine (unit tests of the library and the fixture program): seconds, for quick iteration.
+# Every test that needs no engine: unit tests of the library and the CLI, the
+# fixture program's tests (tests/sim.rs) and tests/offline.rs (completions, man
+# pages, exit statuses, connection errors). Seconds once built.
 test-unit:
-    cargo nextest run --workspace --lib --bins
+    cargo build -q -p lightwave-sim
+    cargo nextest run --workspace --lib --bins --test offline --test sim
 
 # The main job on a built-in demo appliance.
 demo: docker-up

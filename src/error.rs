@@ -1,7 +1,9 @@
 //! One error type for the whole crate: a sentence that says what berth was
-//! doing and why it failed, plus a kind that decides the exit code.
+//! doing and why it failed, plus a kind that decides the exit status.
 
 use std::fmt;
+
+use crate::exit::ExitStatus;
 
 /// What went wrong, as far as the exit code is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,14 +27,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn exit_code(self) -> i32 {
+    pub fn exit_status(self) -> ExitStatus {
         match self {
-            Kind::Usage => 2,
-            Kind::RolledBack => 3,
-            Kind::RollbackIncomplete => 4,
-            Kind::Integrity => 5,
-            Kind::Interrupted => 130,
-            Kind::Failed | Kind::Api(_) | Kind::Connection => 1,
+            Kind::Usage => ExitStatus::Usage,
+            Kind::RolledBack => ExitStatus::RolledBack,
+            Kind::RollbackIncomplete => ExitStatus::RollbackIncomplete,
+            Kind::Integrity => ExitStatus::Integrity,
+            Kind::Interrupted => ExitStatus::Interrupted,
+            Kind::Failed | Kind::Api(_) | Kind::Connection => ExitStatus::Failed,
         }
     }
 }

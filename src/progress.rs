@@ -1,4 +1,5 @@
-//! A one-line progress meter on a terminal (stderr), silent otherwise.
+//! A one-line progress meter, drawn by the caller's reporter (the CLI's
+//! draws it on stderr when that is a terminal).
 //!
 //! With a total (the archive sizes from a manifest, the engine's volume
 //! sizes on a backup) the line shows the percentage and an ETA too. A total
@@ -6,10 +7,11 @@
 //! the files): the percentage stops at 99 until the work is done, and the
 //! ETA is left out once the count passes the total.
 
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::report::Reporter;
 
 /// Counts bytes; a background thread redraws the line while it lives.
 pub struct Meter {
@@ -21,28 +23,22 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// `enabled`: draw at all (callers pass !json); drawing also needs a TTY.
-    pub fn start(label: String, enabled: bool) -> Meter {
-        Meter::with_total(label, enabled, 0)
-    }
-
-    /// A meter that expects `total` bytes (0: unknown).
-    pub fn with_total(label: String, enabled: bool, total: u64) -> Meter {
+    /// A meter that expects `total` bytes (0: unknown), shown when `report`
+    /// shows meters.
+    pub fn with_total(label: String, report: &'static dyn Reporter, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
         let total = Arc::new(AtomicU64::new(total));
         let done = Arc::new(AtomicBool::new(false));
-        let thread = (enabled && Meter::drawn()).then(|| {
+        let thread = report.meters().then(|| {
             let (b, t, d) = (bytes.clone(), total.clone(), done.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 while !d.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let n = b.load(Ordering::Relaxed);
-                    let line = status(n, t.load(Ordering::Relaxed), t0.elapsed());
-                    eprint!("\r\x1b[K{label}  {line}");
-                    let _ = std::io::stderr().flush();
+                    report.meter(&label, &status(n, t.load(Ordering::Relaxed), t0.elapsed()));
                 }
-                eprint!("\r\x1b[K");
+                report.meter_done();
             })
         });
         Meter {
@@ -51,12 +47,6 @@ impl Meter {
             done,
             thread,
         }
-    }
-
-    /// Whether a meter that is enabled would be drawn (stderr is a
-    /// terminal): callers skip work that only feeds the meter otherwise.
-    pub fn drawn() -> bool {
-        std::io::stderr().is_terminal()
     }
 
     /// Sets the expected bytes (0: unknown).
@@ -174,8 +164,8 @@ mod tests {
 
     #[test]
     fn nothing_is_drawn_when_disabled() {
-        // Disabled (as with --json): no drawing thread, whatever stderr is.
-        let m = Meter::with_total("x".into(), false, 100);
+        // A reporter that shows no meters (as with --json): no thread.
+        let m = Meter::with_total("x".into(), &crate::report::SILENT, 100);
         assert!(m.thread.is_none());
     }
 }

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::engine::Scope;
 use support::images::busybox;
+use support::tmpfs::Tmpfs;
 
 // ---------------------------------------------------------------------------
 // Helpers: the CLI, digests, tars.
@@ -1185,39 +1186,6 @@ async fn missing_container_or_path_fails_and_leaves_nothing() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     assert_eq!(entries_of(&outdir), Vec::<String>::new());
-}
-
-/// A small tmpfs, unmounted on drop (also when the test fails).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -t tmpfs {}", dir.display());
-        Tmpfs(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -32,6 +32,8 @@ use support::dockerd::Dockerd;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::journal::{journal, journal_has, journal_outcome};
+use support::stage::{self, stage};
+use support::tmpfs::Tmpfs;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// How long berth may take to give up once the engine is gone.
@@ -141,13 +143,15 @@ struct Lw {
 
 impl Lw {
     async fn up(scope: Scope) -> Lw {
-        let d = scope.docker.clone();
-        let fx = fixtures::ensure(&d).await;
-        let repo = format!("{}/lightwave-sts", scope.prefix);
-        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
-        scope.track_image(&format!("{repo}:6.6.0"));
-        let a = appliance::up(&scope, &format!("{repo}:6.6.0")).await;
-        Lw::with(scope, fx, a).await
+        let s = stage().privileged_if_possible().up(&scope).await;
+        Lw {
+            fx: s.fx,
+            a: s.lw,
+            id: s.app_id,
+            config_src: s.config_src,
+            root: s.root,
+            scope,
+        }
     }
 
     /// The upgrade's surroundings for an appliance that is up.
@@ -277,27 +281,11 @@ impl Lw {
 
     /// The rollback tags berth made (from the plans): removed with the scope.
     fn track_rollback_tags(&self) {
-        for dir in self.run_dirs() {
-            let plan = fs::read(dir.join("plan.json")).ok();
-            if let Some(p) = plan.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-                if let Some(t) = p["rollback_tag"].as_str() {
-                    self.scope.track_image(t);
-                }
-            }
-        }
+        stage::track_rollback_tags(&self.scope, &self.root);
     }
 
     fn run_dirs(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = fs::read_dir(&self.root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        stage::run_dirs(&self.root)
     }
 
     /// The run directory of the one upgrade, once it exists.
@@ -640,41 +628,13 @@ async fn engine_restart_after_success_then_resume_runs_the_new_version() {
 
 // ------------------------------------------------------- 2. the disk full
 
-/// A tmpfs of `mb` MiB over a directory, unmounted on drop (also when the
-/// test panics; lazily, so a busy mount cannot keep it).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mb: u32) -> Tmpfs {
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mb}m,mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .expect("running mount");
-        assert!(st.success(), "mount -t tmpfs on {}: {st}", dir.display());
-        Tmpfs(dir.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_full_during_backup_and_upgrade_loses_nothing() {
     let lw = Lw::up(Scope::new("chaos-full").await).await;
     lw.add_bulk(24).await;
     let before = lw.indexes().await;
     let small = lw.scope.dir("small");
-    let _tmpfs = Tmpfs::mount(&small, 8);
+    let _tmpfs = Tmpfs::mount(&small, "8m");
     let on_small = |r: &Run, msg: &str| {
         eprintln!("berth said: {msg}");
         assert!(

@@ -1,12 +1,13 @@
 //! The Engine API client against the real engine: every call, asserted on
 //! what the engine reports. Error paths that a real engine cannot produce
-//! on demand (no socket, not Docker, an ancient API) use tiny fake sockets.
+//! on demand (no socket, not Docker, an ancient API) need no engine: they
+//! are in tests/offline.rs.
 
 mod support;
 
 use std::io::Read;
 
-use berth::docker::{body, containers::LogOptions, stream::Channel, Docker};
+use berth::docker::{body, containers::LogOptions, stream::Channel};
 use berth::error::Kind;
 use serde_json::{json, Value};
 use support::engine::Scope;
@@ -333,94 +334,6 @@ async fn missing_container_error_names_the_step() {
         .unwrap_err();
     assert_eq!(e.kind, Kind::Api(404));
     assert_eq!(e.msg, "stopping container berth-no-such-container: 404 No such container: berth-no-such-container");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn no_socket_is_a_clear_error() {
-    let e = Docker::connect(std::path::Path::new("/nonexistent/docker.sock"))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(e.kind, Kind::Connection);
-    assert!(
-        e.msg
-            .contains("cannot reach the Docker engine at /nonexistent/docker.sock"),
-        "{e}"
-    );
-}
-
-/// A unix socket that answers every connection with `reply` and closes.
-async fn fake_socket(reply: &'static [u8]) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "berth-fake-{}-{}.sock",
-        std::process::id(),
-        reply.len()
-    ));
-    let _ = std::fs::remove_file(&path);
-    let l = tokio::net::UnixListener::bind(&path).unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut c, _)) = l.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf).await;
-            let _ = c.write_all(reply).await;
-            let _ = c.shutdown().await;
-        }
-    });
-    path
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_socket_that_is_not_docker() {
-    let p = fake_socket(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK").await;
-    let e = Docker::connect(&p).await.err().unwrap();
-    assert!(
-        e.msg
-            .contains("does not answer like a Docker engine (no Api-Version header)"),
-        "{e}"
-    );
-    let p = fake_socket(b"SSH-2.0-OpenSSH_9.2\r\n").await;
-    let e = Docker::connect(&p).await.err().unwrap();
-    assert_eq!(e.kind, Kind::Connection, "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_api_version_out_of_range() {
-    let p =
-        fake_socket(b"HTTP/1.1 200 OK\r\nApi-Version: 1.24\r\nContent-Length: 2\r\n\r\nOK").await;
-    let e = Docker::connect(&p).await.err().unwrap();
-    assert!(
-        e.msg
-            .contains("speaks API 1.24, older than the oldest berth supports (1.41"),
-        "{e}"
-    );
-    // Podman 3 answered 1.40: the refusal names Podman and the version
-    // it needs.
-    let p = fake_socket(
-        b"HTTP/1.1 200 OK\r\nApi-Version: 1.40\r\nLibpod-Api-Version: 3.4.4\r\nContent-Length: 2\r\n\r\nOK",
-    )
-    .await;
-    let e = Docker::connect(&p).await.err().unwrap();
-    assert!(
-        e.msg.starts_with("Podman 3.4.4 at ")
-            && e.msg.contains("speaks API 1.40")
-            && e.msg.contains("(1.41, Podman 4.0)"),
-        "{e}"
-    );
-    let p =
-        fake_socket(b"HTTP/1.1 200 OK\r\nApi-Version: 1.99\r\nContent-Length: 2\r\n\r\nOK").await;
-    assert_eq!(
-        Docker::connect(&p).await.unwrap().api(),
-        berth::docker::MAX_API
-    );
-    let p =
-        fake_socket(b"HTTP/1.1 200 OK\r\nApi-Version: banana\r\nContent-Length: 2\r\n\r\nOK").await;
-    assert!(Docker::connect(&p)
-        .await
-        .err()
-        .unwrap()
-        .msg
-        .contains("unreadable Api-Version"));
 }
 
 /// `berth inspect` on the reference layout: volumes from a data container,

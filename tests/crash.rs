@@ -22,7 +22,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufReader;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -34,15 +33,16 @@ use berth::docker::{transport, Docker};
 use berth::manifest::Manifest;
 use hyper::Method;
 use serde_json::{json, Value};
-use support::appliance::{self, CONFIG_NAME, SETUP_COMPLETE, STARTED};
+use support::appliance::{self, CONFIG_NAME};
 use support::cli::Run;
 use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
-use support::fixtures::{self, Fixtures};
+use support::fixtures::Fixtures;
 use support::journal::journal;
+use support::scene::{podman, PODMAN_SOCKET};
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-const PODMAN_SOCKET: &str = "/run/berth-podman/podman.sock";
 /// The app ignores its stop signal: every stop takes this long in the engine.
 const STOP_TIMEOUT: &str = "2";
 /// Moments run at once (each on its own appliance).
@@ -68,27 +68,6 @@ impl Engine {
             Engine::Podman => podman().await,
         }
     }
-}
-
-/// Podman's service, started by `scripts/podman-up` when it does not
-/// answer; no skip.
-async fn podman() -> Docker {
-    let sock = Path::new(PODMAN_SOCKET);
-    if let Ok(d) = Docker::connect(sock).await {
-        return d;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman-up");
-    let st =
-        tokio::task::spawn_blocking(move || Command::new(&script).stdin(Stdio::null()).status())
-            .await
-            .unwrap();
-    assert!(
-        matches!(&st, Ok(s) if s.success()),
-        "`scripts/podman-up` failed ({st:?}): these tests need Podman's API on {PODMAN_SOCKET}"
-    );
-    Docker::connect(sock)
-        .await
-        .unwrap_or_else(|e| panic!("Podman on {PODMAN_SOCKET}: {e}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -119,45 +98,18 @@ impl App {
     async fn up(eng: Engine, what: &str) -> App {
         let d = eng.connect().await;
         let scope = Scope::on(d.clone(), what);
-        let fx = fixtures::ensure(&d).await;
-        // Docker: a tag of our own, so the rollback tags are ours too.
         // Podman removes a whole image (every tag) when one tag is removed
         // by force: there the appliance runs the shared fixture reference.
-        let image = if eng == Engine::Docker {
-            let repo = format!("{}/lightwave-sts", scope.prefix);
-            scope.track_image(&format!("{repo}:6.6.0"));
-            d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
-            format!("{repo}:6.6.0")
+        // PID 1 has no handler for SIGUSR1: the engine waits, then SIGKILLs.
+        let stage = stage().app(json!({"StopSignal": "SIGUSR1"}));
+        let stage = if eng == Engine::Docker {
+            stage
         } else {
-            fx.old.reference.clone()
+            stage.shared_image()
         };
-        let (data, app) = (scope.name("lw_data"), scope.name("lw"));
-        scope.track_container(&data);
-        scope.track_container(&app);
-        let config_dir = scope.dir("lw-config");
-        let setup_cfg =
-            appliance::write_config_file(&config_dir, &appliance::config_text("standalone"));
-        d.container_create(&data, &appliance::data_config(&image))
-            .await
-            .unwrap();
-        let mut cfg = appliance::app_config(&image, &data, &config_dir, false);
-        // PID 1 has no handler for it: the engine waits, then SIGKILLs.
-        cfg["StopSignal"] = json!("SIGUSR1");
-        let app_id = d.container_create(&app, &cfg).await.unwrap();
-        d.container_start(&app).await.unwrap();
-        appliance::wait_for_lines(
-            &d,
-            &app,
-            &[SETUP_COMPLETE, STARTED],
-            appliance::SETUP_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        fs::remove_file(&setup_cfg).unwrap();
-        let config_src = scope.dir("secret").join(CONFIG_NAME);
-        fs::write(&config_src, appliance::config_text("standalone")).unwrap();
-        fs::set_permissions(&config_src, fs::Permissions::from_mode(0o600)).unwrap();
-        let root = scope.dir("runs");
+        let s = stage.up(&scope).await;
+        let (fx, app_id, config_src, root) = (s.fx, s.app_id, s.config_src, s.root);
+        let (data, app, config_dir) = (s.lw.data, s.lw.app, s.lw.config_dir);
         let before = appliance::data_indexes(&d, &app).await;
         App {
             fx,

@@ -21,7 +21,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::BufReader;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,12 +32,13 @@ use berth::docker::{body, Docker};
 use berth::manifest::Manifest;
 use hyper::Method;
 use serde_json::Value;
-use support::appliance::{self, CONFIG_NAME, SETUP_COMPLETE, STARTED};
+use support::appliance::{self, CONFIG_NAME};
 use support::cli::Run;
 use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
-use support::fixtures::{self, Fixtures, DATA_PATHS};
+use support::fixtures::{Fixtures, DATA_PATHS};
 use support::journal::{journal, journal_outcome};
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// berth's engine timeout (BERTH_ENGINE_TIMEOUT) for a run whose fault is
@@ -98,47 +98,18 @@ impl Cell {
     async fn up(test: &str) -> Cell {
         let scope = Scope::new(test).await;
         let d = scope.docker.clone();
-        let fx = fixtures::ensure(&d).await;
-        let repo = format!("{}/lightwave-sts", scope.prefix);
-        let image = format!("{repo}:6.6.0");
-        scope.track_image(&image);
-        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
-        let data = scope.name("lw_data");
-        let app = scope.name("lw");
-        scope.track_container(&data);
-        scope.track_container(&app);
-        let config_dir = scope.dir("lw-config");
-        let setup_config = appliance::write_config_file(&config_dir, &config_text());
-        d.container_create(&data, &appliance::data_config(&image))
-            .await
-            .unwrap();
-        let cfg = appliance::app_config(&image, &data, &config_dir, false);
-        let app_id = d.container_create(&app, &cfg).await.unwrap();
-        d.container_start(&app).await.unwrap();
-        appliance::wait_for_lines(
-            &d,
-            &app,
-            &[SETUP_COMPLETE, STARTED],
-            appliance::SETUP_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        fs::remove_file(&setup_config).unwrap();
-        let config_src = scope.dir("secret").join(CONFIG_NAME);
-        fs::write(&config_src, config_text()).unwrap();
-        fs::set_permissions(&config_src, fs::Permissions::from_mode(0o600)).unwrap();
-        let root = scope.dir("runs");
+        let s = stage().config(config_text()).up(&scope).await;
         let fake = FakeDaemon::start(d.socket(), &scope.prefix);
         Cell {
-            fx,
+            fx: s.fx,
             fake,
             real: format!("unix://{}", d.socket().display()),
-            data,
-            app,
-            app_id,
-            config_dir,
-            config_src,
-            root,
+            data: s.lw.data,
+            app: s.lw.app,
+            app_id: s.app_id,
+            config_dir: s.lw.config_dir,
+            config_src: s.config_src,
+            root: s.root,
             scope,
             timeout_s: AtomicU64::new(CALM_TIMEOUT_S),
         }

@@ -24,11 +24,12 @@ use std::time::Instant;
 use berth::docker::{body, Docker};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::appliance::{self, SETUP_COMPLETE, STARTED};
+use support::appliance;
 use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
 use support::images::busybox;
+use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// Values of the app container's environment.
@@ -85,45 +86,21 @@ impl Lw {
     /// with SECRET_TOKEN and DB_PASSWORD in its environment.
     async fn up(test: &str) -> Lw {
         let scope = Scope::new(test).await;
-        let d = scope.docker.clone();
-        let fx = fixtures::ensure(&d).await;
-        let repo = format!("{}/lightwave-sts", scope.prefix);
-        let image = format!("{repo}:6.6.0");
-        scope.track_image(&image);
-        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
-        let data = scope.name("lw_data");
-        let app = scope.name("lw");
-        scope.track_container(&data);
-        scope.track_container(&app);
-        let config_dir = scope.dir("lw-config");
-        let config_file = appliance::write_config_file(&config_dir, &config_text());
-        d.container_create(&data, &appliance::data_config(&image))
-            .await
-            .unwrap();
-        let mut cfg = appliance::app_config(&image, &data, &config_dir, false);
-        cfg["Env"] = json!([
+        let env = json!([
             format!("SECRET_TOKEN={TOKEN}"),
             format!("DB_PASSWORD={DB_PW}")
         ]);
-        let app_id = d.container_create(&app, &cfg).await.unwrap();
-        d.container_start(&app).await.unwrap();
-        appliance::wait_for_lines(
-            &d,
-            &app,
-            &[SETUP_COMPLETE, STARTED],
-            appliance::SETUP_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        fs::remove_file(&config_file).unwrap();
-        let config_src = scope.dir("secret").join("lightwave-server.cfg");
-        fs::write(&config_src, config_text()).unwrap();
+        let s = stage()
+            .config(config_text())
+            .app(json!({ "Env": env }))
+            .up(&scope)
+            .await;
         Lw {
-            fx,
-            app,
-            app_id,
-            config_src,
-            root: scope.dir("runs"),
+            fx: s.fx,
+            app: s.lw.app,
+            app_id: s.app_id,
+            config_src: s.config_src,
+            root: s.root,
             out: scope.dir("backups"),
             scope,
         }

@@ -14,7 +14,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use berth::archive::index::{compare, IndexEntry};
@@ -24,31 +24,9 @@ use support::appliance::{self, Appliance, DATA_MDB};
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
 use support::images::RootFs;
+use support::scene::{podman, PODMAN_SOCKET};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-/// Where `scripts/podman-up` serves Podman's API.
-const PODMAN_SOCKET: &str = "/run/berth-podman/podman.sock";
-
-/// A client for the Podman service, started by `scripts/podman-up` when it
-/// does not answer. No skip: a test that cannot reach it fails.
-async fn podman() -> Docker {
-    let sock = Path::new(PODMAN_SOCKET);
-    if let Ok(d) = Docker::connect(sock).await {
-        return d;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman-up");
-    let status =
-        tokio::task::spawn_blocking(move || Command::new(&script).stdin(Stdio::null()).status())
-            .await
-            .unwrap();
-    if !matches!(&status, Ok(s) if s.success()) {
-        panic!("`scripts/podman-up` failed ({status:?}); these tests need Podman's API on {PODMAN_SOCKET}");
-    }
-    Docker::connect(sock)
-        .await
-        .unwrap_or_else(|e| panic!("Podman on {PODMAN_SOCKET}: {e}"))
-}
-
 /// `berth --host unix://<podman> ARGS...`; panics when it cannot run.
 fn berth(args: &[&str]) -> Output {
     let t = Instant::now();

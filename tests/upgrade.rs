@@ -19,7 +19,6 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,12 +28,13 @@ use berth::archive::restore::read_index_of;
 use berth::docker::Docker;
 use berth::manifest::Manifest;
 use serde_json::{json, Value};
-use support::appliance::{self, CONFIG_NAME, DATA_MDB, SETUP_COMPLETE, STARTED};
+use support::appliance::{self, CONFIG_NAME, DATA_MDB};
 use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::images::busybox;
 use support::journal::journal;
+use support::stage::{self, stage};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// The admin password in the config file that berth puts in place: it must
@@ -101,52 +101,21 @@ impl Lw {
     /// start privileged containers), with `labels` on the app container.
     async fn up(test: &str, labels: Value) -> Lw {
         let scope = Scope::new(test).await;
-        let d = scope.docker.clone();
-        let fx = fixtures::ensure(&d).await;
-        eprintln!("fixtures in {:.1}s", fx.elapsed.as_secs_f64());
-        let repo = format!("{}/lightwave-sts", scope.prefix);
-        let image = format!("{repo}:6.6.0");
-        scope.track_image(&image);
-        d.image_tag(&fx.old.id, &repo, "6.6.0").await.unwrap();
-        let data = scope.name("lw_data");
-        let app = scope.name("lw");
-        // Tracked before they exist; removed in reverse: app, then data.
-        scope.track_container(&data);
-        scope.track_container(&app);
-        let config_dir = scope.dir("lw-config");
-        let config_file = appliance::write_config_file(&config_dir, &config_text());
-        d.container_create(&data, &appliance::data_config(&image))
-            .await
-            .unwrap();
-        let mut cfg = appliance::app_config(&image, &data, &config_dir, false);
+        let mut app = json!({});
         if !labels.is_null() {
-            cfg["Labels"] = labels;
+            app["Labels"] = labels;
         }
-        let app_id = d.container_create(&app, &cfg).await.unwrap();
-        d.container_start(&app).await.unwrap();
-        appliance::wait_for_lines(
-            &d,
-            &app,
-            &[SETUP_COMPLETE, STARTED],
-            appliance::SETUP_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        fs::remove_file(&config_file).unwrap();
-        let src_dir = scope.dir("secret");
-        let config_src = src_dir.join(CONFIG_NAME);
-        fs::write(&config_src, config_text()).unwrap();
-        fs::set_permissions(&config_src, fs::Permissions::from_mode(0o600)).unwrap();
-        let root = scope.dir("runs");
+        let s = stage().config(config_text()).app(app).up(&scope).await;
+        eprintln!("fixtures in {:.1}s", s.fx.elapsed.as_secs_f64());
         Lw {
-            fx,
-            data,
-            app,
-            app_id,
-            image,
-            config_dir,
-            config_src,
-            root,
+            fx: s.fx,
+            data: s.lw.data,
+            app: s.lw.app,
+            app_id: s.app_id,
+            image: s.lw.image,
+            config_dir: s.lw.config_dir,
+            config_src: s.config_src,
+            root: s.root,
             scope,
         }
     }
@@ -198,29 +167,12 @@ impl Lw {
     /// The rollback tags berth made (read from the plans): removed with
     /// the scope.
     fn track_rollback_tags(&self) {
-        for dir in self.run_dirs() {
-            if let Ok(b) = fs::read(dir.join("plan.json")) {
-                if let Ok(p) = serde_json::from_slice::<Value>(&b) {
-                    if let Some(t) = p["rollback_tag"].as_str() {
-                        self.scope.track_image(t);
-                    }
-                }
-            }
-        }
+        stage::track_rollback_tags(&self.scope, &self.root);
     }
 
     /// The run directories under the backup root.
     fn run_dirs(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = fs::read_dir(&self.root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
+        stage::run_dirs(&self.root)
     }
 
     /// The one run directory.

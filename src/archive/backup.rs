@@ -27,6 +27,7 @@ use crate::inspect::{name_of, str_at};
 use crate::manifest::{self, Manifest, PathEntry};
 use crate::mounts::{self, DataMap, Mount};
 use crate::progress::Meter;
+use crate::report::Reporter;
 use crate::{cancel, clock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,8 @@ pub struct Options {
     /// Stop the container for a consistent copy (started again after).
     pub stop: bool,
     pub stop_timeout: u32,
-    /// Draw a progress meter on a terminal.
-    pub progress: bool,
+    /// Where the progress meter goes.
+    pub report: &'static dyn Reporter,
 }
 
 #[derive(Debug, Serialize)]
@@ -256,7 +257,7 @@ async fn fill_dir(
     let name = name_of(inspect);
     let id = str_at(inspect, "/Id").to_owned();
     let mut paths = vec![];
-    let sizes = if o.progress && Meter::drawn() {
+    let sizes = if o.report.meters() {
         volume_sizes(d).await
     } else {
         HashMap::new()
@@ -266,7 +267,7 @@ async fn fill_dir(
         let label = format!("backing up {name}:{}", t.path);
         let volume = t.mount.as_ref().and_then(|m| m.name.as_ref());
         let total = volume.and_then(|v| sizes.get(v)).copied().unwrap_or(0);
-        let meter = Meter::with_total(label, o.progress, total);
+        let meter = Meter::with_total(label, o.report, total);
         let entry = copy_path(d, &id, t, dir, o.level.method(), meter)
             .await
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;

@@ -23,8 +23,9 @@ use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
 use crate::mounts::{self, Mount};
 use crate::progress::Meter;
+use crate::report::Reporter;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Target container; default: the one in the manifest.
     pub container: Option<String>,
@@ -32,7 +33,8 @@ pub struct Options {
     pub paths: Vec<String>,
     /// Extract over what is there instead of an exact restore.
     pub merge: bool,
-    pub progress: bool,
+    /// Where the progress meters go.
+    pub report: &'static dyn Reporter,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +75,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     for e in &entries {
         plan.push((*e, check_target(d, &name, &data.mounts, e, o.merge).await?));
     }
-    deep_check(dir, &entries, o.progress).await?;
+    deep_check(dir, &entries, o.report).await?;
     let mut warnings = vec![];
     if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
         warnings.push(format!(
@@ -97,7 +99,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         };
         let label = format!("restoring {name}:{}", e.path);
         // The meter counts the archive file as it is read.
-        let meter = Meter::with_total(label, o.progress, e.bytes);
+        let meter = Meter::with_total(label, o.report, e.bytes);
         let bytes = upload(d, &name, dir, e, &meter).await?;
         drop(meter);
         read_back_and_compare(d, &name, dir, e, o.merge).await?;
@@ -124,12 +126,16 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
 /// and the manifest may have been rewritten with it. The engine must get
 /// no name outside the path, nothing through a symlink, no gzip bomb (see
 /// `untrusted`), and the archive must match its index.
-async fn deep_check(dir: &Path, entries: &[&PathEntry], progress: bool) -> Result<()> {
+async fn deep_check(
+    dir: &Path,
+    entries: &[&PathEntry],
+    report: &'static dyn Reporter,
+) -> Result<()> {
     let owned: Vec<PathEntry> = entries.iter().map(|e| (*e).clone()).collect();
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&PathEntry> = owned.iter().collect();
-        verify::deep_check_all(&dir, &refs, progress)
+        verify::deep_check_all(&dir, &refs, report)
     })
     .await
     .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?

@@ -20,6 +20,7 @@ use super::untrusted::{Bounded, Confined};
 use crate::error::{Error, Kind, Result};
 use crate::manifest::{self, Manifest, PathEntry};
 use crate::progress::Meter;
+use crate::report::{Reporter, SILENT};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -32,12 +33,15 @@ pub struct Report {
 /// Verify `dir`; Ok gives the checked manifest. Every problem found is
 /// named in one Integrity error.
 pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
-    verify_shown(dir, deep, false)
+    verify_shown(dir, deep, &SILENT)
 }
 
-/// [`verify`], drawing a progress meter of the deep check on a terminal
-/// when `progress`.
-pub fn verify_shown(dir: &Path, deep: bool, progress: bool) -> Result<(Manifest, Report)> {
+/// [`verify`], with a progress meter of the deep check through `report`.
+pub fn verify_shown(
+    dir: &Path,
+    deep: bool,
+    report: &'static dyn Reporter,
+) -> Result<(Manifest, Report)> {
     let t0 = std::time::Instant::now();
     if !dir.is_dir() {
         return Err(Error::usage(format!(
@@ -87,7 +91,7 @@ pub fn verify_shown(dir: &Path, deep: bool, progress: bool) -> Result<(Manifest,
     fail_if(dir, &problems)?;
     if deep {
         let all: Vec<&PathEntry> = m.paths.iter().collect();
-        deep_check_all(dir, &all, progress)?;
+        deep_check_all(dir, &all, report)?;
     }
     let report = Report {
         files: sums.len(),
@@ -167,13 +171,17 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 
 /// The deep check of the given paths of a fast-checked backup, one thread
 /// per path; every problem is named in one Integrity error. Nothing is
-/// written; a signal stops it (Interrupted). `progress`: one meter for all
-/// paths on a terminal, out of the archives' total size.
-pub fn deep_check_all(dir: &Path, paths: &[&PathEntry], progress: bool) -> Result<()> {
+/// written; a signal stops it (Interrupted). One meter for all paths,
+/// through `report`, out of the archives' total size.
+pub fn deep_check_all(
+    dir: &Path,
+    paths: &[&PathEntry],
+    report: &'static dyn Reporter,
+) -> Result<()> {
     let total = paths.iter().map(|p| p.bytes).sum();
     let label = format!("checking {}", dir.display());
     // Also the readers' one place to notice a signal.
-    let meter = Meter::with_total(label, progress, total);
+    let meter = Meter::with_total(label, report, total);
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let hs: Vec<_> = paths
             .iter()

@@ -36,7 +36,7 @@ pub async fn upgrade(
         ..Options::default()
     };
     let rep = rehearse(d, &o, dry_run, say).await?;
-    if rep.exit_code != 0 {
+    if !rep.exit_code.is_success() {
         return Ok((rep, None));
     }
     let mut r = r.clone();

@@ -1,5 +1,5 @@
-//! How a rehearsal ended: the verdict, its exit code (0 passed, 3 failed,
-//! 1 could not be completed), the durations, what differed from the real
+//! How a rehearsal ended: the verdict, its exit status (0 passed, 3 failed,
+//! 1 could not be completed; 130 comes as an interrupted error), the durations, what differed from the real
 //! upgrade, and the last lines of the rehearsal container's log.
 
 use std::path::{Path, PathBuf};
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{Record, VERDICT};
 use crate::error::Result;
+use crate::exit::ExitStatus;
 use crate::upgrade::watch::Verdict;
 use crate::upgrade::NEW_LOG;
 
@@ -43,7 +44,8 @@ pub struct Report {
     pub new_image: String,
     pub outcome: Outcome,
     pub verdict: Option<Verdict>,
-    pub exit_code: i32,
+    /// The outcome's exit status (a number in JSON).
+    pub exit_code: ExitStatus,
     pub run_dir: PathBuf,
     /// The backup the copy was made from.
     pub backup_dir: PathBuf,
@@ -65,10 +67,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(r: &Record, verdict: Option<Verdict>, durations: Durations) -> Report {
-        let (outcome, exit_code) = match &verdict {
-            Some(Verdict::Success(_)) => (Outcome::Passed, 0),
-            Some(Verdict::Failure(_)) => (Outcome::Failed, 3),
-            None => (Outcome::Incomplete, 1),
+        let outcome = match &verdict {
+            Some(Verdict::Success(_)) => Outcome::Passed,
+            Some(Verdict::Failure(_)) => Outcome::Failed,
+            None => Outcome::Incomplete,
         };
         let log = r.run_dir().join(NEW_LOG);
         Report {
@@ -77,7 +79,7 @@ impl Report {
             new_image: r.plan.new_image_ref.clone(),
             outcome,
             verdict,
-            exit_code,
+            exit_code: exit_status(outcome),
             run_dir: r.run_dir().to_owned(),
             backup_dir: r.backup_dir(),
             durations,
@@ -92,7 +94,8 @@ impl Report {
 
     pub fn planned(r: Record) -> Report {
         let mut rep = Report::new(&r, None, Durations::default());
-        (rep.outcome, rep.exit_code) = (Outcome::Planned, 0);
+        rep.outcome = Outcome::Planned;
+        rep.exit_code = exit_status(rep.outcome);
         rep.plan = Some(r);
         rep
     }
@@ -146,6 +149,17 @@ impl Report {
         }
         s += &format!("  run directory: {}\n", self.run_dir.display());
         s
+    }
+}
+
+/// Success (0) if it passed or was only planned; RolledBack (3) if the new
+/// version failed on the copy (as after an upgrade that failed, the host is
+/// as it was); Failed (1) if it ended without a verdict.
+fn exit_status(outcome: Outcome) -> ExitStatus {
+    match outcome {
+        Outcome::Planned | Outcome::Passed => ExitStatus::Success,
+        Outcome::Failed => ExitStatus::RolledBack,
+        Outcome::Incomplete => ExitStatus::Failed,
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
         container: Some(id.clone()),
         paths: paths.clone(),
         merge: false,
-        progress: say.progress,
+        report: say.report,
     };
     let restored = restore::restore(d, &r.backup_dir(), &o).await;
     let removed = d.container_remove(&id, true, true).await;

@@ -56,12 +56,9 @@ pub async fn rollout(o: Options, say: Say) -> Result<Rollout> {
     // Pinned: each node's upgrade re-reads the file against this, so a
     // file replaced in the middle of a rollout is refused, not half-rolled.
     request.sha256 = Some(img.sha256.clone());
-    absolute_paths(&mut request);
     let root = request.backup_root.clone();
     let mut r = Rollout {
-        dir: std::path::absolute(&root)
-            .unwrap_or(root.clone())
-            .join(format!("rollout-{}", clock::compact(t))),
+        dir: root.join(format!("rollout-{}", clock::compact(t))),
         created: clock::rfc3339(t),
         image_file: request.image_file.clone(),
         image_sha256: img.sha256.clone(),
@@ -94,21 +91,6 @@ pub async fn rollout(o: Options, say: Say) -> Result<Rollout> {
     ));
     run_nodes(&mut r, say).await?;
     Ok(r)
-}
-
-/// The request is kept in rollout.json for a resume that may run from
-/// another directory: its files must not depend on the current one.
-fn absolute_paths(r: &mut Request) {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or(p.to_owned());
-    r.image_file = abs(&r.image_file);
-    r.config_file = r.config_file.as_deref().map(abs);
-    r.config_dest = r.config_dest.as_deref().map(abs);
-    if let Some(p) = r.profile.as_mut() {
-        // A built-in name wins over a file of that name (profile::load).
-        if crate::profile::builtin(p).is_none() && Path::new(p.as_str()).is_file() {
-            *p = abs(Path::new(p.as_str())).to_string_lossy().into_owned();
-        }
-    }
 }
 
 /// `berth resume <rollout dir>`: go on where a killed or interrupted

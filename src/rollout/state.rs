@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::node::NodeSpec;
 use crate::error::{Context, Error, Result};
+use crate::exit::ExitStatus;
 use crate::upgrade::journal::{self, Outcome};
 use crate::upgrade::plan::{Plan, Request};
 use crate::upgrade::{self, Summary};
@@ -147,21 +148,22 @@ impl Rollout {
         }
     }
 
-    /// 4 if a rollback is incomplete; else 130 if a signal stopped the
-    /// rollout; else 3 if a node was rolled back; else 1 if one failed;
-    /// else 0 (every node reached is upgraded or was already current).
-    pub fn exit_code(&self) -> i32 {
+    /// RollbackIncomplete (4) if a rollback is incomplete; else Interrupted
+    /// (130) if a signal stopped the rollout; else RolledBack (3) if a node
+    /// was rolled back; else Failed (1) if one failed; else Success (every
+    /// node reached is upgraded or was already current).
+    pub fn exit_status(&self) -> ExitStatus {
         let any = |s: &[NodeState]| self.nodes.iter().any(|n| s.contains(&n.outcome));
         if any(&[NodeState::RollbackIncomplete]) {
-            4
+            ExitStatus::RollbackIncomplete
         } else if self.interrupted || any(&[NodeState::Interrupted]) {
-            130
+            ExitStatus::Interrupted
         } else if any(&[NodeState::RolledBack]) {
-            3
+            ExitStatus::RolledBack
         } else if any(&[NodeState::Aborted, NodeState::Failed]) {
-            1
+            ExitStatus::Failed
         } else {
-            0
+            ExitStatus::Success
         }
     }
 }

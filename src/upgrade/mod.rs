@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
+use crate::exit::ExitStatus;
+use crate::report::Reporter;
 use journal::Outcome;
 use plan::Plan;
 use watch::Verdict;
@@ -35,18 +37,16 @@ pub const PLAN: &str = "plan.json";
 pub const BACKUP: &str = "backup";
 pub const NEW_LOG: &str = "new-container.log";
 
-/// How to talk while running.
-#[derive(Debug, Clone, Copy, Default)]
+/// How to talk while running: step lines and meters go to the caller's
+/// reporter.
+#[derive(Debug, Clone, Copy)]
 pub struct Say {
-    /// Progress lines on stderr (off with --json).
-    pub progress: bool,
+    pub report: &'static dyn Reporter,
 }
 
 impl Say {
     pub fn step(&self, msg: impl std::fmt::Display) {
-        if self.progress {
-            eprintln!("berth: {msg}");
-        }
+        self.report.step(&msg.to_string());
     }
 }
 
@@ -73,11 +73,11 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self.outcome {
-            None | Some(Outcome::Upgraded) => 0,
-            Some(Outcome::RolledBack) => 3,
-            Some(Outcome::Aborted) => 1,
+            None | Some(Outcome::Upgraded) => ExitStatus::Success,
+            Some(Outcome::RolledBack) => ExitStatus::RolledBack,
+            Some(Outcome::Aborted) => ExitStatus::Failed,
         }
     }
 

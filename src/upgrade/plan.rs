@@ -20,6 +20,9 @@ use crate::mounts::{self, DataMap};
 use crate::profile::{self, Hooks, Layer, Settings};
 
 /// What the user asked for (serializable: a rollout keeps it to resume).
+/// Its paths (image and config files, a profile file, the backup root) are
+/// absolute: the caller makes them so (the CLI, in cli/upgrade.rs), since
+/// plan.json and rollout.json keep them for a resume from anywhere.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Request {
     pub container: String,

@@ -236,7 +236,7 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
             container: Some(target.to_owned()),
             paths: writable.clone(),
             merge: false,
-            progress: say.progress,
+            report: say.report,
         };
         restore::restore(d, &dir, &o).await?;
     }

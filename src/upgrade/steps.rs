@@ -164,7 +164,7 @@ pub async fn backup_and_verify(
             level: backup::Level::Default,
             stop: false,
             stop_timeout: p.stop_timeout,
-            progress: say.progress,
+            report: say.report,
         };
         let (dir, m) = backup::write_backup(
             d,

@@ -12,3 +12,5 @@ pub mod fixtures;
 pub mod images;
 pub mod journal;
 pub mod scene;
+pub mod stage;
+pub mod tmpfs;

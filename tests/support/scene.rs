@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::appliance::{self, Appliance, SETUP_COMPLETE, SETUP_TIMEOUT, STARTED};
 use super::engine::Scope;
 use super::fixtures;
+use super::stage;
 
 /// Where `scripts/podman-up` serves Podman's API.
 pub const PODMAN_SOCKET: &str = "/run/berth-podman/podman.sock";
@@ -176,15 +177,7 @@ pub async fn appliance_with(
     if endpoints != json!({}) {
         config["NetworkingConfig"] = json!({ "EndpointsConfig": endpoints });
     }
-    for (k, v) in patch.as_object().into_iter().flatten() {
-        if k == "HostConfig" {
-            for (hk, hv) in v.as_object().into_iter().flatten() {
-                config["HostConfig"][hk] = hv.clone();
-            }
-        } else {
-            config[k] = v.clone();
-        }
-    }
+    stage::patch_config(&mut config, &patch);
     d.container_create(&app, &config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
