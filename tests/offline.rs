@@ -38,7 +38,8 @@ fn commands() -> Vec<String> {
         .filter(|n| *n != "help")
         .map(String::from)
         .collect();
-    assert!(names.len() >= 12, "{names:?} from:\n{help}");
+    assert!(names.len() >= 13, "{names:?} from:\n{help}");
+    assert!(names.iter().any(|n| n == "rehearse"), "{names:?}");
     names
 }
 
@@ -91,6 +92,19 @@ fn man_pages_name_every_command_and_flag() {
     let upgrade = std::fs::read_to_string(dir.join("berth-upgrade.1")).unwrap();
     assert!(upgrade.contains("image\\-file"), "{upgrade}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `berth rehearse` never changes the container: the upgrade's flags that
+/// would are not its flags (not listed, refused as usage errors).
+#[test]
+fn rehearse_has_no_flag_that_changes_the_container() {
+    let help = stdout(&berth(&["rehearse", "--help"]));
+    assert!(help.contains("--from-backup") && help.contains("--image-file"));
+    for flag in ["--keep-old", "--rehearse-first"] {
+        assert!(!help.contains(flag), "{flag} in:\n{help}");
+        let o = berth(&["rehearse", "c", "--image-file", "x.tar", flag]);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {o:?}");
+    }
 }
 
 /// A usage error: exit 2, and with --json one document with the error and

@@ -22,6 +22,7 @@ use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
 use support::scene;
+use support::stage::{self, track_rollback_tags};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
@@ -247,17 +248,6 @@ async fn broken_then_good_then_upgrade(s: Setup) {
     assert_nothing_left(d, &run_dir(&j["rehearsal"])).await;
 }
 
-fn track_rollback_tags(scope: &Scope, root: &Path) {
-    for run in std::fs::read_dir(root).unwrap().flatten() {
-        if let Ok(b) = std::fs::read(run.path().join("plan.json")) {
-            let plan: Value = serde_json::from_slice(&b).unwrap();
-            if let Some(t) = plan["rollback_tag"].as_str() {
-                scope.track_image(t);
-            }
-        }
-    }
-}
-
 /// Kill berth while the rehearsal container runs, then `berth resume`:
 /// everything of the rehearsal is gone, the old container untouched.
 async fn killed_then_resumed(s: Setup) {
@@ -266,10 +256,8 @@ async fn killed_then_resumed(s: Setup) {
     let a = args("rehearse", lw, &s.fx.good_tarballs.tar, &s.root, &s.config);
     let r = berth(d, &a, &[("BERTH_TEST_KILL_AT", "watch:begin")]);
     assert_eq!(r.signal, Some(9), "{r}");
-    let dir = std::fs::read_dir(&s.root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
+    let dir = stage::run_dirs(&s.root)
+        .into_iter()
         .find(|p| p.to_string_lossy().ends_with("-rehearsal"))
         .expect("a rehearsal run directory");
     let all = berth(d, &["status", "--root", s.root.to_str().unwrap()], &[]);
