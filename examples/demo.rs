@@ -116,8 +116,7 @@ async fn cleanup(c: &mut Demo) -> StepResult {
         .map_err(|e| e.to_string())?;
     let mut names: Vec<String> = list
         .iter()
-        .filter_map(|v| v.pointer("/Names/0").and_then(Value::as_str))
-        .map(|n| n.trim_start_matches('/').to_owned())
+        .map(|v| v.name().to_owned())
         .filter(|n| n.starts_with(PREFIX))
         .collect();
     // Containers that use another's volumes go first.
@@ -306,7 +305,7 @@ async fn upgrade_broken(c: &mut Demo) -> StepResult {
     let after = a.data_mdb(&c.d).await;
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let running =
-        c.d.container_inspect(APP)
+        c.d.container_inspect_raw(APP)
             .await
             .map_err(|e| e.to_string())?;
     let image = running

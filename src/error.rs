@@ -10,8 +10,6 @@ pub enum Kind {
     Failed,
     /// The command line or a file it names is unusable (exit 2).
     Usage,
-    /// The upgrade failed and the rollback restored everything (exit 3).
-    RolledBack,
     /// The rollback did not complete: manual action needed (exit 4).
     RollbackIncomplete,
     /// A backup failed verification, or a restore read back different (exit 5).
@@ -28,7 +26,6 @@ impl Kind {
     pub fn exit_code(self) -> i32 {
         match self {
             Kind::Usage => 2,
-            Kind::RolledBack => 3,
             Kind::RollbackIncomplete => 4,
             Kind::Integrity => 5,
             Kind::Interrupted => 130,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::docker::model::ContainerSummary;
 use crate::docker::Docker;
 use crate::error::Result;
 use crate::manifest::{Manifest, MANIFEST};
@@ -218,7 +219,7 @@ pub async fn inventory(d: &Docker, roots: &[PathBuf]) -> Result<Inventory> {
 
 /// What the engine holds, read once.
 pub struct Engine {
-    pub containers: Vec<Value>,
+    pub containers: Vec<ContainerSummary>,
     pub images: Vec<Value>,
     pub volumes: Vec<Value>,
 }
@@ -234,26 +235,22 @@ impl Engine {
     }
 
     /// The container holding `name`, or with id `id`.
-    fn by_name(&self, name: &str) -> Option<&Value> {
-        self.containers.iter().find(|c| name_in_list(c) == name)
+    fn by_name(&self, name: &str) -> Option<&ContainerSummary> {
+        self.containers.iter().find(|c| c.name() == name)
     }
 
-    fn by_id(&self, id: &str) -> Option<&Value> {
-        self.containers.iter().find(|c| c["Id"] == id)
+    fn by_id(&self, id: &str) -> Option<&ContainerSummary> {
+        self.containers.iter().find(|c| c.id == id)
     }
 
     /// Names of the containers that use image `id`.
     pub fn users_of(&self, image_id: &str) -> Vec<String> {
         self.containers
             .iter()
-            .filter(|c| c["ImageID"] == image_id)
-            .map(|c| name_in_list(c).to_owned())
+            .filter(|c| c.image_id == image_id)
+            .map(|c| c.name().to_owned())
             .collect()
     }
-}
-
-fn name_in_list(c: &Value) -> &str {
-    str_of(c, "/Names/0").trim_start_matches('/')
 }
 
 fn str_of<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -368,14 +365,14 @@ fn run_of(p: &Plan, events: &[journal::Event], socket: &Path, engine: &Engine) -
         .rev()
         .find(|e| e.step == Some(Step::CreateNew) && e.phase == Some(Phase::Done))
         .and_then(|e| e.data["id"].as_str().map(String::from));
-    let holder = engine.by_name(&p.container).map(|c| str_of(c, "/Id"));
+    let holder = engine.by_name(&p.container).map(|c| c.id.as_str());
     let name_ok = holder.is_none() || holder == new_id.as_deref();
     Run {
         state,
         last_step: events
             .iter()
             .rev()
-            .find_map(|e| Some(format!("{} ({:?})", e.step?, e.phase?).to_lowercase())),
+            .find_map(|e| Some(format!("{} ({})", e.step?, e.phase?))),
         keep_old: p.keep_old,
         container_id: p.container_id.clone(),
         rollback_tag: p.rollback_tag.clone(),
@@ -524,10 +521,10 @@ fn same_ref(planned: &str, listed: &str) -> bool {
 fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container> {
     let mut out = vec![];
     for c in &engine.containers {
-        let name = name_in_list(c);
-        let id = str_of(c, "/Id");
-        let state = str_of(c, "/State").to_owned();
-        let helper = str_of(c, "/Labels/berth.helper");
+        let name = c.name();
+        let id = c.id.as_str();
+        let state = c.state.clone();
+        let helper = c.labels.get("berth.helper").map_or("", String::as_str);
         let entry = |role: &str, container: &str, run: Option<PathBuf>, owned, note| Container {
             id: id.to_owned(),
             name: name.to_owned(),

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Context, Error, Result};
 
@@ -207,18 +206,6 @@ pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<L
             .transpose()?,
     };
     Ok((l, profile))
-}
-
-pub fn labels_of(inspect: &Value) -> BTreeMap<String, String> {
-    inspect
-        .pointer("/Config/Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Merge layers, the first that says something wins.

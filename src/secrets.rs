@@ -66,14 +66,9 @@ pub fn redact_inspect(inspect: &Value) -> Value {
 
 /// The entries of `env` (an inspect's `Config.Env`) whose names are
 /// `names`, in `env`'s order.
-pub fn select(env: &Value, names: &[String]) -> Vec<Value> {
-    env.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e.as_str()
-                .is_some_and(|s| names.iter().any(|n| n == name_of(s)))
-        })
+pub fn select(env: &[String], names: &[String]) -> Vec<String> {
+    env.iter()
+        .filter(|e| names.iter().any(|n| n == name_of(e)))
         .cloned()
         .collect()
 }
@@ -167,10 +162,10 @@ mod tests {
 
     #[test]
     fn select_by_name_keeps_the_containers_order() {
-        let env = json!(["PATH=/bin", "B=2=2", "A=1", "C"]);
+        let env = ["PATH=/bin", "B=2=2", "A=1", "C"].map(String::from);
         let got = select(&env, &["A".into(), "B".into(), "C".into()]);
-        assert_eq!(got, vec![json!("B=2=2"), json!("A=1"), json!("C")]);
-        assert!(select(&json!(null), &["A".into()]).is_empty());
+        assert_eq!(got, ["B=2=2", "A=1", "C"]);
+        assert!(select(&[], &["A".into()]).is_empty());
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::index::{compare, IndexEntry};
 use super::tarscan::scan;
@@ -19,7 +18,6 @@ use super::{verify, wipe};
 use crate::cancel;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
-use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
 use crate::mounts::{self, Mount};
 use crate::progress::Meter;
@@ -66,7 +64,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         .clone()
         .unwrap_or_else(|| m.container.name.clone());
     let inspect = d.container_inspect(&target).await?;
-    let name = name_of(&inspect);
+    let name = inspect.name().to_owned();
     let entries = select(&m, &o.paths)?;
     let data = mounts::resolve(d, &inspect).await?;
     let mut plan = vec![];
@@ -75,12 +73,12 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     }
     deep_check(dir, &entries, o.progress).await?;
     let mut warnings = vec![];
-    if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
+    if inspect.state.running {
         warnings.push(format!(
             "{name} is running: the application may see its data change under it"
         ));
     }
-    let image = str_at(&inspect, "/Image").to_owned();
+    let image = inspect.image.clone();
     let mut paths = vec![];
     for (e, mount) in plan {
         cancel::check()?;

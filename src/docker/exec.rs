@@ -26,7 +26,7 @@ impl Docker {
         cmd: &[String],
         user: Option<&str>,
     ) -> Result<String> {
-        let doing = format!("creating an exec of {cmd:?} in container {id}");
+        let doing = format!("creating an exec of `{}` in container {id}", cmd.join(" "));
         let mut cfg =
             json!({ "AttachStdout": true, "AttachStderr": true, "Tty": false, "Cmd": cmd });
         if let Some(u) = user {

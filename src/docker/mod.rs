@@ -11,12 +11,15 @@ pub mod body;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod model;
 pub mod networks;
 pub mod podman;
 pub mod socket;
 pub mod stream;
+pub mod system;
 pub mod transport;
 pub mod volumes;
 
 pub use body::{BodyReader, ReqBody};
+pub use model::short_id;
 pub use transport::{ApiVersion, Docker, MAX_API, MIN_API};

@@ -41,6 +41,12 @@ pub enum NodeState {
     Interrupted,
 }
 
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 impl NodeState {
     /// Whether a resume leaves the node alone.
     pub fn is_final(self) -> bool {

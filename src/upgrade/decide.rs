@@ -95,7 +95,7 @@ pub enum Next {
 impl std::fmt::Display for Next {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Next::Report { outcome } => write!(f, "report the outcome {outcome:?}"),
+            Next::Report { outcome } => write!(f, "report the outcome ({outcome})"),
             Next::Finish => {
                 f.write_str("finish the upgrade (remove the config file and the old container)")
             }

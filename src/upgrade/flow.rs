@@ -25,8 +25,7 @@ use crate::hooks::Hook;
 pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
     let c = d.container_inspect(&r.container).await?;
-    let id = c["Id"].as_str().unwrap_or_default();
-    let _locks = journal::lock_container(d.socket(), id, &crate::inspect::name_of(&c))?;
+    let _locks = journal::lock_container(d.socket(), &c.id, c.name())?;
     let plan = plan::plan(d, r).await?;
     if dry_run {
         let mut s = Summary::new(&plan, None, None, None, t0);

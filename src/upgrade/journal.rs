@@ -58,6 +58,17 @@ pub enum Phase {
     Failed,
 }
 
+/// "begun", "done", "failed": how far a step got, in words.
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Begin => "begun",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+        })
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +79,18 @@ pub enum Outcome {
     RolledBack,
     /// It failed before the new version ran; everything was put back.
     Aborted,
+}
+
+/// The outcome in words ("rolled back"); JSON and the journal keep the
+/// kebab-case name ("rolled-back").
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Upgraded => "upgraded",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Aborted => "aborted (put back)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,11 +178,6 @@ impl Journal {
 
     pub fn outcome(&self) -> Option<Outcome> {
         self.events.iter().rev().find_map(|e| e.outcome)
-    }
-
-    /// The last step boundary written.
-    pub fn last(&self) -> Option<(Step, Phase)> {
-        last(&self.events)
     }
 
     /// The step berth was in when it stopped: a `begin` with nothing after
@@ -268,7 +286,7 @@ pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock
     let by_id = lock(socket, id).map_err(|_| {
         Error::failed(format!(
             "another berth is working on container {name} ({}): wait for it to finish",
-            crate::inspect::short(id)
+            crate::docker::short_id(id)
         ))
     })?;
     Ok((by_name, by_id))

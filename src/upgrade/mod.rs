@@ -139,9 +139,9 @@ pub fn render_plan(p: &Plan) -> String {
     s += &format!(
         "  image      {} ({}) -> {} ({})\n",
         p.old_image_ref,
-        crate::inspect::short(&p.old_image_id),
+        crate::docker::short_id(&p.old_image_id),
         p.new_image_ref,
-        crate::inspect::short(&p.new_image_id)
+        crate::docker::short_id(&p.new_image_id)
     );
     s += &format!(
         "  keep old   tag {}; container renamed {} until the new one proves itself\n",
@@ -171,8 +171,11 @@ pub fn render_plan(p: &Plan) -> String {
         );
     }
     s += &format!(
-        "  watch      {:?}, success {:?}, failure {:?}, timeout {}s\n",
-        p.settings.watch, p.settings.success, p.settings.failure, p.settings.timeout_s
+        "  watch      {}, success {}, failure {}, timeout {}s\n",
+        p.settings.watch,
+        patterns(&p.settings.success),
+        patterns(&p.settings.failure),
+        p.settings.timeout_s
     );
     for (group, what) in recreate::describe(&p.create, &p.connect) {
         s += &format!("  {group:<10} {what}\n");
@@ -187,6 +190,15 @@ pub fn render_plan(p: &Plan) -> String {
         s += &format!("  WARNING    {w}\n");
     }
     s
+}
+
+/// Log patterns for a human: quoted, "or" between them.
+fn patterns(p: &[String]) -> String {
+    if p.is_empty() {
+        return "none".into();
+    }
+    let quoted: Vec<String> = p.iter().map(|x| format!("{x:?}")).collect();
+    quoted.join(" or ")
 }
 
 /// Where a run stands.
@@ -213,9 +225,9 @@ pub struct Status {
 impl Status {
     pub fn render(&self) -> String {
         let state = match (self.outcome, self.last_step) {
-            (Some(o), _) => format!("{o:?}"),
+            (Some(o), _) => o.to_string(),
             (None, Some((s, p))) => format!(
-                "stopped at {s:?} ({p:?}): run `berth resume {}`",
+                "stopped at {s} ({p}): run `berth resume {}`",
                 self.run_dir.display()
             ),
             (None, None) => "planned, nothing done".into(),

@@ -274,6 +274,7 @@ fn reattach_anonymous(host: &mut Map<String, Value>, data: &DataMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::model::ContainerInspect;
     use crate::docker::ApiVersion;
     use crate::mounts::classify;
 
@@ -300,7 +301,7 @@ mod tests {
             "NetworkSettings": {"Networks": {"host": {}}}
         });
         let img = json!({"Config": {"Env": ["VERSION=1"], "Cmd": ["run"], "Entrypoint": ["/app"], "Labels": {"from.image": "1"}}});
-        let data = classify(&old, &[]);
+        let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
         let r = request(&old, &img, &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert_eq!(q["Image"], "app:2");
@@ -336,7 +337,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "default", "Links": ["/db:/app/database", "/c:/app/c"]},
             "NetworkSettings": {"Networks": {"bridge": {"Aliases": null, "MacAddress": "02:42:ac:11:00:02"}}}
         });
-        let data = classify(&old, &[]);
+        let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
         let r = request(&old, &json!({}), &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert!(q.get("Hostname").is_none(), "the old id as hostname");

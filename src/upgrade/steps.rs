@@ -11,6 +11,7 @@ use super::plan::Plan;
 use super::watch::{self, Verdict};
 use super::{Say, BACKUP, NEW_LOG};
 use crate::archive::{backup, verify};
+use crate::docker::model::ContainerInspect;
 use crate::docker::{body, Docker};
 use crate::error::{Error, Result};
 use crate::mounts;
@@ -19,7 +20,7 @@ use crate::mounts;
 pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
     say.step(format!(
         "tagging the old image {} as {}",
-        crate::inspect::short(&p.old_image_id),
+        crate::docker::short_id(&p.old_image_id),
         p.rollback_tag
     ));
     step(j, Step::TagOld, async {
@@ -78,7 +79,7 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
     })
     .await?;
     say.step(format!(
-        "watching it ({:?}, up to {}s)",
+        "watching it ({}, up to {}s)",
         p.settings.watch, p.settings.timeout_s
     ));
     watch_new(d, p, j, &new_id, Duration::from_secs(p.settings.timeout_s)).await
@@ -128,8 +129,8 @@ async fn backup_and_verify(
         p.run_dir.join(BACKUP).display()
     ));
     step(j, Step::Backup, async {
-        let inspect = d.container_inspect(&p.container_id).await?;
-        let data = mounts::resolve(d, &inspect).await?;
+        let raw = d.container_inspect_raw(&p.container_id).await?;
+        let data = mounts::resolve(d, &ContainerInspect::from_raw(&raw)?).await?;
         let o = backup::Options {
             paths: p.paths.clone(),
             out: p.run_dir.clone(),
@@ -138,16 +139,9 @@ async fn backup_and_verify(
             stop_timeout: p.stop_timeout,
             progress: say.progress,
         };
-        let (dir, m) = backup::write_backup(
-            d,
-            &inspect,
-            &data,
-            &p.targets(&data),
-            stopped,
-            &o,
-            Some(BACKUP),
-        )
-        .await?;
+        let (dir, m) =
+            backup::write_backup(d, &raw, &data, &p.targets(&data), stopped, &o, Some(BACKUP))
+                .await?;
         Ok(json!({ "dir": dir, "paths": m.paths.len() }))
     })
     .await?;

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 
@@ -31,7 +29,7 @@ pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
         match d.container_inspect(id).await {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
-            Ok(c) if !running(&c) => return Ok(()),
+            Ok(c) if !c.state.running => return Ok(()),
             Ok(_) if t.elapsed() > limit => {
                 return Err(Error::failed(format!(
                     "container {id} still runs {}s after it was stopped",
@@ -61,21 +59,11 @@ pub async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()>
             }
             // Still removing, or a remove that lost its race: again.
             Ok(c) => {
-                if !matches!(status(&c), "removing") {
+                if c.state.status != "removing" {
                     soft(d.container_remove(id, true, false).await)?;
                 }
                 tokio::time::sleep(POLL).await
             }
         }
     }
-}
-
-fn status(c: &Value) -> &str {
-    c.pointer("/State/Status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-pub fn running(c: &Value) -> bool {
-    c.pointer("/State/Running").and_then(Value::as_bool) == Some(true)
 }
