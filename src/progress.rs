@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 /// Counts bytes; a background thread redraws the line while it lives.
 pub struct Meter {
     pub bytes: Arc<AtomicU64>,
-    /// Expected bytes; 0: unknown.
-    total: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -29,16 +27,15 @@ impl Meter {
     /// A meter that expects `total` bytes (0: unknown).
     pub fn with_total(label: String, enabled: bool, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
-        let total = Arc::new(AtomicU64::new(total));
         let done = Arc::new(AtomicBool::new(false));
         let thread = (enabled && Meter::drawn()).then(|| {
-            let (b, t, d) = (bytes.clone(), total.clone(), done.clone());
+            let (b, d) = (bytes.clone(), done.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 while !d.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let n = b.load(Ordering::Relaxed);
-                    let line = status(n, t.load(Ordering::Relaxed), t0.elapsed());
+                    let line = status(n, total, t0.elapsed());
                     eprint!("\r\x1b[K{label}  {line}");
                     let _ = std::io::stderr().flush();
                 }
@@ -47,7 +44,6 @@ impl Meter {
         });
         Meter {
             bytes,
-            total,
             done,
             thread,
         }
@@ -57,15 +53,6 @@ impl Meter {
     /// terminal): callers skip work that only feeds the meter otherwise.
     pub fn drawn() -> bool {
         std::io::stderr().is_terminal()
-    }
-
-    /// Sets the expected bytes (0: unknown).
-    pub fn set_total(&self, total: u64) {
-        self.total.store(total, Ordering::Relaxed);
-    }
-
-    pub fn add(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A reader that counts what passes into this meter and stops at a

@@ -8,7 +8,6 @@
 //! entry's name reaches a message.
 
 use std::fmt;
-use std::ops::Range;
 
 /// The tar block: every header and every data run is padded to it.
 pub const BLOCK: usize = 512;
@@ -308,11 +307,6 @@ pub fn show_name(name: &[u8]) -> String {
     }
     s.push('"');
     s
-}
-
-/// `range` of block `h` as a byte range of the stream, for messages.
-pub fn field_offset(hdr_offset: u64, range: &Range<usize>) -> u64 {
-    hdr_offset + range.start as u64
 }
 
 #[cfg(test)]
