@@ -20,9 +20,6 @@ use crate::upgrade::journal::{self, Outcome, Phase, Step};
 use crate::upgrade::plan::Plan;
 use crate::upgrade::{self, BACKUP, PLAN};
 
-/// The default backup root of `berth backup --out` and `upgrade --backup-root`.
-pub const DEFAULT_ROOT: &str = "./berth-backups";
-
 /// Containers renamed aside by an upgrade are named `<name>` + this + stamp.
 const ASIDE_MARK: &str = "-berth-old-";
 /// Rollback tags are `<repo>:` + this + stamp.

@@ -19,12 +19,8 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// `enabled`: draw at all (callers pass !json); drawing also needs a TTY.
-    pub fn start(label: String, enabled: bool) -> Meter {
-        Meter::with_total(label, enabled, 0)
-    }
-
-    /// A meter that expects `total` bytes (0: unknown).
+    /// A meter that expects `total` bytes (0: unknown). `enabled`: draw at
+    /// all (callers pass !json); drawing also needs a TTY.
     pub fn with_total(label: String, enabled: bool, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));

@@ -37,16 +37,9 @@ impl<W: Write> HashWriter<W> {
     }
 
     /// Bytes written so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count
-    }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
     }
 
     /// The inner writer, the lowercase hex sha256 and the byte count.
@@ -83,19 +76,6 @@ impl<R: Read> HashReader<R> {
             hasher: Sha256::new(),
             count: 0,
         }
-    }
-
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     /// The inner reader, the lowercase hex sha256 and the byte count of what
