@@ -97,7 +97,7 @@ impl From<std::io::Error> for Error {
 
 impl Error {
     /// Wrap into an io::Error (for Read/Write impls) without losing the kind.
-    pub fn into_io(self) -> std::io::Error {
+    pub(crate) fn into_io(self) -> std::io::Error {
         std::io::Error::other(self)
     }
 }

@@ -40,7 +40,7 @@ const DEFAULT_TIMEOUT_S: u64 = 300;
 
 /// The command of hook `which` for a container: the flag's, else its
 /// `berth.*` label's (a profile is for upgrades: see `upgrade::plan`).
-pub fn pick(
+pub(crate) fn pick(
     inspect: &ContainerInspect,
     which: Hook,
     flag: Option<Vec<String>>,
@@ -84,7 +84,12 @@ fn timeout() -> Duration {
 
 /// Run hook `which`, if `cmd` is given, against `container` as it is now
 /// (running: exec; stopped: a helper).
-pub async fn run(d: &Docker, container: &str, which: Hook, cmd: Option<&[String]>) -> Result<()> {
+pub(crate) async fn run(
+    d: &Docker,
+    container: &str,
+    which: Hook,
+    cmd: Option<&[String]>,
+) -> Result<()> {
     let Some(cmd) = cmd else {
         return Ok(());
     };

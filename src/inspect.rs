@@ -113,7 +113,7 @@ impl Report {
 }
 
 /// A plain left-aligned text table.
-pub fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

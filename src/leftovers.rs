@@ -27,7 +27,7 @@ const TAG_MARK: &str = ":berth-rollback-";
 /// Label on every helper container (and volume) berth creates.
 const HELPER_LABEL: &str = "berth.helper";
 /// A key for what belongs to no container berth can name.
-pub const NO_CONTAINER: &str = "(unknown container)";
+pub(crate) const NO_CONTAINER: &str = "(unknown container)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,13 +59,13 @@ pub enum RunState {
 pub struct Run {
     pub state: RunState,
     /// The last step boundary the journal holds, for an unfinished run.
-    pub last_step: Option<String>,
+    pub(crate) last_step: Option<String>,
     pub keep_old: bool,
     pub container_id: String,
     pub rollback_tag: String,
     pub aside_name: String,
     /// The container the run created, as its journal recorded it.
-    pub new_id: Option<String>,
+    pub(crate) new_id: Option<String>,
     /// `berth rollback DIR` could still put the old container back: it
     /// was upgraded, its old container is still there, and the name is
     /// free or still held by the container this run made.
@@ -93,21 +93,21 @@ pub struct Dir {
     pub owned: bool,
     /// Why it is not berth's (Unknown), or what it is (Rollout).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Tag {
     pub reference: String,
     pub image_id: String,
-    pub image_bytes: u64,
+    pub(crate) image_bytes: u64,
     /// Every name of that image (this tag included).
-    pub image_names: Vec<String>,
+    pub(crate) image_names: Vec<String>,
     pub container: String,
     /// The run directory whose plan made it, when one is under the roots.
     pub run: Option<PathBuf>,
     /// Containers (names) that run or hold that image.
-    pub used_by: Vec<String>,
+    pub(crate) used_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,19 +116,19 @@ pub struct Container {
     pub name: String,
     /// `aside` (an old container kept by an upgrade), `wipe` or `restore`
     /// (helpers).
-    pub role: String,
+    pub(crate) role: String,
     pub state: String,
     pub container: String,
     pub run: Option<PathBuf>,
     /// A live berth owns it (a helper) or may still need it (aside).
     pub owned: bool,
-    pub note: String,
+    pub(crate) note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Volume {
     pub name: String,
-    pub role: String,
+    pub(crate) role: String,
 }
 
 /// Everything, grouped by the container it belongs to.
@@ -241,7 +241,7 @@ impl Engine {
     }
 
     /// Names of the containers that use image `id`.
-    pub fn users_of(&self, image_id: &str) -> Vec<String> {
+    pub(crate) fn users_of(&self, image_id: &str) -> Vec<String> {
         self.containers
             .iter()
             .filter(|c| c.image_id == image_id)
@@ -385,7 +385,7 @@ fn run_of(p: &Plan, events: &[journal::Event], socket: &Path, engine: &Engine) -
 /// Whether a berth holds the lock of container `key` (id or name).
 /// Looked up without taking it: a `berth status` must never make a berth
 /// that starts at that moment find its container locked.
-pub fn locked(socket: &Path, key: &str) -> bool {
+pub(crate) fn locked(socket: &Path, key: &str) -> bool {
     container_lock_paths(socket, key)
         .iter()
         .any(|p| flock_held(p))
@@ -409,7 +409,7 @@ fn container_lock_paths(socket: &Path, key: &str) -> Vec<PathBuf> {
 /// compared (overlay and bind mounts report devices differently): a lock
 /// on another file system's same inode makes it look held, which errs on
 /// the side of keeping. Unreadable /proc/locks: held.
-pub fn flock_held(path: &Path) -> bool {
+pub(crate) fn flock_held(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(md) = std::fs::metadata(path) else {
         return false;
@@ -679,7 +679,7 @@ pub fn render(inv: &Inventory) -> String {
     s
 }
 
-pub fn kind_word(k: DirKind) -> &'static str {
+pub(crate) fn kind_word(k: DirKind) -> &'static str {
     match k {
         DirKind::Backup => "backup",
         DirKind::Run => "run",

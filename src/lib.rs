@@ -20,5 +20,5 @@ pub mod progress;
 pub mod prune;
 pub mod rollout;
 pub mod secrets;
-pub mod tarheader;
+pub(crate) mod tarheader;
 pub mod upgrade;

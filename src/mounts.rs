@@ -47,13 +47,13 @@ pub struct DataMap {
 }
 
 impl DataMap {
-    pub fn backed_up(&self) -> impl Iterator<Item = &Mount> {
+    pub(crate) fn backed_up(&self) -> impl Iterator<Item = &Mount> {
         self.mounts.iter().filter(|m| m.backup)
     }
 
     /// Paths under `dest` that its archive must leave out (other mounts
     /// nested inside it), relative to `dest`.
-    pub fn exclusions_under(&self, dest: &str) -> Vec<String> {
+    pub(crate) fn exclusions_under(&self, dest: &str) -> Vec<String> {
         self.mounts
             .iter()
             .filter(|m| m.destination != dest)
@@ -63,7 +63,7 @@ impl DataMap {
 }
 
 /// `inner` relative to `outer` when it lies strictly below it.
-pub fn nested_rel(outer: &str, inner: &str) -> Option<String> {
+pub(crate) fn nested_rel(outer: &str, inner: &str) -> Option<String> {
     let outer = outer.trim_end_matches('/');
     let rest = inner.strip_prefix(outer)?.strip_prefix('/')?;
     (!rest.is_empty()).then(|| rest.trim_end_matches('/').to_owned())
@@ -71,7 +71,7 @@ pub fn nested_rel(outer: &str, inner: &str) -> Option<String> {
 
 /// Resolve the mounts of an inspected container. Inherited mounts are
 /// attributed by asking each --volumes-from container for its own mounts.
-pub async fn resolve(docker: &Docker, inspect: &ContainerInspect) -> Result<DataMap> {
+pub(crate) async fn resolve(docker: &Docker, inspect: &ContainerInspect) -> Result<DataMap> {
     let mut sources: Vec<(String, Vec<MountPoint>)> = vec![];
     for f in &inspect.host_config.volumes_from {
         let name = f.split(':').next().unwrap_or(f).to_owned();
@@ -82,7 +82,10 @@ pub async fn resolve(docker: &Docker, inspect: &ContainerInspect) -> Result<Data
 }
 
 /// The pure part of `resolve`, given the --volumes-from containers' mounts.
-pub fn classify(inspect: &ContainerInspect, sources: &[(String, Vec<MountPoint>)]) -> DataMap {
+pub(crate) fn classify(
+    inspect: &ContainerInspect,
+    sources: &[(String, Vec<MountPoint>)],
+) -> DataMap {
     let mut mounts: Vec<Mount> = inspect
         .mounts
         .iter()

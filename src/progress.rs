@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counts bytes; a background thread redraws the line while it lives.
-pub struct Meter {
+pub(crate) struct Meter {
     pub bytes: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -21,7 +21,7 @@ pub struct Meter {
 impl Meter {
     /// A meter that expects `total` bytes (0: unknown). `enabled`: draw at
     /// all (callers pass !json); drawing also needs a TTY.
-    pub fn with_total(label: String, enabled: bool, total: u64) -> Meter {
+    pub(crate) fn with_total(label: String, enabled: bool, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
         let done = Arc::new(AtomicBool::new(false));
         let thread = (enabled && Meter::drawn()).then(|| {
@@ -47,7 +47,7 @@ impl Meter {
 
     /// Whether a meter that is enabled would be drawn (stderr is a
     /// terminal): callers skip work that only feeds the meter otherwise.
-    pub fn drawn() -> bool {
+    pub(crate) fn drawn() -> bool {
         std::io::stderr().is_terminal()
     }
 
@@ -61,7 +61,7 @@ impl Meter {
     }
 }
 
-pub struct Metered<R> {
+pub(crate) struct Metered<R> {
     inner: R,
     bytes: Arc<AtomicU64>,
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// The tar block: every header and every data run is padded to it.
-pub const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 512;
 
 /// Where the header fields are (POSIX ustar; GNU and old tars agree on
 /// the first ones).
@@ -18,29 +18,29 @@ pub mod field {
     use std::ops::Range;
 
     pub const NAME: Range<usize> = 0..100;
-    pub const MODE: Range<usize> = 100..108;
-    pub const UID: Range<usize> = 108..116;
-    pub const GID: Range<usize> = 116..124;
-    pub const SIZE: Range<usize> = 124..136;
+    pub(crate) const MODE: Range<usize> = 100..108;
+    pub(crate) const UID: Range<usize> = 108..116;
+    pub(crate) const GID: Range<usize> = 116..124;
+    pub(crate) const SIZE: Range<usize> = 124..136;
     pub const MTIME: Range<usize> = 136..148;
-    pub const CHKSUM: Range<usize> = 148..156;
-    pub const TYPEFLAG: usize = 156;
-    pub const LINKNAME: Range<usize> = 157..257;
-    pub const MAGIC: Range<usize> = 257..263;
-    pub const DEVMAJOR: Range<usize> = 329..337;
-    pub const DEVMINOR: Range<usize> = 337..345;
+    pub(crate) const CHKSUM: Range<usize> = 148..156;
+    pub(crate) const TYPEFLAG: usize = 156;
+    pub(crate) const LINKNAME: Range<usize> = 157..257;
+    pub(crate) const MAGIC: Range<usize> = 257..263;
+    pub(crate) const DEVMAJOR: Range<usize> = 329..337;
+    pub(crate) const DEVMINOR: Range<usize> = 337..345;
     pub const PREFIX: Range<usize> = 345..500;
     /// star keeps atime and ctime after a shorter prefix...
-    pub const STAR_PREFIX: Range<usize> = 345..476;
+    pub(crate) const STAR_PREFIX: Range<usize> = 345..476;
     /// ...and says so here.
-    pub const STAR_MAGIC: Range<usize> = 508..512;
+    pub(crate) const STAR_MAGIC: Range<usize> = 508..512;
 }
 
 /// A header block.
 pub type Block = [u8; BLOCK];
 
 /// A field up to its first NUL.
-pub fn cstr(b: &[u8]) -> &[u8] {
+pub(crate) fn cstr(b: &[u8]) -> &[u8] {
     match b.iter().position(|&c| c == 0) {
         Some(i) => &b[..i],
         None => b,
@@ -48,23 +48,23 @@ pub fn cstr(b: &[u8]) -> &[u8] {
 }
 
 /// `size` rounded up to whole blocks.
-pub fn padded(size: u64) -> u64 {
+pub(crate) fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
 }
 
 /// A POSIX ustar header (it has the prefix field).
-pub fn is_ustar(h: &Block) -> bool {
+pub(crate) fn is_ustar(h: &Block) -> bool {
     &h[field::MAGIC] == b"ustar\0"
 }
 
 /// Entry types whose size counts data blocks (not links, directories,
 /// devices or fifos).
-pub fn has_data(typeflag: u8) -> bool {
+pub(crate) fn has_data(typeflag: u8) -> bool {
     !matches!(typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6')
 }
 
 /// The name the header itself holds: ustar prefix and name, else name.
-pub fn header_name(h: &Block) -> Vec<u8> {
+pub(crate) fn header_name(h: &Block) -> Vec<u8> {
     let base = cstr(&h[field::NAME]);
     let prefix = if !is_ustar(h) {
         &[][..]
@@ -82,7 +82,7 @@ pub fn header_name(h: &Block) -> Vec<u8> {
 
 /// Why a numeric field does not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumError {
+pub(crate) enum NumError {
     /// Base-256 with more bits than an i64 holds.
     Base256Range,
     /// A character that is not an octal digit.
@@ -102,7 +102,7 @@ impl fmt::Display for NumError {
 
 /// A numeric header field: base-256 if the high bit of the first byte is
 /// set, otherwise octal (NUL/space terminated, leading spaces allowed).
-pub fn parse_numeric(b: &[u8]) -> Result<i64, NumError> {
+pub(crate) fn parse_numeric(b: &[u8]) -> Result<i64, NumError> {
     if b.first().is_some_and(|&c| c & 0x80 != 0) {
         // Two's complement big-endian, the 0x80 flag bit excluded.
         let inv: u8 = if b[0] & 0x40 != 0 { 0xff } else { 0 };
@@ -148,14 +148,14 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 /// A header's size field, which must not be negative.
-pub fn size(h: &Block) -> Result<u64, NumError> {
+pub(crate) fn size(h: &Block) -> Result<u64, NumError> {
     let n = parse_numeric(&h[field::SIZE])?;
     u64::try_from(n).map_err(|_| NumError::Base256Range)
 }
 
 /// Header checksum: the stored octal value must equal the unsigned or the
 /// signed sum of the header bytes, the checksum field counted as spaces.
-pub fn checksum_ok(h: &Block) -> bool {
+pub(crate) fn checksum_ok(h: &Block) -> bool {
     let Ok(stored) = parse_numeric(&h[field::CHKSUM]) else {
         return false;
     };
@@ -170,11 +170,11 @@ pub fn checksum_ok(h: &Block) -> bool {
 }
 
 /// PAX records (key, value), in archive order.
-pub type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+pub(crate) type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Why PAX records do not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaxError {
+pub(crate) enum PaxError {
     NoLength,
     BadLength,
     NoEquals,
@@ -191,7 +191,7 @@ impl fmt::Display for PaxError {
 }
 
 /// PAX records `LEN KEY=VALUE\n`; NUL padding after the last is allowed.
-pub fn parse_pax(data: &[u8]) -> Result<PaxRecords, PaxError> {
+pub(crate) fn parse_pax(data: &[u8]) -> Result<PaxRecords, PaxError> {
     let mut recs = vec![];
     let mut rest = data;
     while !rest.is_empty() && !rest.iter().all(|&c| c == 0) {
@@ -218,7 +218,7 @@ pub fn parse_pax(data: &[u8]) -> Result<PaxRecords, PaxError> {
 }
 
 /// One PAX record, "<len> key=value\n", where len counts itself.
-pub fn pax_record(k: &[u8], v: &[u8]) -> Vec<u8> {
+pub(crate) fn pax_record(k: &[u8], v: &[u8]) -> Vec<u8> {
     let body = k.len() + v.len() + 3; // ' ', '=', '\n'
     let mut len = body + 1;
     while len != body + len.to_string().len() {
@@ -248,7 +248,7 @@ fn set_bytes(dst: &mut [u8], v: &[u8]) {
 /// Header `h` with a new name (the ustar prefix emptied) and/or a new
 /// link target, cut to the field (a longer one goes in an extension
 /// record before it), checksum renewed.
-pub fn renamed(h: &Block, name: Option<&[u8]>, link: Option<&[u8]>) -> Block {
+pub(crate) fn renamed(h: &Block, name: Option<&[u8]>, link: Option<&[u8]>) -> Block {
     let mut t = editable(h);
     if let Some(n) = name {
         set_bytes(&mut t.as_old_mut().name, n);
@@ -264,7 +264,7 @@ pub fn renamed(h: &Block, name: Option<&[u8]>, link: Option<&[u8]>) -> Block {
 }
 
 /// Extension header `h` (PAX `x`) with the size of new records.
-pub fn resized(h: &Block, size: u64) -> Block {
+pub(crate) fn resized(h: &Block, size: u64) -> Block {
     let mut t = editable(h);
     t.set_size(size);
     t.set_cksum();
@@ -273,7 +273,7 @@ pub fn resized(h: &Block, size: u64) -> Block {
 
 /// A GNU long name (`L`) or long link (`K`) record holding `v`: its
 /// header and its padded data.
-pub fn gnu_long(kind: tar::EntryType, v: &[u8]) -> Vec<u8> {
+pub(crate) fn gnu_long(kind: tar::EntryType, v: &[u8]) -> Vec<u8> {
     let mut t = tar::Header::new_gnu();
     set_bytes(&mut t.as_old_mut().name, b"././@LongLink");
     t.set_mode(0o644);
@@ -295,7 +295,7 @@ const SHOWN_MAX: usize = 64;
 
 /// An entry's name for a message: quoted, control characters and invalid
 /// UTF-8 escaped (a name cannot drive the terminal), cut to 64 characters.
-pub fn show_name(name: &[u8]) -> String {
+pub(crate) fn show_name(name: &[u8]) -> String {
     let text = String::from_utf8_lossy(name);
     let mut s = String::from("\"");
     for (i, c) in text.chars().enumerate() {

@@ -43,7 +43,7 @@ impl Level {
     /// slower than 2 for 10% fewer. In a whole backup (engine, hashing,
     /// writing) 1 gains only a few percent of time over 2, so the default
     /// is 2.
-    pub fn gzip_level(self) -> u32 {
+    pub(crate) fn gzip_level(self) -> u32 {
         match self {
             Level::Fast => 1,
             Level::Default => 2,
@@ -86,7 +86,7 @@ pub struct Target {
 /// Choose the paths: the given ones, or every volume mount. Mounts nested
 /// inside a chosen path are cut out of it when they are host files (binds,
 /// tmpfs) or are backed up on their own.
-pub fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<Target>> {
+pub(crate) fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<Target>> {
     let chosen: Vec<String> = if paths.is_empty() {
         data.backed_up().map(|m| m.destination.clone()).collect()
     } else {
@@ -177,7 +177,7 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
 /// The backup directory: written as `.partial`, renamed when complete.
 /// Named `<container>-<UTC timestamp>`, or `dir_name` when given. `raw`
 /// is the container's whole inspect, which the manifest keeps.
-pub async fn write_backup(
+pub(crate) async fn write_backup(
     d: &Docker,
     raw: &serde_json::Value,
     data: &DataMap,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Context, Result};
 
 /// Lowercase hex of `bytes`.
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -21,7 +21,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// A writer that hashes (sha256) and counts every byte the inner writer
 /// accepted.
-pub struct HashWriter<W> {
+pub(crate) struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
@@ -63,7 +63,7 @@ impl<W: Write> Write for HashWriter<W> {
 }
 
 /// A reader that hashes (sha256) and counts every byte read through it.
-pub struct HashReader<R> {
+pub(crate) struct HashReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
@@ -101,7 +101,7 @@ const READ_SIZE: usize = 1 << 20;
 /// Files over a few MiB are read on a second thread while this one hashes,
 /// so the hash runs at the speed of the CPU's SHA extensions instead of
 /// waiting for every read.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let doing = || format!("computing the sha256 of {}", path.display());
     let f = File::open(path).ctx(doing())?;
     let len = f.metadata().ctx(doing())?.len();

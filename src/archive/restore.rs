@@ -227,7 +227,7 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
 /// GET the path back, index it (cutting out the same nested mounts) and
 /// compare with the backup's index. After a merge, entries the backup does
 /// not have are expected; everything the backup has must read back equal.
-pub async fn read_back_and_compare(
+pub(crate) async fn read_back_and_compare(
     d: &Docker,
     name: &str,
     dir: &Path,

@@ -31,11 +31,11 @@ const BUF_SIZE: usize = 256 * 1024;
 /// Most bytes of extension headers (PAX `x`/`g`, GNU `L`/`K`, with their
 /// headers and padding) held in memory for one entry, and most bytes of
 /// global PAX records kept.
-pub const MAX_EXT: usize = 1 << 20;
+pub(crate) const MAX_EXT: usize = 1 << 20;
 
 /// What [`scan`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScanSummary {
+pub(crate) struct ScanSummary {
     /// Entries kept (passed to `on_entry`).
     pub entries: u64,
     /// Bytes read from the input, up to its EOF (trailer padding included).
@@ -64,7 +64,7 @@ pub struct ScanSummary {
 ///
 /// The archive must end with two zero blocks; whatever follows them must be
 /// zeros too (record padding) and is read to EOF and passed through.
-pub fn scan(
+pub(crate) fn scan(
     input: impl Read,
     out: impl Write,
     exclude: &[String],

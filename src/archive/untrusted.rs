@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::tarheader::show_name;
 
 /// Checks entries one by one, in archive order (see the module doc).
-pub struct Confined {
+pub(crate) struct Confined {
     /// The root name, e.g. `vmware` (empty for the path `/`).
     root: Vec<u8>,
     /// Names of the symlink entries seen so far.
@@ -131,7 +131,7 @@ fn refused(msg: String) -> Error {
 /// A reader that fails (Integrity) as soon as more than `limit` bytes came
 /// out of it: a decompressor under it inflates at most one buffer past the
 /// limit, whatever the compressed data claims.
-pub struct Bounded<R> {
+pub(crate) struct Bounded<R> {
     inner: R,
     left: u64,
     limit: u64,

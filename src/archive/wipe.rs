@@ -19,7 +19,7 @@ const HELPER_BIN: &str = "/.berth-helper";
 
 /// Empty `path` of volume `volume` using image `image`. `keep`: paths
 /// relative to `path` where other mounts sit (see `wipe_local`).
-pub async fn wipe_volume(
+pub(crate) async fn wipe_volume(
     d: &Docker,
     image: &str,
     volume: &str,

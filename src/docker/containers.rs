@@ -31,7 +31,7 @@ struct WaitError {
 }
 
 /// A GET archive stream: the engine's body, renamed on Podman.
-pub type ArchiveReader = Box<dyn Read + Send>;
+pub(crate) type ArchiveReader = Box<dyn Read + Send>;
 
 /// What HEAD/GET archive say about a path (X-Docker-Container-Path-Stat).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub struct PathStat {
     pub mode: u32,
     pub mtime: String,
     #[serde(rename = "linkTarget", default)]
-    pub link_target: String,
+    pub(crate) link_target: String,
 }
 
 impl PathStat {
@@ -257,7 +257,7 @@ impl Docker {
 
     /// Everything the container has logged so far, stdout and stderr
     /// together (best effort: what could be read before an error).
-    pub async fn container_logs_all(&self, id: &str, tty: bool) -> Vec<u8> {
+    pub(crate) async fn container_logs_all(&self, id: &str, tty: bool) -> Vec<u8> {
         let o = LogOptions {
             stdout: true,
             stderr: true,
@@ -319,7 +319,7 @@ impl Docker {
     /// entries under its mount point in the container's own filesystem
     /// when the container is stopped, so there it goes into `path` itself
     /// with the names made relative to it.
-    pub async fn archive_put_at<R: Read + Send + 'static>(
+    pub(crate) async fn archive_put_at<R: Read + Send + 'static>(
         &self,
         id: &str,
         path: &str,

@@ -20,6 +20,5 @@ pub mod system;
 pub mod transport;
 pub mod volumes;
 
-pub use body::{BodyReader, ReqBody};
-pub use model::short_id;
+pub(crate) use model::short_id;
 pub use transport::{ApiVersion, Docker, MAX_API, MIN_API};

@@ -198,7 +198,7 @@ impl ContainerSummary {
 }
 
 /// The first 12 hex digits of an engine id, as `docker ps` shows it.
-pub fn short_id(id: &str) -> &str {
+pub(crate) fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
 }

@@ -34,7 +34,7 @@ use crate::tarheader::{self as th, field, Block, PaxRecords, BLOCK};
 
 /// A create request for Podman: ulimit names as its create takes them
 /// (`RLIMIT_NOFILE` -> `nofile`), a device's empty mode as `rwm`.
-pub fn create_config(config: &Value) -> Value {
+pub(crate) fn create_config(config: &Value) -> Value {
     let mut c = config.clone();
     if let Some(devices) = c
         .pointer_mut("/HostConfig/Devices")
@@ -142,7 +142,7 @@ struct Pending {
 
 impl<R: Read> Rename<R> {
     /// A Podman GET archive of `path`, named as Docker names it.
-    pub fn from_volume_root(path: &str, inner: R) -> Self {
+    pub(crate) fn from_volume_root(path: &str, inner: R) -> Self {
         Self::new(
             inner,
             Mapping::FromVolumeRoot {
@@ -153,7 +153,7 @@ impl<R: Read> Rename<R> {
 
     /// A tar named for a PUT into the parent of `path` (`base/...`),
     /// renamed for a PUT into `path` itself.
-    pub fn into_path(path: &str, inner: R) -> Self {
+    pub(crate) fn into_path(path: &str, inner: R) -> Self {
         Self::new(
             inner,
             Mapping::IntoPath {

@@ -49,7 +49,7 @@ impl std::fmt::Display for NodeState {
 
 impl NodeState {
     /// Whether a resume leaves the node alone.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         !matches!(
             self,
             NodeState::Pending | NodeState::Running | NodeState::Interrupted
@@ -58,7 +58,7 @@ impl NodeState {
 
     /// Whether the rollout may go on to the next node after this one
     /// (without --continue-on-failure).
-    pub fn is_success(self) -> bool {
+    pub(crate) fn is_success(self) -> bool {
         matches!(self, NodeState::Upgraded | NodeState::Current)
     }
 
@@ -104,7 +104,7 @@ pub struct Rollout {
     pub dir: PathBuf,
     pub created: String,
     pub image_file: PathBuf,
-    pub image_sha256: String,
+    pub(crate) image_sha256: String,
     /// The id the image loads as: a node whose container runs it is current.
     pub image_id: String,
     pub continue_on_failure: bool,
@@ -140,12 +140,12 @@ impl Rollout {
     }
 
     /// The directory a node's upgrade run directories go under.
-    pub fn node_root(&self, i: usize) -> PathBuf {
+    pub(crate) fn node_root(&self, i: usize) -> PathBuf {
         self.dir.join(&self.nodes[i].spec.name)
     }
 
     /// The request for one node.
-    pub fn request_for(&self, i: usize) -> Request {
+    pub(crate) fn request_for(&self, i: usize) -> Request {
         Request {
             container: self.nodes[i].spec.container.clone(),
             backup_root: self.node_root(i),
@@ -255,13 +255,13 @@ fn runs(node_root: &Path) -> Vec<PathBuf> {
 }
 
 /// The node's last upgrade run, ended or not.
-pub fn latest_run(node_root: &Path) -> Option<PathBuf> {
+pub(crate) fn latest_run(node_root: &Path) -> Option<PathBuf> {
     runs(node_root).pop()
 }
 
 /// The upgrade run under a node's directory that has not ended (killed
 /// mid-way): a resume finishes it or rolls it back through its journal.
-pub fn unfinished_run(node_root: &Path) -> Option<PathBuf> {
+pub(crate) fn unfinished_run(node_root: &Path) -> Option<PathBuf> {
     runs(node_root).into_iter().rev().find(|run| {
         journal::read(&run.join(journal::JOURNAL))
             .map(|events| events.iter().all(|e| e.outcome.is_none()))

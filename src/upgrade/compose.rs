@@ -16,7 +16,11 @@ const SERVICE: &str = "com.docker.compose.service";
 /// Warnings for a compose-made container (`labels`: its labels) upgraded
 /// from `old_ref` to `new_ref`. None when the container is not compose's
 /// or the old reference will name the new image (same reference).
-pub fn warnings(labels: &BTreeMap<String, String>, old_ref: &str, new_ref: &str) -> Vec<String> {
+pub(crate) fn warnings(
+    labels: &BTreeMap<String, String>,
+    old_ref: &str,
+    new_ref: &str,
+) -> Vec<String> {
     if !labels.contains_key(COMPOSE_PROJECT) || old_ref == new_ref {
         return vec![];
     }

@@ -9,7 +9,7 @@ use crate::docker::Docker;
 use crate::error::Result;
 
 /// "NAME (how)" for every container that uses `c` (its inspect).
-pub async fn of(d: &Docker, c: &ContainerInspect) -> Result<Vec<String>> {
+pub(crate) async fn of(d: &Docker, c: &ContainerInspect) -> Result<Vec<String>> {
     let mut users = vec![];
     for s in d.container_list(&serde_json::json!({})).await? {
         if s.id == c.id {
@@ -35,7 +35,7 @@ pub async fn of(d: &Docker, c: &ContainerInspect) -> Result<Vec<String>> {
 
 /// How a container with `host` (its HostConfig) uses the container `id`
 /// named `name`.
-pub fn uses(host: &HostConfig, id: &str, name: &str) -> Vec<&'static str> {
+pub(crate) fn uses(host: &HostConfig, id: &str, name: &str) -> Vec<&'static str> {
     let is_it = |r: &str| r == name || (r.len() >= 12 && id.starts_with(r));
     let mut hows = vec![];
     for (mode, how) in [

@@ -16,7 +16,7 @@ use crate::secrets;
 
 /// The create request of the new container, with the values of its
 /// environment read from the old container.
-pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
+pub(crate) async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
     let mut req = p.create.clone();
     let Some(names) = p.env_names.as_ref().filter(|n| !n.is_empty()) else {
         return Ok(req);
@@ -54,7 +54,7 @@ fn gone(p: &Plan, names: &[String]) -> Error {
 
 /// For a message telling the user to recreate the container from the
 /// plan: what the plan does not hold.
-pub fn recreate_note(p: &Plan) -> String {
+pub(crate) fn recreate_note(p: &Plan) -> String {
     match &p.env_names {
         Some(n) if !n.is_empty() => format!(
             "; plan.json holds the names of its environment variables, not their values: give {} again",

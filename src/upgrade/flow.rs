@@ -55,7 +55,7 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
 }
 
 /// Run the undo steps and write the outcome.
-pub async fn rollback(
+pub(crate) async fn rollback(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
@@ -94,7 +94,7 @@ pub async fn rollback(
 }
 
 /// Success: remove the config file and (unless kept) the old container.
-pub async fn finish(
+pub(crate) async fn finish(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::clock;
 use crate::error::{Context, Error, Result};
 
-pub const JOURNAL: &str = "journal.jsonl";
+pub(crate) const JOURNAL: &str = "journal.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -188,12 +188,12 @@ impl Journal {
 }
 
 /// The last step boundary of a list of events.
-pub fn last(events: &[Event]) -> Option<(Step, Phase)> {
+pub(crate) fn last(events: &[Event]) -> Option<(Step, Phase)> {
     events.iter().rev().find_map(|e| Some((e.step?, e.phase?)))
 }
 
 /// The step whose `begin` is the last line (no outcome after it).
-pub fn in_flight(events: &[Event]) -> Option<Step> {
+pub(crate) fn in_flight(events: &[Event]) -> Option<Step> {
     match events.last() {
         Some(Event {
             step: Some(s),
@@ -208,7 +208,7 @@ pub fn in_flight(events: &[Event]) -> Option<Step> {
 /// Run one step: `begin` in the journal, the work, then `done` (with what
 /// the step learned) or `failed` (with why). A failure names the step, so
 /// every message that carries it says where the upgrade stopped.
-pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
+pub(crate) async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
 where
     F: Future<Output = Result<Value>>,
 {
@@ -281,7 +281,7 @@ pub struct Lock {
 /// Lock a container by its id AND its name. The id stays the same while
 /// the old container is renamed aside, and the name passes to the new
 /// container: whichever of them a second berth is given, it meets a lock.
-pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock)> {
+pub(crate) fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock)> {
     let by_name = lock(socket, name)?;
     let by_id = lock(socket, id).map_err(|_| {
         Error::failed(format!(
@@ -294,7 +294,7 @@ pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock
 
 /// The name of container `key`'s lock file on the engine at `socket`, in
 /// /run/berth (else $TMPDIR/berth): `berth status` reads the same names.
-pub fn lock_file_name(socket: &Path, key: &str) -> String {
+pub(crate) fn lock_file_name(socket: &Path, key: &str) -> String {
     let name: String = format!("{key}@{}", socket.display())
         .chars()
         .map(|c| {

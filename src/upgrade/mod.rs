@@ -6,16 +6,16 @@
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 
 pub mod compose;
-pub mod configfile;
-pub mod decide;
-pub mod dependents;
+pub(crate) mod configfile;
+pub(crate) mod decide;
+pub(crate) mod dependents;
 pub mod endpoints;
 pub mod env;
 pub mod flow;
-pub mod imagefile;
+pub(crate) mod imagefile;
 pub mod journal;
 pub mod plan;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod recreate;
 pub mod rollback;
 pub mod steps;
@@ -31,9 +31,9 @@ use journal::Outcome;
 use plan::Plan;
 use watch::Verdict;
 
-pub const PLAN: &str = "plan.json";
+pub(crate) const PLAN: &str = "plan.json";
 pub const BACKUP: &str = "backup";
-pub const NEW_LOG: &str = "new-container.log";
+pub(crate) const NEW_LOG: &str = "new-container.log";
 
 /// How to talk while running.
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,7 +105,7 @@ impl Summary {
     }
 }
 
-pub fn load_plan(run: &Path) -> Result<Plan> {
+pub(crate) fn load_plan(run: &Path) -> Result<Plan> {
     let p = run.join(PLAN);
     let bytes = std::fs::read(&p).map_err(|e| {
         Error::usage(format!(
@@ -117,7 +117,7 @@ pub fn load_plan(run: &Path) -> Result<Plan> {
 }
 
 /// Create the run directory (it must not exist yet) and write plan.json.
-pub fn save_plan(plan: &Plan) -> Result<()> {
+pub(crate) fn save_plan(plan: &Plan) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if let Some(root) = plan.run_dir.parent() {
         crate::files::create_private_dir(root)?;
@@ -209,7 +209,7 @@ pub struct Status {
     pub old_image: String,
     pub new_image: String,
     pub outcome: Option<Outcome>,
-    pub last_step: Option<(journal::Step, journal::Phase)>,
+    pub(crate) last_step: Option<(journal::Step, journal::Phase)>,
     /// The step berth was in when it stopped (a `begin` with nothing after).
     pub in_flight: Option<journal::Step>,
     /// What `berth resume` would do now (`status RUN_DIR` only, once the

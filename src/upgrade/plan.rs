@@ -44,13 +44,13 @@ pub struct Plan {
     pub container_id: String,
     pub was_running: bool,
     pub old_image_id: String,
-    pub old_image_ref: String,
+    pub(crate) old_image_ref: String,
     /// The tag that keeps the old image when the new one takes its name.
     pub rollback_tag: String,
     pub new_image_ref: String,
     pub new_image_id: String,
     pub image_file: PathBuf,
-    pub image_sha256: String,
+    pub(crate) image_sha256: String,
     pub aside_name: String,
     pub settings: Settings,
     /// Commands run before the backup and after a rollback's restore.
@@ -75,16 +75,16 @@ pub struct Plan {
     /// never written here. None in plans of older berths (values inline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_names: Option<Vec<String>>,
-    pub not_carried: Vec<String>,
+    pub(crate) not_carried: Vec<String>,
     /// Other containers that use this one (its network stack, its volumes
     /// through --volumes-from, a link): the upgrade refuses while they do.
     #[serde(default)]
-    pub dependents: Vec<String>,
+    pub(crate) dependents: Vec<String>,
     /// What the user should know and change (compose files).
     #[serde(default)]
     pub warnings: Vec<String>,
-    pub backup_bytes_estimate: u64,
-    pub free_bytes: u64,
+    pub(crate) backup_bytes_estimate: u64,
+    pub(crate) free_bytes: u64,
     pub run_dir: PathBuf,
 }
 
@@ -107,7 +107,7 @@ pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
 }
 
 /// Read and hash an image tarball off the async threads.
-pub async fn read_image_file(path: &Path) -> Result<ImageFile> {
+pub(crate) async fn read_image_file(path: &Path) -> Result<ImageFile> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || imagefile::read(&path))
         .await
@@ -116,7 +116,7 @@ pub async fn read_image_file(path: &Path) -> Result<ImageFile> {
 
 /// The plan for an image file already read (a rollout reads it once for
 /// every node).
-pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan> {
+pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan> {
     // The whole inspect is what the new container is created from.
     let raw = d.container_inspect_raw(&r.container).await?;
     let c = ContainerInspect::from_raw(&raw)
@@ -233,7 +233,7 @@ fn short(id: &str) -> &str {
 }
 
 /// Refuse a tarball that is not the one `--sha256` names.
-pub fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
+pub(crate) fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
     match &r.sha256 {
         Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
             "{}: sha256 is {}, not the {} given with --sha256: refusing a file that is not the one expected",

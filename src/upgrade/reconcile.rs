@@ -26,7 +26,7 @@ use crate::error::Result;
 const CREATE_GRACE: Duration = Duration::from_secs(1);
 
 /// Bring the in-flight step, if any, to a known end.
-pub async fn settle(d: &Docker, p: &Plan, j: &Journal, say: Say) -> Result<()> {
+pub(crate) async fn settle(d: &Docker, p: &Plan, j: &Journal, say: Say) -> Result<()> {
     let Some(step) = j.in_flight() else {
         return Ok(());
     };
@@ -74,7 +74,7 @@ async fn remove_helpers(d: &Docker, p: &Plan) -> Result<()> {
 
 /// The helper containers of this run: wipe helpers labelled with one of
 /// the old container's volumes, and stand-ins named after the container.
-pub async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
+pub(crate) async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
     let volumes: Vec<String> = match d.container_inspect(&p.container_id).await {
         Ok(c) => c
             .mounts
@@ -100,7 +100,7 @@ pub async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
 }
 
 /// The engine state the decision reads.
-pub async fn observe(d: &Docker, p: &Plan, events: &[Event]) -> Result<Observed> {
+pub(crate) async fn observe(d: &Docker, p: &Plan, events: &[Event]) -> Result<Observed> {
     let (old, old_has_name) = match d.container_inspect(&p.container_id).await {
         Ok(c) => (seen(&c), c.name() == p.container),
         Err(e) if e.is_not_found() => (Seen::Gone, false),

@@ -22,7 +22,7 @@ const OLD_SETTLE: Duration = Duration::from_secs(3);
 
 /// The undo steps, in order; each looks at the engine first, so running
 /// them again after a crash is safe.
-pub async fn undo(
+pub(crate) async fn undo(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
@@ -140,7 +140,7 @@ async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
     Ok(())
 }
 
-pub fn stand_in_prefix(p: &Plan) -> String {
+pub(crate) fn stand_in_prefix(p: &Plan) -> String {
     format!("{}-berth-restore-", p.container)
 }
 
@@ -251,7 +251,11 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
 /// The new container, if one exists: the id the journal recorded, or a
 /// container holding the name that is not the old one (created just
 /// before a crash, before the journal could say so).
-pub async fn new_container(d: &Docker, p: &Plan, events: &[Event]) -> Result<Option<String>> {
+pub(crate) async fn new_container(
+    d: &Docker,
+    p: &Plan,
+    events: &[Event],
+) -> Result<Option<String>> {
     let at = |phase| {
         events
             .iter()
@@ -286,7 +290,7 @@ fn not_found_ok(e: Error) -> Result<()> {
 
 /// Start a container (`what` names it in errors) and check that it is
 /// still running a few seconds later.
-pub async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
+pub(crate) async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
     d.container_start(id).await?;
     let t = Instant::now();
     while t.elapsed() < OLD_SETTLE {
@@ -303,7 +307,7 @@ pub async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value>
 }
 
 /// The one message for exit 4: what state the host is in, what to run.
-pub async fn incomplete(
+pub(crate) async fn incomplete(
     d: &Docker,
     p: &Plan,
     cause: Option<String>,

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::mounts;
 
 /// Steps 2 to 7. Returns the watch's verdict; an error is a failed step.
-pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
+pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
     say.step(format!(
         "tagging the old image {} as {}",
         crate::docker::short_id(&p.old_image_id),
@@ -85,7 +85,7 @@ pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<
     watch_new(d, p, j, &new_id, Duration::from_secs(p.settings.timeout_s)).await
 }
 
-pub async fn watch_new(
+pub(crate) async fn watch_new(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,

@@ -13,7 +13,7 @@ const GRACE: Duration = Duration::from_secs(60);
 
 /// An engine refusal is not fatal here: the step that follows does the
 /// same again and reports it. A broken engine is.
-pub fn soft(r: Result<()>) -> Result<()> {
+pub(crate) fn soft(r: Result<()>) -> Result<()> {
     match r {
         Err(e) if e.kind == Kind::Connection || e.status().is_some_and(|s| s >= 500) => Err(e),
         _ => Ok(()),
@@ -21,7 +21,7 @@ pub fn soft(r: Result<()>) -> Result<()> {
 }
 
 /// Stop a container and wait until the engine says it is not running.
-pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
+pub(crate) async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
     soft(d.container_stop(id, timeout_s).await)?;
     let limit = Duration::from_secs(timeout_s.into()) + GRACE;
     let t = Instant::now();
@@ -43,7 +43,7 @@ pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
 
 /// Remove a container (by force) and wait until the engine no longer
 /// knows it, so that its name is free.
-pub async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
+pub(crate) async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
     soft(d.container_remove(id, true, false).await)?;
     let limit = Duration::from_secs(timeout_s.into()) + GRACE;
     let t = Instant::now();

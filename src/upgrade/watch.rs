@@ -23,7 +23,7 @@ pub enum Verdict {
 
 /// Without a success pattern, a container counts as up once it has been
 /// running (and healthy, if it has a health check) this long.
-pub const SETTLE: Duration = Duration::from_secs(5);
+pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(1);
 const EXEC_EVERY: Duration = Duration::from_secs(2);
 
