@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::docker::model::ContainerInspect;
 use crate::error::{Context, Error, Result};
 use crate::upgrade::plan::Plan;
 
@@ -49,12 +50,12 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn of(inspect: &Value) -> Clock {
-        let s = |p: &str| inspect.pointer(p).and_then(Value::as_str).unwrap_or("");
+    pub fn of(inspect: &ContainerInspect) -> Clock {
+        let s = &inspect.state;
         Clock {
-            running: inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true),
-            started_at: s("/State/StartedAt").to_owned(),
-            finished_at: s("/State/FinishedAt").to_owned(),
+            running: s.running,
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
         }
     }
 }

@@ -372,10 +372,11 @@ mod tests {
     fn the_config_goes_where_the_upgrade_puts_it() {
         let create = old_create();
         let mut r = record(&create, None);
-        let data = crate::mounts::classify(
+        let inspect = crate::docker::model::ContainerInspect::from_raw(
             &json!({"Mounts": [{"Type": "bind", "Source": "/srv/conf", "Destination": "/etc/app/conf", "RW": true}]}),
-            &[],
-        );
+        )
+        .unwrap();
+        let data = crate::mounts::classify(&inspect, &[]);
         r.plan.settings.config_path = None;
         r.plan.config_dest = Some(PathBuf::from("/srv/conf/x/app.cfg"));
         let c = config_place(&r.plan, &data, Path::new("/run")).unwrap();

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::record::Record;
 use crate::archive::restore;
+use crate::docker::model::ContainerSummary;
 use crate::docker::Docker;
 use crate::error::Result;
 use crate::upgrade::{waits::remove_and_wait, Say};
@@ -24,7 +25,7 @@ pub async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
         d.volume_create(&json!({"Name": s.volume, "Labels": labels}))
             .await?;
     }
-    remove_containers(d, r, |c| name_of(c) == r.holder).await?;
+    remove_containers(d, r, |c| c.name() == r.holder).await?;
     let id = d.container_create(&r.holder, &holder_request(r)).await?;
     let paths: Vec<String> = r
         .scratch
@@ -84,13 +85,13 @@ pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
         }
     }
     let volumes: Vec<String> = r.scratch.iter().map(|s| s.volume.clone()).collect();
-    let helper_on_ours = |c: &Value| {
-        let v = c.pointer("/Labels/berth.volume").and_then(Value::as_str);
-        v.is_some_and(|v| volumes.iter().any(|x| x == v))
+    let helper_on_ours = |c: &ContainerSummary| {
+        let v = c.labels.get("berth.volume");
+        v.is_some_and(|v| volumes.contains(v))
     };
     out.containers = remove_containers(d, r, |c| {
-        let ours = c.pointer("/Labels/berth.run").and_then(Value::as_str) == Some(&r.run_id);
-        (ours && !(keep && name_of(c) == r.name)) || helper_on_ours(c)
+        let ours = c.labels.get("berth.run") == Some(&r.run_id);
+        (ours && !(keep && c.name() == r.name)) || helper_on_ours(c)
     })
     .await?;
     if keep {
@@ -112,7 +113,7 @@ pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
 async fn remove_containers(
     d: &Docker,
     r: &Record,
-    pick: impl Fn(&Value) -> bool,
+    pick: impl Fn(&ContainerSummary) -> bool,
 ) -> Result<Vec<String>> {
     let mut list = d.container_list(&r.filter()).await?;
     list.extend(
@@ -121,20 +122,11 @@ async fn remove_containers(
     );
     let mut names = vec![];
     for c in list.iter().filter(|c| pick(c)) {
-        if let Some(id) = c["Id"].as_str() {
-            // First with its anonymous volumes (a VOLUME the new image
-            // declares), then until it is gone.
-            let _ = d.container_remove(id, true, true).await;
-            remove_and_wait(d, id, 0).await?;
-            names.push(name_of(c).to_owned());
-        }
+        // First with its anonymous volumes (a VOLUME the new image
+        // declares), then until it is gone.
+        let _ = d.container_remove(&c.id, true, true).await;
+        remove_and_wait(d, &c.id, 0).await?;
+        names.push(c.name().to_owned());
     }
     Ok(names)
-}
-
-fn name_of(c: &Value) -> &str {
-    c.pointer("/Names/0")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_start_matches('/')
 }
