@@ -18,7 +18,7 @@ use crate::upgrade::{waits::remove_and_wait, Say};
 
 /// Create the scratch volumes and restore the backup into them; returns
 /// what was restored (the journal keeps it).
-pub async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
+pub(crate) async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
     for s in &r.scratch {
         let mut labels = r.labels();
         labels["berth.path"] = json!(s.path);
@@ -66,7 +66,7 @@ fn holder_request(r: &Record) -> Value {
 
 /// What was removed (or kept), for the journal.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Removed {
+pub(crate) struct Removed {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub kept: Vec<String>,
@@ -75,7 +75,7 @@ pub struct Removed {
 /// Remove the run's containers (and wipe helpers on its volumes) and its
 /// scratch volumes. With `keep` the rehearsal container is stopped and
 /// kept, and so are the volumes.
-pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
+pub(crate) async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
     let mut out = Removed::default();
     if keep {
         match d.container_stop(&r.name, r.plan.stop_timeout).await {
