@@ -120,8 +120,7 @@ async fn cleanup(c: &mut Demo) -> StepResult {
         .map_err(|e| e.to_string())?;
     let mut names: Vec<String> = list
         .iter()
-        .filter_map(|v| v.pointer("/Names/0").and_then(Value::as_str))
-        .map(|n| n.trim_start_matches('/').to_owned())
+        .map(|v| v.name().to_owned())
         .filter(|n| n.starts_with(PREFIX))
         .collect();
     // Containers that use another's volumes go first.
@@ -297,13 +296,12 @@ async fn upgrade_good(c: &mut Demo) -> StepResult {
 }
 
 /// The id and start time of the running app: the same after a rehearsal.
-async fn app_clock(c: &Demo) -> Result<(Value, Value, bool), String> {
+async fn app_clock(c: &Demo) -> Result<(String, String, bool), String> {
     let v =
         c.d.container_inspect(APP)
             .await
             .map_err(|e| e.to_string())?;
-    let running = v.pointer("/State/Running") == Some(&json!(true));
-    Ok((v["Id"].clone(), v["State"]["StartedAt"].clone(), running))
+    Ok((v.id, v.state.started_at, v.state.running))
 }
 
 async fn rehearse_broken(c: &mut Demo) -> StepResult {
@@ -326,7 +324,7 @@ async fn upgrade_broken(c: &mut Demo) -> StepResult {
     let after = a.data_mdb(&c.d).await;
     let v = a.installed_version(&c.d).await.unwrap_or_default();
     let running =
-        c.d.container_inspect(APP)
+        c.d.container_inspect_raw(APP)
             .await
             .map_err(|e| e.to_string())?;
     let image = running

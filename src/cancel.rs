@@ -13,16 +13,16 @@ pub fn cancel() {
 }
 
 /// Forget a signal that has been acted on (a rollback must run to its end).
-pub fn reset() {
+pub(crate) fn reset() {
     CANCELLED.store(false, Ordering::SeqCst);
 }
 
-pub fn is_cancelled() -> bool {
+pub(crate) fn is_cancelled() -> bool {
     CANCELLED.load(Ordering::SeqCst)
 }
 
 /// Err(Interrupted) once a signal arrived.
-pub fn check() -> Result<()> {
+pub(crate) fn check() -> Result<()> {
     if is_cancelled() {
         Err(Error::new(Kind::Interrupted, "interrupted by a signal"))
     } else {

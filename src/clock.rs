@@ -30,13 +30,13 @@ fn parts(t: i64) -> (i64, u32, u32, i64, i64, i64) {
 }
 
 /// RFC 3339: 2026-11-23T21:05:09Z
-pub fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     let (y, mo, d, h, mi, s) = parts(t);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
 /// For directory names: 20261123T210509Z
-pub fn compact(t: i64) -> String {
+pub(crate) fn compact(t: i64) -> String {
     let (y, mo, d, h, mi, s) = parts(t);
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }

@@ -12,8 +12,6 @@ pub enum Kind {
     Failed,
     /// The command line or a file it names is unusable (exit 2).
     Usage,
-    /// The upgrade failed and the rollback restored everything (exit 3).
-    RolledBack,
     /// The rollback did not complete: manual action needed (exit 4).
     RollbackIncomplete,
     /// A backup failed verification, or a restore read back different (exit 5).
@@ -30,7 +28,6 @@ impl Kind {
     pub fn exit_status(self) -> ExitStatus {
         match self {
             Kind::Usage => ExitStatus::Usage,
-            Kind::RolledBack => ExitStatus::RolledBack,
             Kind::RollbackIncomplete => ExitStatus::RollbackIncomplete,
             Kind::Integrity => ExitStatus::Integrity,
             Kind::Interrupted => ExitStatus::Interrupted,
@@ -102,7 +99,7 @@ impl From<std::io::Error> for Error {
 
 impl Error {
     /// Wrap into an io::Error (for Read/Write impls) without losing the kind.
-    pub fn into_io(self) -> std::io::Error {
+    pub(crate) fn into_io(self) -> std::io::Error {
         std::io::Error::other(self)
     }
 }

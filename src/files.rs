@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result};
 
 /// fsync a directory so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .ctx(format!("syncing directory {}", dir.display()))
 }
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = tmp_path(path);
     let doing = || format!("writing {}", path.display());
     let mut f = OpenOptions::new()
@@ -32,14 +32,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// The temporary name `write_atomic` writes before its rename (a crash
 /// between the two leaves it: whoever cleans up removes it too).
-pub fn tmp_path(path: &Path) -> std::path::PathBuf {
+pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".berth-tmp");
     path.with_file_name(name)
 }
 
 /// Create a new file (never overwrite) with `mode`.
-pub fn create_new(path: &Path, mode: u32) -> Result<File> {
+pub(crate) fn create_new(path: &Path, mode: u32) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -49,7 +49,7 @@ pub fn create_new(path: &Path, mode: u32) -> Result<File> {
 }
 
 /// Create a private directory (0700) and its parents.
-pub fn create_private_dir(path: &Path) -> Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -59,21 +59,21 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
 
 /// A new file whose write errors name it: a full disk deep inside a
 /// compressing pipeline must still say which file could not be written.
-pub struct NamedFile {
+pub(crate) struct NamedFile {
     file: File,
     path: PathBuf,
 }
 
 impl NamedFile {
     /// Create a new file (never overwrite) with `mode`.
-    pub fn create_new(path: &Path, mode: u32) -> Result<NamedFile> {
+    pub(crate) fn create_new(path: &Path, mode: u32) -> Result<NamedFile> {
         Ok(NamedFile {
             file: create_new(path, mode)?,
             path: path.to_owned(),
         })
     }
 
-    pub fn into_file(self) -> File {
+    pub(crate) fn into_file(self) -> File {
         self.file
     }
 
@@ -99,7 +99,7 @@ impl Write for NamedFile {
 /// An exclusive lock on `path` (created if missing), held until the file
 /// returned is dropped; the kernel drops it with a killed process too.
 /// `busy` is the error message when another process holds it.
-pub fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
+pub(crate) fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -116,7 +116,7 @@ pub fn try_lock(path: &Path, busy: impl FnOnce() -> String) -> Result<File> {
 /// Lock a directory itself (see [`try_lock_dir`]), waiting for a holder
 /// to let go (a `berth status` looking, a `berth prune` that found it
 /// free only removes other, stale directories).
-pub fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let file = File::open(dir).ctx(format!("opening {}", dir.display()))?;
     file.lock().ctx(format!("locking {}", dir.display()))?;
     Ok(file)

@@ -12,11 +12,11 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
-use crate::inspect::{name_of, str_at};
 use crate::profile::{self, Hooks};
 
 /// The two moments a hook runs at.
@@ -40,12 +40,12 @@ const DEFAULT_TIMEOUT_S: u64 = 300;
 
 /// The command of hook `which` for a container: the flag's, else its
 /// `berth.*` label's (a profile is for upgrades: see `upgrade::plan`).
-pub fn pick(
-    inspect: &Value,
+pub(crate) fn pick(
+    inspect: &ContainerInspect,
     which: Hook,
     flag: Option<Vec<String>>,
 ) -> Result<Option<Vec<String>>> {
-    let (labels, _) = profile::from_labels(&profile::labels_of(inspect))?;
+    let (labels, _) = profile::from_labels(&inspect.config.labels)?;
     let flags = profile::Layer {
         exec_before_backup: flag.clone().filter(|_| which == Hook::BeforeBackup),
         exec_after_restore: flag.filter(|_| which == Hook::AfterRestore),
@@ -84,17 +84,22 @@ fn timeout() -> Duration {
 
 /// Run hook `which`, if `cmd` is given, against `container` as it is now
 /// (running: exec; stopped: a helper).
-pub async fn run(d: &Docker, container: &str, which: Hook, cmd: Option<&[String]>) -> Result<()> {
+pub(crate) async fn run(
+    d: &Docker,
+    container: &str,
+    which: Hook,
+    cmd: Option<&[String]>,
+) -> Result<()> {
     let Some(cmd) = cmd else {
         return Ok(());
     };
     let c = d.container_inspect(container).await?;
-    let doing = format!("the {which} hook {cmd:?} in {}", name_of(&c));
-    let running = c.pointer("/State/Running").and_then(Value::as_bool) == Some(true);
+    let doing = format!("the {which} hook `{}` in {}", cmd.join(" "), c.name());
+    let running = c.state.running;
     let limit = timeout();
     let work = async {
         if running {
-            let out = d.exec_run(str_at(&c, "/Id"), cmd).await?;
+            let out = d.exec_run(&c.id, cmd).await?;
             let mut text = out.stdout;
             text.extend_from_slice(&out.stderr);
             Ok((out.exit_code, text))
@@ -129,23 +134,22 @@ pub async fn run(d: &Docker, container: &str, which: Hook, cmd: Option<&[String]
 /// exit code and output. The helper is removed whatever happens.
 async fn in_helper(
     d: &Docker,
-    c: &Value,
+    c: &ContainerInspect,
     cmd: &[String],
     limit: Duration,
 ) -> Result<(i64, Vec<u8>)> {
-    let cfg = c.get("Config").cloned().unwrap_or(Value::Null);
     let req = json!({
-        "Image": str_at(c, "/Image"),
+        "Image": c.image,
         "Entrypoint": [cmd[0]],
         "Cmd": cmd[1..],
-        "User": cfg["User"],
-        "WorkingDir": cfg["WorkingDir"],
-        "Env": cfg["Env"],
+        "User": c.config.user,
+        "WorkingDir": c.config.working_dir,
+        "Env": c.config.env,
         "Labels": {"berth.helper": "hook"},
         "NetworkDisabled": true,
-        "HostConfig": {"VolumesFrom": [str_at(c, "/Id")], "NetworkMode": "none"},
+        "HostConfig": {"VolumesFrom": [c.id], "NetworkMode": "none"},
     });
-    let name = format!("{}-berth-hook-{}", name_of(c), crate::clock::now_unix());
+    let name = format!("{}-berth-hook-{}", c.name(), crate::clock::now_unix());
     let id = d.container_create(&name, &req).await?;
     let run = async {
         d.container_start(&id).await?;
@@ -192,7 +196,7 @@ mod tests {
 
     #[test]
     fn flags_win_over_labels() {
-        let c = json!({"Config": {"Labels": {"berth.exec-before-backup": "sync", "berth.exec-after-restore": "fix 'a b'"}}});
+        let c = ContainerInspect::from_raw(&json!({"Config": {"Labels": {"berth.exec-before-backup": "sync", "berth.exec-after-restore": "fix 'a b'"}}})).unwrap();
         let flush = Some(vec!["flush".to_owned()]);
         assert_eq!(pick(&c, Hook::BeforeBackup, flush.clone()).unwrap(), flush);
         assert_eq!(
@@ -203,6 +207,7 @@ mod tests {
             pick(&c, Hook::AfterRestore, None).unwrap(),
             Some(vec!["fix".to_owned(), "a b".to_owned()])
         );
-        assert_eq!(pick(&json!({}), Hook::AfterRestore, None).unwrap(), None);
+        let bare = ContainerInspect::default();
+        assert_eq!(pick(&bare, Hook::AfterRestore, None).unwrap(), None);
     }
 }

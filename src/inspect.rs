@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::docker::Docker;
+use crate::docker::{short_id as short, Docker};
 use crate::error::Result;
 use crate::mounts::{self, DataMap};
 
@@ -33,18 +33,9 @@ pub struct ImageInfo {
     pub tags: Vec<String>,
 }
 
-pub fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
-    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
-
-/// The container's name without the engine's leading '/'.
-pub fn name_of(inspect: &Value) -> String {
-    str_at(inspect, "/Name").trim_start_matches('/').to_owned()
-}
-
 pub async fn inspect(docker: &Docker, container: &str) -> Result<Report> {
     let c = docker.container_inspect(container).await?;
-    let image_id = str_at(&c, "/Image").to_owned();
+    let image_id = c.image.clone();
     // The image may be gone (removed by force): report what is known.
     let tags = match docker.image_inspect(&image_id).await {
         Ok(img) => img
@@ -63,17 +54,14 @@ pub async fn inspect(docker: &Docker, container: &str) -> Result<Report> {
     Ok(Report {
         schema: 1,
         container: ContainerInfo {
-            id: str_at(&c, "/Id").to_owned(),
-            name: name_of(&c),
-            state: str_at(&c, "/State/Status").to_owned(),
-            running: c
-                .pointer("/State/Running")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            id: c.id.clone(),
+            name: c.name().to_owned(),
+            state: c.state.status.clone(),
+            running: c.state.running,
         },
         image: ImageInfo {
             id: image_id,
-            reference: str_at(&c, "/Config/Image").to_owned(),
+            reference: c.config.image.clone(),
             tags,
         },
         data: mounts::resolve(docker, &c).await?,
@@ -124,13 +112,8 @@ impl Report {
     }
 }
 
-pub fn short(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
-
 /// A plain left-aligned text table.
-pub fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(head: &[&str; N], rows: &[[String; N]]) -> String {
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

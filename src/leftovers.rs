@@ -12,15 +12,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::docker::model::ContainerSummary;
 use crate::docker::Docker;
 use crate::error::Result;
 use crate::manifest::{Manifest, MANIFEST};
 use crate::upgrade::journal::{self, Outcome, Phase, Step};
 use crate::upgrade::plan::Plan;
 use crate::upgrade::{self, BACKUP, PLAN};
-
-/// The default backup root of `berth backup --out` and `upgrade --backup-root`.
-pub const DEFAULT_ROOT: &str = "./berth-backups";
 
 /// Containers renamed aside by an upgrade are named `<name>` + this + stamp.
 const ASIDE_MARK: &str = "-berth-old-";
@@ -29,7 +27,7 @@ const TAG_MARK: &str = ":berth-rollback-";
 /// Label on every helper container (and volume) berth creates.
 const HELPER_LABEL: &str = "berth.helper";
 /// A key for what belongs to no container berth can name.
-pub const NO_CONTAINER: &str = "(unknown container)";
+pub(crate) const NO_CONTAINER: &str = "(unknown container)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -63,13 +61,13 @@ pub enum RunState {
 pub struct Run {
     pub state: RunState,
     /// The last step boundary the journal holds, for an unfinished run.
-    pub last_step: Option<String>,
+    pub(crate) last_step: Option<String>,
     pub keep_old: bool,
     pub container_id: String,
     pub rollback_tag: String,
     pub aside_name: String,
     /// The container the run created, as its journal recorded it.
-    pub new_id: Option<String>,
+    pub(crate) new_id: Option<String>,
     /// `berth rollback DIR` could still put the old container back: it
     /// was upgraded, its old container is still there, and the name is
     /// free or still held by the container this run made.
@@ -97,21 +95,21 @@ pub struct Dir {
     pub owned: bool,
     /// Why it is not berth's (Unknown), or what it is (Rollout).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Tag {
     pub reference: String,
     pub image_id: String,
-    pub image_bytes: u64,
+    pub(crate) image_bytes: u64,
     /// Every name of that image (this tag included).
-    pub image_names: Vec<String>,
+    pub(crate) image_names: Vec<String>,
     pub container: String,
     /// The run directory whose plan made it, when one is under the roots.
     pub run: Option<PathBuf>,
     /// Containers (names) that run or hold that image.
-    pub used_by: Vec<String>,
+    pub(crate) used_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,19 +118,19 @@ pub struct Container {
     pub name: String,
     /// `aside` (an old container kept by an upgrade), `wipe` or `restore`
     /// (helpers).
-    pub role: String,
+    pub(crate) role: String,
     pub state: String,
     pub container: String,
     pub run: Option<PathBuf>,
     /// A live berth owns it (a helper) or may still need it (aside).
     pub owned: bool,
-    pub note: String,
+    pub(crate) note: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Volume {
     pub name: String,
-    pub role: String,
+    pub(crate) role: String,
 }
 
 /// Everything, grouped by the container it belongs to.
@@ -220,7 +218,7 @@ pub async fn inventory(d: &Docker, roots: &[PathBuf]) -> Result<Inventory> {
 
 /// What the engine holds, read once.
 pub struct Engine {
-    pub containers: Vec<Value>,
+    pub containers: Vec<ContainerSummary>,
     pub images: Vec<Value>,
     pub volumes: Vec<Value>,
 }
@@ -236,26 +234,22 @@ impl Engine {
     }
 
     /// The container holding `name`, or with id `id`.
-    fn by_name(&self, name: &str) -> Option<&Value> {
-        self.containers.iter().find(|c| name_in_list(c) == name)
+    fn by_name(&self, name: &str) -> Option<&ContainerSummary> {
+        self.containers.iter().find(|c| c.name() == name)
     }
 
-    fn by_id(&self, id: &str) -> Option<&Value> {
-        self.containers.iter().find(|c| c["Id"] == id)
+    fn by_id(&self, id: &str) -> Option<&ContainerSummary> {
+        self.containers.iter().find(|c| c.id == id)
     }
 
     /// Names of the containers that use image `id`.
-    pub fn users_of(&self, image_id: &str) -> Vec<String> {
+    pub(crate) fn users_of(&self, image_id: &str) -> Vec<String> {
         self.containers
             .iter()
-            .filter(|c| c["ImageID"] == image_id)
-            .map(|c| name_in_list(c).to_owned())
+            .filter(|c| c.image_id == image_id)
+            .map(|c| c.name().to_owned())
             .collect()
     }
-}
-
-fn name_in_list(c: &Value) -> &str {
-    str_of(c, "/Names/0").trim_start_matches('/')
 }
 
 fn str_of<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -401,14 +395,14 @@ fn run_of(p: &Plan, events: &[journal::Event], socket: &Path, engine: &Engine) -
         .rev()
         .find(|e| e.step == Some(Step::CreateNew) && e.phase == Some(Phase::Done))
         .and_then(|e| e.data["id"].as_str().map(String::from));
-    let holder = engine.by_name(&p.container).map(|c| str_of(c, "/Id"));
+    let holder = engine.by_name(&p.container).map(|c| c.id.as_str());
     let name_ok = holder.is_none() || holder == new_id.as_deref();
     Run {
         state,
         last_step: events
             .iter()
             .rev()
-            .find_map(|e| Some(format!("{} ({:?})", e.step?, e.phase?).to_lowercase())),
+            .find_map(|e| Some(format!("{} ({})", e.step?, e.phase?))),
         keep_old: p.keep_old,
         container_id: p.container_id.clone(),
         rollback_tag: p.rollback_tag.clone(),
@@ -424,7 +418,7 @@ fn run_of(p: &Plan, events: &[journal::Event], socket: &Path, engine: &Engine) -
 /// Whether a berth holds the lock of container `key` (id or name).
 /// Looked up without taking it: a `berth status` must never make a berth
 /// that starts at that moment find its container locked.
-pub fn locked(socket: &Path, key: &str) -> bool {
+pub(crate) fn locked(socket: &Path, key: &str) -> bool {
     container_lock_paths(socket, key)
         .iter()
         .any(|p| flock_held(p))
@@ -448,7 +442,7 @@ fn container_lock_paths(socket: &Path, key: &str) -> Vec<PathBuf> {
 /// compared (overlay and bind mounts report devices differently): a lock
 /// on another file system's same inode makes it look held, which errs on
 /// the side of keeping. Unreadable /proc/locks: held.
-pub fn flock_held(path: &Path) -> bool {
+pub(crate) fn flock_held(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Ok(md) = std::fs::metadata(path) else {
         return false;
@@ -557,10 +551,10 @@ fn same_ref(planned: &str, listed: &str) -> bool {
 fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container> {
     let mut out = vec![];
     for c in &engine.containers {
-        let name = name_in_list(c);
-        let id = str_of(c, "/Id");
-        let state = str_of(c, "/State").to_owned();
-        let helper = str_of(c, "/Labels/berth.helper");
+        let name = c.name();
+        let id = c.id.as_str();
+        let state = c.state.clone();
+        let helper = c.labels.get("berth.helper").map_or("", String::as_str);
         let entry = |role: &str, container: &str, run: Option<PathBuf>, owned, note| Container {
             id: id.to_owned(),
             name: name.to_owned(),
@@ -590,10 +584,11 @@ fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container>
                 note,
             ));
         } else if helper == crate::rehearse::record::ROLE {
-            let owner = str_of(c, "/Labels/berth.container");
+            let label = |k: &str| c.labels.get(k).map_or("", String::as_str);
+            let owner = label("berth.container");
             let note = format!(
                 "a rehearsal's container: `berth resume` of its run {} removes it",
-                str_of(c, "/Labels/berth.run")
+                label("berth.run")
             );
             out.push(entry("rehearsal", owner, None, true, note));
         } else if helper == "restore" {
@@ -725,7 +720,7 @@ pub fn render(inv: &Inventory) -> String {
     s
 }
 
-pub fn kind_word(k: DirKind) -> &'static str {
+pub(crate) fn kind_word(k: DirKind) -> &'static str {
     match k {
         DirKind::Backup => "backup",
         DirKind::Run => "run",

@@ -23,4 +23,5 @@ pub mod rehearse;
 pub mod report;
 pub mod rollout;
 pub mod secrets;
+pub(crate) mod tarheader;
 pub mod upgrade;

@@ -17,14 +17,14 @@ use crate::error::{Context, Error, Result};
 use crate::mounts::{Excluded, Mount};
 use crate::secrets::json_problem;
 
-pub const SCHEMA: u32 = 1;
+pub(crate) const SCHEMA: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub schema: u32,
-    pub berth_version: String,
+    pub(crate) berth_version: String,
     /// RFC 3339 UTC.
     pub created: String,
     pub engine: Engine,
@@ -147,7 +147,7 @@ fn without_env_values<S: serde::Serializer>(v: &Value, s: S) -> Result<S::Ok, S:
 }
 
 /// A file name that stays inside the backup directory.
-pub fn plain_name(name: &str) -> Result<&str> {
+pub(crate) fn plain_name(name: &str) -> Result<&str> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && !name.contains('/')
@@ -173,7 +173,7 @@ fn clean_absolute(path: &str) -> bool {
 }
 
 /// A path's archive base name: "/var/lib/vmware" -> "var-lib-vmware".
-pub fn slug(path: &str) -> String {
+pub(crate) fn slug(path: &str) -> String {
     let s: String = path
         .trim_matches('/')
         .chars()
@@ -201,7 +201,7 @@ pub fn sums_text(files: &[(String, String)]) -> String {
 }
 
 /// Parse SHA256SUMS into (name, hex) pairs; names must be plain.
-pub fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
+pub(crate) fn parse_sums(text: &str) -> Result<Vec<(String, String)>> {
     let mut out = vec![];
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {

@@ -7,8 +7,8 @@
 //! nested inside a backed-up volume is cut out of that volume's archive.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::docker::model::{ContainerInspect, MountPoint};
 use crate::docker::Docker;
 use crate::error::Result;
 
@@ -47,13 +47,13 @@ pub struct DataMap {
 }
 
 impl DataMap {
-    pub fn backed_up(&self) -> impl Iterator<Item = &Mount> {
+    pub(crate) fn backed_up(&self) -> impl Iterator<Item = &Mount> {
         self.mounts.iter().filter(|m| m.backup)
     }
 
     /// Paths under `dest` that its archive must leave out (other mounts
     /// nested inside it), relative to `dest`.
-    pub fn exclusions_under(&self, dest: &str) -> Vec<String> {
+    pub(crate) fn exclusions_under(&self, dest: &str) -> Vec<String> {
         self.mounts
             .iter()
             .filter(|m| m.destination != dest)
@@ -63,7 +63,7 @@ impl DataMap {
 }
 
 /// `inner` relative to `outer` when it lies strictly below it.
-pub fn nested_rel(outer: &str, inner: &str) -> Option<String> {
+pub(crate) fn nested_rel(outer: &str, inner: &str) -> Option<String> {
     let outer = outer.trim_end_matches('/');
     let rest = inner.strip_prefix(outer)?.strip_prefix('/')?;
     (!rest.is_empty()).then(|| rest.trim_end_matches('/').to_owned())
@@ -71,49 +71,33 @@ pub fn nested_rel(outer: &str, inner: &str) -> Option<String> {
 
 /// Resolve the mounts of an inspected container. Inherited mounts are
 /// attributed by asking each --volumes-from container for its own mounts.
-pub async fn resolve(docker: &Docker, inspect: &Value) -> Result<DataMap> {
-    let mut sources: Vec<(String, Vec<Value>)> = vec![];
-    let from = inspect
-        .pointer("/HostConfig/VolumesFrom")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for f in from.iter().filter_map(Value::as_str) {
+pub(crate) async fn resolve(docker: &Docker, inspect: &ContainerInspect) -> Result<DataMap> {
+    let mut sources: Vec<(String, Vec<MountPoint>)> = vec![];
+    for f in &inspect.host_config.volumes_from {
         let name = f.split(':').next().unwrap_or(f).to_owned();
         let other = docker.container_inspect(&name).await?;
-        let mounts = other
-            .get("Mounts")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        sources.push((name, mounts));
+        sources.push((name, other.mounts));
     }
     Ok(classify(inspect, &sources))
 }
 
 /// The pure part of `resolve`, given the --volumes-from containers' mounts.
-pub fn classify(inspect: &Value, sources: &[(String, Vec<Value>)]) -> DataMap {
-    let raw = inspect
-        .get("Mounts")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut mounts: Vec<Mount> = raw
+pub(crate) fn classify(
+    inspect: &ContainerInspect,
+    sources: &[(String, Vec<MountPoint>)],
+) -> DataMap {
+    let mut mounts: Vec<Mount> = inspect
+        .mounts
         .iter()
         .map(|m| {
-            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            let kind = s("Type");
-            let name = Some(s("Name")).filter(|n| !n.is_empty());
             let from = sources
                 .iter()
                 .find(|(_, ms)| {
-                    ms.iter().any(|o| {
-                        o.get("Destination") == m.get("Destination")
-                            && o.get("Source") == m.get("Source")
-                    })
+                    ms.iter()
+                        .any(|o| o.destination == m.destination && o.source == m.source)
                 })
                 .map(|(n, _)| n.clone());
-            let (backup, reason) = match kind.as_str() {
+            let (backup, reason) = match m.kind.as_str() {
                 "volume" => (true, None),
                 "bind" => (
                     false,
@@ -126,11 +110,11 @@ pub fn classify(inspect: &Value, sources: &[(String, Vec<Value>)]) -> DataMap {
                 other => (false, Some(format!("{other} mount: not supported"))),
             };
             Mount {
-                kind,
-                name,
-                source: s("Source"),
-                destination: s("Destination"),
-                rw: m.get("RW").and_then(Value::as_bool).unwrap_or(true),
+                kind: m.kind.clone(),
+                name: Some(m.name.clone()).filter(|n| !n.is_empty()),
+                source: m.source.clone(),
+                destination: m.destination.clone(),
+                rw: m.rw,
                 from,
                 backup,
                 reason,
@@ -179,14 +163,19 @@ mod tests {
 
     #[test]
     fn volumes_from_and_binds() {
-        let inspect = json!({"Mounts": [
+        let inspect = ContainerInspect::from_raw(&json!({"Mounts": [
             {"Type":"volume","Name":"v1","Source":"/d/v1","Destination":"/var/lib/vmware","RW":true},
             {"Type":"bind","Source":"/host/cfg","Destination":"/var/lib/vmware/config","RW":true},
             {"Type":"volume","Name":"v2","Source":"/d/v2","Destination":"/own","RW":false},
-        ]});
+        ]}))
+        .unwrap();
         let src = vec![(
             "lw_data".to_owned(),
-            vec![json!({"Destination":"/var/lib/vmware","Source":"/d/v1"})],
+            vec![MountPoint {
+                destination: "/var/lib/vmware".into(),
+                source: "/d/v1".into(),
+                ..Default::default()
+            }],
         )];
         let m = classify(&inspect, &src);
         assert_eq!(m.mounts.len(), 3);

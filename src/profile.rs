@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::{Context, Error, Result};
 
@@ -55,8 +54,8 @@ pub struct Layer {
 /// that names one wins, as for the other settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hooks {
-    pub before_backup: Option<Vec<String>>,
-    pub after_restore: Option<Vec<String>>,
+    pub(crate) before_backup: Option<Vec<String>>,
+    pub(crate) after_restore: Option<Vec<String>>,
 }
 
 pub fn hooks(layers: &[Layer]) -> Hooks {
@@ -79,11 +78,11 @@ pub struct Settings {
     pub timeout_s: u64,
 }
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The built-in profile for the Lightwave identity server (the reference
 /// procedure).
-pub fn lightwave() -> Layer {
+pub(crate) fn lightwave() -> Layer {
     Layer {
         paths: [
             "/var/lib/vmware",
@@ -124,7 +123,7 @@ const KEYS: &str = "path, config-path, success, failure, watch, timeout";
 
 /// Errors name the line and the key, never the text: a file given by
 /// mistake (a config file with a password) must not be echoed.
-pub fn parse_file(text: &str) -> Result<Layer> {
+pub(crate) fn parse_file(text: &str) -> Result<Layer> {
     let mut l = Layer::default();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -173,7 +172,7 @@ pub fn parse_file(text: &str) -> Result<Layer> {
 
 /// Settings from a container's `berth.*` labels (and the built-in profile
 /// that `berth.profile` names, underneath them).
-pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<Layer>)> {
+pub(crate) fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<Layer>)> {
     let get = |k: &str| {
         labels
             .get(&format!("berth.{k}"))
@@ -209,20 +208,8 @@ pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<(Layer, Option<L
     Ok((l, profile))
 }
 
-pub fn labels_of(inspect: &Value) -> BTreeMap<String, String> {
-    inspect
-        .pointer("/Config/Labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Merge layers, the first that says something wins.
-pub fn merge(layers: &[Layer]) -> Result<Settings> {
+pub(crate) fn merge(layers: &[Layer]) -> Result<Settings> {
     let first_vec = |f: fn(&Layer) -> &Vec<String>| {
         layers
             .iter()

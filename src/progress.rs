@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 use crate::report::Reporter;
 
 /// Counts bytes; a background thread redraws the line while it lives.
-pub struct Meter {
+pub(crate) struct Meter {
     pub bytes: Arc<AtomicU64>,
-    /// Expected bytes; 0: unknown.
-    total: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -25,37 +23,26 @@ pub struct Meter {
 impl Meter {
     /// A meter that expects `total` bytes (0: unknown), shown when `report`
     /// shows meters.
-    pub fn with_total(label: String, report: &'static dyn Reporter, total: u64) -> Meter {
+    pub(crate) fn with_total(label: String, report: &'static dyn Reporter, total: u64) -> Meter {
         let bytes = Arc::new(AtomicU64::new(0));
-        let total = Arc::new(AtomicU64::new(total));
         let done = Arc::new(AtomicBool::new(false));
         let thread = report.meters().then(|| {
-            let (b, t, d) = (bytes.clone(), total.clone(), done.clone());
+            let (b, d) = (bytes.clone(), done.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 while !d.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(200));
                     let n = b.load(Ordering::Relaxed);
-                    report.meter(&label, &status(n, t.load(Ordering::Relaxed), t0.elapsed()));
+                    report.meter(&label, &status(n, total, t0.elapsed()));
                 }
                 report.meter_done();
             })
         });
         Meter {
             bytes,
-            total,
             done,
             thread,
         }
-    }
-
-    /// Sets the expected bytes (0: unknown).
-    pub fn set_total(&self, total: u64) {
-        self.total.store(total, Ordering::Relaxed);
-    }
-
-    pub fn add(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A reader that counts what passes into this meter and stops at a
@@ -68,7 +55,7 @@ impl Meter {
     }
 }
 
-pub struct Metered<R> {
+pub(crate) struct Metered<R> {
     inner: R,
     bytes: Arc<AtomicU64>,
 }

@@ -79,8 +79,8 @@ pub struct Kept {
 
 /// What removing `items` (in order) and keeping `kept` means.
 #[derive(Debug, Default, Serialize)]
-pub struct Decision {
-    pub items: Vec<Item>,
+pub(crate) struct Decision {
+    pub(crate) items: Vec<Item>,
     pub kept: Vec<Kept>,
 }
 
@@ -170,7 +170,7 @@ fn bytes_of(i: &Item) -> u64 {
 /// The policy. `verified(dir)` says whether a backup directory verifies
 /// (checksums and manifest); it is asked newest first, per container, until
 /// one does.
-pub fn decide(
+pub(crate) fn decide(
     inv: &Inventory,
     keep_last: usize,
     keep_within: Option<i64>,
@@ -494,7 +494,7 @@ fn failure(i: &Item, e: Error) -> Failure {
     }
 }
 
-pub fn target_of(r: &Removal) -> String {
+pub(crate) fn target_of(r: &Removal) -> String {
     match r {
         Removal::Dir { path, .. } => path.display().to_string(),
         Removal::Tag { reference, .. } => reference.clone(),

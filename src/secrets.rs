@@ -16,15 +16,15 @@ use serde_json::Value;
 /// Where an inspect answer (and a create request) keeps the environment.
 const ENV: &str = "Env";
 /// What replaces it in what berth writes: the names, in order.
-pub const ENV_NAMES: &str = "EnvNames";
+pub(crate) const ENV_NAMES: &str = "EnvNames";
 
 /// The name of one `NAME=value` entry (an entry without `=` is a name).
-pub fn name_of(entry: &str) -> &str {
+pub(crate) fn name_of(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(n, _)| n)
 }
 
 /// The names of an `Env` array (entries that are not strings are skipped).
-pub fn env_names(env: &Value) -> Vec<String> {
+pub(crate) fn env_names(env: &Value) -> Vec<String> {
     env.as_array()
         .into_iter()
         .flatten()
@@ -36,7 +36,7 @@ pub fn env_names(env: &Value) -> Vec<String> {
 /// Take the values out of a config object (`Config` of an inspect, or a
 /// create request): `Env` is removed and `EnvNames` lists its names.
 /// Returns the names, None when there was no `Env`.
-pub fn strip_env(config: &mut Value) -> Option<Vec<String>> {
+pub(crate) fn strip_env(config: &mut Value) -> Option<Vec<String>> {
     let env = config.as_object_mut()?.remove(ENV)?;
     let names = env_names(&env);
     config[ENV_NAMES] = Value::from(names.clone());
@@ -46,7 +46,7 @@ pub fn strip_env(config: &mut Value) -> Option<Vec<String>> {
 /// Take the values out of a create request for the plan: the names that
 /// stay (None when the request carries no environment). The plan keeps
 /// them in a field of its own, so the request keeps neither.
-pub fn strip_request_env(create: &mut Value) -> Option<Vec<String>> {
+pub(crate) fn strip_request_env(create: &mut Value) -> Option<Vec<String>> {
     let names = strip_env(create)?;
     if let Some(o) = create.as_object_mut() {
         o.remove(ENV_NAMES);
@@ -56,7 +56,7 @@ pub fn strip_request_env(create: &mut Value) -> Option<Vec<String>> {
 
 /// A whole inspect answer without environment values (`Config.Env`
 /// becomes `Config.EnvNames`).
-pub fn redact_inspect(inspect: &Value) -> Value {
+pub(crate) fn redact_inspect(inspect: &Value) -> Value {
     let mut v = inspect.clone();
     if let Some(cfg) = v.get_mut("Config") {
         strip_env(cfg);
@@ -66,14 +66,9 @@ pub fn redact_inspect(inspect: &Value) -> Value {
 
 /// The entries of `env` (an inspect's `Config.Env`) whose names are
 /// `names`, in `env`'s order.
-pub fn select(env: &Value, names: &[String]) -> Vec<Value> {
-    env.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| {
-            e.as_str()
-                .is_some_and(|s| names.iter().any(|n| n == name_of(s)))
-        })
+pub fn select(env: &[String], names: &[String]) -> Vec<String> {
+    env.iter()
+        .filter(|e| names.iter().any(|n| n == name_of(e)))
         .cloned()
         .collect()
 }
@@ -81,7 +76,7 @@ pub fn select(env: &Value, names: &[String]) -> Vec<Value> {
 /// A JSON parse error without the text it quotes: serde names a wrong
 /// value (`invalid type: string "...", expected u64`); this keeps the
 /// kind of problem, what was expected and where.
-pub fn json_problem(e: &serde_json::Error) -> String {
+pub(crate) fn json_problem(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let place = match e.line() {
         0 => String::new(),
@@ -108,7 +103,7 @@ pub fn json_problem(e: &serde_json::Error) -> String {
 
 /// An I/O error while parsing a user's file: the kind only (a parser's
 /// InvalidData message may quote what it read).
-pub fn io_problem(e: &std::io::Error) -> String {
+pub(crate) fn io_problem(e: &std::io::Error) -> String {
     use std::io::ErrorKind as K;
     match e.kind() {
         K::InvalidData | K::InvalidInput | K::Other => {
@@ -167,10 +162,10 @@ mod tests {
 
     #[test]
     fn select_by_name_keeps_the_containers_order() {
-        let env = json!(["PATH=/bin", "B=2=2", "A=1", "C"]);
+        let env = ["PATH=/bin", "B=2=2", "A=1", "C"].map(String::from);
         let got = select(&env, &["A".into(), "B".into(), "C".into()]);
-        assert_eq!(got, vec![json!("B=2=2"), json!("A=1"), json!("C")]);
-        assert!(select(&json!(null), &["A".into()]).is_empty());
+        assert_eq!(got, ["B=2=2", "A=1", "C"]);
+        assert!(select(&[], &["A".into()]).is_empty());
     }
 
     #[test]

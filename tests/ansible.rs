@@ -94,7 +94,7 @@ impl Host {
 
     async fn inspect(&self) -> Value {
         self.d()
-            .container_inspect(&self.app.app)
+            .container_inspect_raw(&self.app.app)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", self.name))
     }

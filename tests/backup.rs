@@ -374,7 +374,7 @@ async fn logs(d: &Docker, name: &str) -> String {
 
 /// (Running, StartedAt).
 async fn state(d: &Docker, name: &str) -> (bool, String) {
-    let i = d.container_inspect(name).await.unwrap();
+    let i = d.container_inspect_raw(name).await.unwrap();
     (
         i["State"]["Running"].as_bool().unwrap(),
         i["State"]["StartedAt"].as_str().unwrap().to_owned(),
@@ -955,7 +955,7 @@ async fn stop_stops_for_the_copy_and_starts_again() {
         tokio::spawn(async move {
             let mut seen_stopped = false;
             while watching.load(std::sync::atomic::Ordering::SeqCst) {
-                if let Ok(i) = d.container_inspect(&app).await {
+                if let Ok(i) = d.container_inspect_raw(&app).await {
                     seen_stopped |= i["State"]["Running"] == false;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -156,7 +156,7 @@ impl Lw {
 
     /// The upgrade's surroundings for an appliance that is up.
     async fn with(scope: Scope, fx: Fixtures, a: Appliance) -> Lw {
-        let id = scope.docker.container_inspect(&a.app).await.unwrap()["Id"]
+        let id = scope.docker.container_inspect_raw(&a.app).await.unwrap()["Id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -306,7 +306,7 @@ impl Lw {
     }
 
     async fn inspect(&self, name: &str) -> Option<Value> {
-        match self.d().container_inspect(name).await {
+        match self.d().container_inspect_raw(name).await {
             Ok(v) => Some(v),
             Err(e) if e.is_not_found() => None,
             Err(e) => panic!("{e}"),
@@ -434,7 +434,7 @@ async fn assert_no_helpers(lw: &Lw, why: &str) {
         .container_list(&json!({"label": ["berth.helper"]}))
         .await
         .unwrap();
-    let names: Vec<&Value> = left.iter().map(|c| &c["Names"]).collect();
+    let names: Vec<&str> = left.iter().map(|c| c.name()).collect();
     assert!(names.is_empty(), "{why}: helpers left: {names:?}");
 }
 
@@ -784,13 +784,13 @@ async fn crash_loop(test: &str, policy: Value) {
     assert_rolled_back(&lw, &before, "crash loop").await;
     let c = lw.inspect(&lw.a.app).await.unwrap();
     assert_eq!(c["HostConfig"]["RestartPolicy"], policy);
-    let names: Vec<Value> = lw
+    let names: Vec<String> = lw
         .d()
         .container_list(&json!({"name": [lw.scope.prefix.clone()]}))
         .await
         .unwrap()
         .iter()
-        .map(|c| c["Names"][0].clone())
+        .map(|c| c.name().to_owned())
         .collect();
     assert_eq!(names.len(), 2, "the new container is left: {names:?}");
     assert_status(&lw, &run, "rolled-back");

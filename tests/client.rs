@@ -18,9 +18,37 @@ async fn negotiates_a_version_in_range() {
     let s = Scope::new("version").await;
     let d = &s.docker;
     assert!(d.api() >= berth::docker::MIN_API && d.api() <= berth::docker::MAX_API);
-    let v = d.get_json("/version", "version").await.unwrap();
-    let engine_api = berth::docker::ApiVersion::parse(v["ApiVersion"].as_str().unwrap()).unwrap();
+    let v = d.version().await.unwrap();
+    let engine_api = berth::docker::ApiVersion::parse(&v.api_version).unwrap();
     assert_eq!(d.api(), engine_api.min(berth::docker::MAX_API));
+    assert!(!v.version.is_empty() && v.os == "linux", "{v:?}");
+    // The host the engine runs on is this one (the engines of the tests are local).
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    assert_eq!(d.info().await.unwrap().name, host.trim());
+}
+
+/// /system/df's volume sizes: a volume with a 4 KiB file counts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_usage_reads_volume_sizes() {
+    let s = Scope::new("df").await;
+    let d = &s.docker;
+    let img = busybox(d).await;
+    let vol = s.name("vol");
+    s.track_volume(&vol);
+    let name = s
+        .run(
+            "c",
+            json!({"Image": img, "Cmd": ["sh", "-c", "head -c 4096 /dev/zero > /v/f"],
+                   "HostConfig": {"Binds": [format!("{vol}:/v")]}}),
+        )
+        .await;
+    assert_eq!(d.container_wait(&name).await.unwrap(), 0);
+    let df = d.system_df().await.unwrap();
+    if d.podman().is_some() {
+        // Podman 4.3 lists no volumes in its df.
+        return;
+    }
+    assert!(df.volume_size(&vol).is_some_and(|n| n >= 4096), "{df:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,9 +63,28 @@ async fn container_lifecycle_logs_exec_wait() {
         )
         .await;
     let i = d.container_inspect(&name).await.unwrap();
-    assert_eq!(i["State"]["Running"], true);
-    // The whole JSON is kept: fields berth does not model are still there.
-    assert!(i.get("HostConfig").is_some() && i.get("GraphDriver").is_some());
+    assert!(i.state.running && i.state.status == "running", "{i:?}");
+    assert_eq!(
+        (i.name(), i.config.image.as_str()),
+        (name.as_str(), img.as_str())
+    );
+    // The whole JSON, for a re-create: fields berth does not model are there.
+    let raw = d.container_inspect_raw(&name).await.unwrap();
+    assert!(raw.get("HostConfig").is_some() && raw.get("GraphDriver").is_some());
+    assert_eq!(raw["Id"], i.id.as_str());
+
+    // Starting a running container is not an error (the engine answers 304);
+    // removing it without force is refused with a status, not only words
+    // (Docker 20.10: 409, Podman 4.3: 500).
+    d.container_start(&name).await.unwrap();
+    let e = d.container_remove(&name, false, false).await.unwrap_err();
+    assert!(matches!(e.status(), Some(409 | 500)), "{e}");
+    // A second container under the name: the same.
+    let e = d
+        .container_create(&name, &json!({"Image": img}))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.status(), Some(409 | 500)), "{e}");
 
     // Logs, multiplexed: stdout and stderr frames arrive on their channels.
     let mut want = (false, false);
@@ -90,25 +137,16 @@ async fn container_lifecycle_logs_exec_wait() {
     // Rename, restart, stop with timeout (the trap exits 7), wait.
     let renamed = s.name("renamed");
     d.container_rename(&name, &renamed).await.unwrap();
-    assert_eq!(
-        d.container_inspect(&renamed).await.unwrap()["Name"],
-        format!("/{renamed}")
-    );
+    assert_eq!(d.container_inspect(&renamed).await.unwrap().name(), renamed);
     assert!(d.container_inspect(&name).await.unwrap_err().is_not_found());
     d.container_restart(&renamed, 5).await.unwrap();
-    assert_eq!(
-        d.container_inspect(&renamed).await.unwrap()["State"]["Running"],
-        true
-    );
+    assert!(d.container_inspect(&renamed).await.unwrap().state.running);
     d.container_stop(&renamed, 5).await.unwrap();
     assert_eq!(d.container_wait(&renamed).await.unwrap(), 7);
-    let st = d.container_inspect(&renamed).await.unwrap();
+    let st = d.container_inspect(&renamed).await.unwrap().state;
     assert_eq!(
-        (
-            st["State"]["Running"].as_bool(),
-            st["State"]["ExitCode"].as_i64()
-        ),
-        (Some(false), Some(7))
+        (st.running, st.exit_code, st.status.as_str()),
+        (false, 7, "exited")
     );
     // Stopping a stopped container is not an error.
     d.container_stop(&renamed, 1).await.unwrap();

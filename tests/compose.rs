@@ -56,7 +56,7 @@ fn compose(d: &Docker, project: &str, file: &Path, args: &[&str]) -> Run {
 }
 
 async fn inspect(d: &Docker, name: &str) -> Value {
-    d.container_inspect(name)
+    d.container_inspect_raw(name)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }

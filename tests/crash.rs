@@ -211,7 +211,7 @@ impl App {
     }
 
     async fn inspect(&self, name: &str) -> Option<Value> {
-        match self.d().container_inspect(name).await {
+        match self.d().container_inspect_raw(name).await {
             Ok(v) => Some(v),
             Err(e) if e.is_not_found() => None,
             Err(e) => panic!("{e}"),
@@ -438,7 +438,7 @@ async fn assert_nothing_left(a: &App, why: &str) {
     assert!(
         aside.is_empty(),
         "{why}: left: {:?}",
-        aside.iter().map(|c| &c["Names"]).collect::<Vec<_>>()
+        aside.iter().map(|c| c.name()).collect::<Vec<_>>()
     );
     let data = a.inspect(&a.data).await.expect("the data container");
     for m in data["Mounts"].as_array().into_iter().flatten() {

@@ -199,7 +199,7 @@ impl Cell {
     }
 
     async fn inspect(&self, name: &str) -> Option<Value> {
-        match self.d().container_inspect(name).await {
+        match self.d().container_inspect_raw(name).await {
             Ok(v) => Some(v),
             Err(e) if e.is_not_found() => None,
             Err(e) => panic!("{e}"),
@@ -280,11 +280,7 @@ async fn assert_back_to_old(c: &Cell, before: &BTreeMap<String, Vec<IndexEntry>>
                 .await
                 .unwrap(),
         )
-        .filter(|x| {
-            x.pointer("/Names/0")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n.contains(&c.scope.prefix))
-        })
+        .filter(|x| x.name().contains(&c.scope.prefix))
         .count();
     assert_eq!(stray, 0, "{why}: a new container is left");
 }

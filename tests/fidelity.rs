@@ -172,10 +172,10 @@ fn less_image(c: &Value, img: &Value, field: &str) -> Value {
 
 async fn fidelity(d: &Docker, scene: &Scene, fx: &Fixtures) {
     let lw = appliance(scene).await;
-    let old = d.container_inspect(&lw.app).await.unwrap();
+    let old = d.container_inspect_raw(&lw.app).await.unwrap();
     let r = upgrade(scene, &lw, fx);
     assert_eq!(r.code, Some(0), "{r}");
-    let new = d.container_inspect(&lw.app).await.unwrap();
+    let new = d.container_inspect_raw(&lw.app).await.unwrap();
     assert_eq!(new["Image"], fx.good.id.as_str());
     assert_eq!(new["State"]["Running"], true, "{}", new["State"]);
     let old_img = d.image_inspect(&fx.old.id).await.unwrap();

@@ -109,12 +109,12 @@ async fn fresh_install_sets_up_and_removes_the_config() {
     assert!(read_file(d, &a.data, "/no/such/file").await.is_none());
 
     // The reference layout.
-    let data = d.container_inspect(&a.data).await.unwrap();
+    let data = d.container_inspect_raw(&a.data).await.unwrap();
     assert_eq!(data["State"]["Status"], "created");
     for p in fixtures::DATA_PATHS {
         assert!(data["Config"]["Volumes"].get(p).is_some(), "{p}");
     }
-    let app = d.container_inspect(&a.app).await.unwrap();
+    let app = d.container_inspect_raw(&a.app).await.unwrap();
     let h = &app["HostConfig"];
     assert_eq!(h["VolumesFrom"], serde_json::json!([a.data]));
     assert_eq!(h["Privileged"], a.privileged);
@@ -226,7 +226,7 @@ async fn broken_upgrade_damages_data_and_hangs() {
     // It hangs, like the real appliance: still running a second later.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        d.container_inspect(&new).await.unwrap()["State"]["Running"],
+        d.container_inspect_raw(&new).await.unwrap()["State"]["Running"],
         true
     );
     let t = Instant::now();
@@ -407,7 +407,7 @@ async fn owned_engine_restarts_with_its_containers() {
     let a = appliance::up(&s, "6.6.0").await;
     e.restart().await;
     let d = e.docker().await;
-    let v = d.container_inspect(&a.app).await.unwrap();
+    let v = d.container_inspect_raw(&a.app).await.unwrap();
     assert_eq!(v["State"]["Running"], false);
     d.container_start(&a.app).await.unwrap();
     wait_for_line(&d, &a.app, STARTED, WAIT).await.unwrap();

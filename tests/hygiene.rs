@@ -140,7 +140,7 @@ impl Lw {
     }
 
     async fn app(&self) -> Value {
-        self.d().container_inspect(&self.app).await.unwrap()
+        self.d().container_inspect_raw(&self.app).await.unwrap()
     }
 }
 
@@ -339,7 +339,7 @@ async fn sleeper(scope: &Scope, labels: Value) -> (String, String) {
             }),
         )
         .await;
-    let id = d.container_inspect(&name).await.unwrap()["Id"]
+    let id = d.container_inspect_raw(&name).await.unwrap()["Id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -521,7 +521,7 @@ fn in_backup(dir: &Path, name: &str) -> Option<String> {
     None
 }
 
-async fn hook_helpers(d: &Docker, name: &str) -> Vec<Value> {
+async fn hook_helpers(d: &Docker, name: &str) -> Vec<berth::docker::model::ContainerSummary> {
     d.container_list(&json!({"label": ["berth.helper=hook"], "name": [name]}))
         .await
         .unwrap()
@@ -585,7 +585,7 @@ async fn backup_and_restore_hooks() {
         "a failed hook left something in {}",
         out.display()
     );
-    let c = d.container_inspect(&app).await.unwrap();
+    let c = d.container_inspect_raw(&app).await.unwrap();
     assert_eq!(c["Id"], id.as_str());
     assert!(running(&c), "stopped although the hook failed first");
 
@@ -618,7 +618,7 @@ async fn backup_and_restore_hooks() {
         hook_helpers(&d, &app).await.is_empty(),
         "a hook helper is left"
     );
-    let c = d.container_inspect(&app).await.unwrap();
+    let c = d.container_inspect_raw(&app).await.unwrap();
     assert!(!running(&c), "the restore's hook started the container");
 }
 

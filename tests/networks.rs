@@ -89,7 +89,7 @@ fn runs(root: &Path) -> Vec<PathBuf> {
 }
 
 async fn inspect(d: &Docker, name: &str) -> Value {
-    d.container_inspect(name)
+    d.container_inspect_raw(name)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -252,8 +252,7 @@ async fn docker_failed_connect_leaves_the_old_container_running() {
         .await
         .unwrap()
         .iter()
-        .filter_map(|c| c["Names"][0].as_str())
-        .map(|n| n.trim_start_matches('/').to_owned())
+        .map(|c| c.name().to_owned())
         .collect();
     names.sort();
     assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);

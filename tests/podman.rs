@@ -82,7 +82,7 @@ fn assert_same(
 }
 
 async fn inspect(d: &Docker, name: &str) -> Value {
-    d.container_inspect(name)
+    d.container_inspect_raw(name)
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -213,11 +213,8 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
         .await
         .unwrap()
         .iter()
-        .filter_map(|c| {
-            c["Names"][0]
-                .as_str()
-                .map(|n| n.trim_start_matches('/').to_owned())
-        })
+        .map(|c| c.name().to_owned())
+        .filter(|n| !n.is_empty())
         .collect();
     names.sort();
     assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);

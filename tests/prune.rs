@@ -280,7 +280,7 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     let r = berth(&["backup", &s.third, "--out", &root, "--json"], &[]);
     assert_eq!(r.code, Some(0), "{r}");
     let third_backup = PathBuf::from(r.json()["dir"].as_str().unwrap());
-    let third_image = s.d().container_inspect(&s.third).await.unwrap()["Image"].clone();
+    let third_image = s.d().container_inspect_raw(&s.third).await.unwrap()["Image"].clone();
     s.d()
         .image_remove(&format!("{}:v1", s.third_repo), false)
         .await
@@ -484,7 +484,7 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     // The failed run went, but not the tag that is now the only name of
     // the image the third container runs again.
     assert!(s.image(&tag(&pf)).await, "{} was removed", tag(&pf));
-    let c = s.d().container_inspect(&s.third).await.unwrap();
+    let c = s.d().container_inspect_raw(&s.third).await.unwrap();
     assert_eq!(c["Image"], third_image);
     let why = done["kept"]
         .as_array()
@@ -500,6 +500,6 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     drop(_writer);
     let r = berth(&["rollback", r2.to_str().unwrap(), "--json"], &[]);
     assert_eq!(r.code, Some(0), "{r}");
-    let c = s.d().container_inspect(&s.app).await.unwrap();
+    let c = s.d().container_inspect_raw(&s.app).await.unwrap();
     assert_eq!(c["Id"], p2["container_id"], "the old container is back");
 }

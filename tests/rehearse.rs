@@ -81,9 +81,9 @@ fn args<'a>(
 /// What must not change while a rehearsal runs: the old container's id,
 /// start time and restart count, and the content of its data.
 struct OldState {
-    id: Value,
-    started: Value,
-    restarts: Value,
+    id: String,
+    started: String,
+    restarts: i64,
     data: BTreeMap<String, Vec<IndexEntry>>,
 }
 
@@ -91,9 +91,9 @@ impl OldState {
     async fn of(d: &Docker, lw: &Appliance) -> OldState {
         let c = d.container_inspect(&lw.app).await.unwrap();
         OldState {
-            id: c["Id"].clone(),
-            started: c["State"]["StartedAt"].clone(),
-            restarts: c["RestartCount"].clone(),
+            id: c.id,
+            started: c.state.started_at,
+            restarts: c.restart_count,
             data: appliance::data_indexes(d, &lw.app).await,
         }
     }
@@ -101,10 +101,10 @@ impl OldState {
     /// The old container ran the whole time, on data nobody wrote.
     async fn assert_untouched(&self, d: &Docker, lw: &Appliance) {
         let c = d.container_inspect(&lw.app).await.unwrap();
-        assert_eq!(c["Id"], self.id, "not the old container");
-        assert_eq!(c["State"]["Running"], true, "{}", c["State"]);
-        assert_eq!(c["State"]["StartedAt"], self.started, "it was restarted");
-        assert_eq!(c["RestartCount"], self.restarts);
+        assert_eq!(c.id, self.id, "not the old container");
+        assert!(c.state.running, "{:?}", c.state);
+        assert_eq!(c.state.started_at, self.started, "it was restarted");
+        assert_eq!(c.restart_count, self.restarts);
         let now = appliance::data_indexes(d, &lw.app).await;
         for (path, idx) in &self.data {
             let diffs = compare(idx, &now[path]);
@@ -328,7 +328,7 @@ async fn published_port_and_binds(scope: Scope) {
     let old = OldState::of(d, lw).await;
     let before = (snapshot(&lw.config_dir), snapshot(&plugins));
     let ports = |c: &Value| c["NetworkSettings"]["Ports"]["8443/tcp"].clone();
-    let published = ports(&d.container_inspect(&lw.app).await.unwrap());
+    let published = ports(&d.container_inspect_raw(&lw.app).await.unwrap());
     assert_eq!(published[0]["HostPort"], port.as_str(), "{published}");
 
     // A dry run makes nothing; then the rehearsal restores a backup taken
@@ -384,7 +384,7 @@ async fn published_port_and_binds(scope: Scope) {
         "a bind was written"
     );
     assert_eq!(
-        ports(&d.container_inspect(&lw.app).await.unwrap()),
+        ports(&d.container_inspect_raw(&lw.app).await.unwrap()),
         published
     );
     old.assert_untouched(d, lw).await;

@@ -500,7 +500,7 @@ async fn in_volume(s: &Scope, vol: &str, script: &str) {
 }
 
 async fn running(d: &Docker, c: &str) -> bool {
-    d.container_inspect(c).await.unwrap()["State"]["Running"] == true
+    d.container_inspect_raw(c).await.unwrap()["State"]["Running"] == true
 }
 
 /// What the hard tree must look like once the engine holds it: proves the
@@ -605,9 +605,9 @@ async fn exact_round_trip_of_a_hard_tree_into_a_stopped_container() {
         .await
         .unwrap()
         .iter()
-        .map(|u| u["Names"][0].as_str().unwrap_or("").to_owned())
+        .map(|u| u.name().to_owned())
         .collect();
-    assert_eq!(users, [format!("/{c}")]);
+    assert_eq!(users, [c.to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -81,7 +81,7 @@ impl Node {
         let lw = appliance::up_named(&d, &data, &app, &dir, &image)
             .await
             .unwrap_or_else(|e| panic!("node {name}: {e}"));
-        let app_id = d.container_inspect(&app).await.unwrap()["Id"]
+        let app_id = d.container_inspect_raw(&app).await.unwrap()["Id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -110,7 +110,7 @@ impl Node {
 
     async fn app(&self) -> Value {
         self.d()
-            .container_inspect(&self.lw.app)
+            .container_inspect_raw(&self.lw.app)
             .await
             .unwrap_or_else(|e| panic!("node {}: {e}", self.name))
     }

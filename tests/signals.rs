@@ -220,7 +220,7 @@ fn entries_of(dir: &Path) -> Vec<String> {
 }
 
 async fn started_at(d: &Docker, c: &str) -> (bool, String) {
-    let i = d.container_inspect(c).await.unwrap();
+    let i = d.container_inspect_raw(c).await.unwrap();
     (
         i.pointer("/State/Running").and_then(Value::as_bool) == Some(true),
         i.pointer("/State/StartedAt")
@@ -414,7 +414,7 @@ fn read_bytes(pid: u32) -> u64 {
 
 /// The containers whose name starts with `prefix`, asked from a thread of
 /// our own (the callers poll from blocking code).
-fn containers_named(d: &Docker, prefix: &str) -> Vec<Value> {
+fn containers_named(d: &Docker, prefix: &str) -> Vec<berth::docker::model::ContainerSummary> {
     let (d, prefix) = (d.clone(), prefix.to_owned());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -426,11 +426,7 @@ fn containers_named(d: &Docker, prefix: &str) -> Vec<Value> {
                     .await
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|c| {
-                        c.pointer("/Names/0")
-                            .and_then(Value::as_str)
-                            .is_some_and(|n| n.trim_start_matches('/').starts_with(&prefix))
-                    })
+                    .filter(|c| c.name().starts_with(&prefix))
                     .collect()
             })
     })
@@ -477,7 +473,7 @@ impl Upgrade {
         let scope = Scope::new(test).await;
         let a = appliance::up(&scope, "6.6.0").await;
         let d = &scope.docker;
-        let c = d.container_inspect(&a.app).await.unwrap();
+        let c = d.container_inspect_raw(&a.app).await.unwrap();
         let secret = scope.dir("secret");
         let config_src = secret.join(CONFIG_NAME);
         fs::write(&config_src, appliance::config_text("standalone")).unwrap();
@@ -534,7 +530,7 @@ impl Upgrade {
     /// before; nothing half-done left in the run directory.
     async fn assert_rolled_back(&self, run: &Path, why: &str) {
         let d = &self.scope.docker;
-        let c = d.container_inspect(&self.app).await.unwrap();
+        let c = d.container_inspect_raw(&self.app).await.unwrap();
         assert_eq!(
             c["Id"],
             self.old_id.as_str(),

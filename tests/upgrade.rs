@@ -183,7 +183,7 @@ impl Lw {
     }
 
     async fn inspect(&self, name: &str) -> Option<Value> {
-        match self.d().container_inspect(name).await {
+        match self.d().container_inspect_raw(name).await {
             Ok(v) => Some(v),
             Err(e) if e.is_not_found() => None,
             Err(e) => panic!("{e}"),
@@ -205,7 +205,7 @@ impl Lw {
     }
 
     /// Containers whose name holds `-berth-old-` (renamed aside by berth).
-    async fn aside(&self) -> Vec<Value> {
+    async fn aside(&self) -> Vec<berth::docker::model::ContainerSummary> {
         self.d()
             .container_list(&json!({"name": [format!("{}-berth-old-", self.app)]}))
             .await
@@ -345,7 +345,7 @@ async fn assert_common_end(lw: &Lw, why: &str) {
     assert!(
         aside.is_empty(),
         "{why}: containers left aside: {:?}",
-        aside.iter().map(|c| &c["Names"]).collect::<Vec<_>>()
+        aside.iter().map(|c| c.name()).collect::<Vec<_>>()
     );
     for run in lw.run_dirs() {
         assert!(
@@ -711,10 +711,10 @@ async fn broken_upgrade_rolls_back_image_and_data_exactly() {
         .await
         .unwrap()
         .iter()
-        .filter_map(|c| c["Names"][0].as_str().map(String::from))
+        .map(|c| c.name().to_owned())
         .collect();
     names.sort();
-    assert_eq!(names, vec![format!("/{}", lw.app), format!("/{}", lw.data)]);
+    assert_eq!(names, vec![lw.app.clone(), lw.data.clone()]);
     assert_no_secret(&run);
 }
 
@@ -973,7 +973,7 @@ async fn container_without_volumes_fails_with_exit_1() {
             json!({"Image": bb, "Cmd": ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]}),
         )
         .await;
-    let id = d.container_inspect(&name).await.unwrap()["Id"].clone();
+    let id = d.container_inspect_raw(&name).await.unwrap()["Id"].clone();
     let root = scope.dir("runs");
     let r = berth(&[
         "upgrade",
@@ -985,7 +985,7 @@ async fn container_without_volumes_fails_with_exit_1() {
     ]);
     assert_eq!(r.code, Some(1), "{r}");
     assert!(r.stderr.contains("no volumes"), "{r}");
-    let c = d.container_inspect(&name).await.unwrap();
+    let c = d.container_inspect_raw(&name).await.unwrap();
     assert_eq!(c["Id"], id);
     assert!(running(&c));
     assert_eq!(fs::read_dir(&root).unwrap().count(), 0);

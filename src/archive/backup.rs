@@ -20,10 +20,10 @@ use super::hashio::HashWriter;
 use super::index::write_line;
 use super::pargz::ParGzWriter;
 use super::tarscan::scan;
+use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
 use crate::error::{Context, Error, Result};
 use crate::files::{create_new, create_private_dir, sync_dir, NamedFile};
-use crate::inspect::{name_of, str_at};
 use crate::manifest::{self, Manifest, PathEntry};
 use crate::mounts::{self, DataMap, Mount};
 use crate::progress::Meter;
@@ -85,7 +85,7 @@ pub struct Target {
 /// Choose the paths: the given ones, or every volume mount. Mounts nested
 /// inside a chosen path are cut out of it when they are host files (binds,
 /// tmpfs) or are backed up on their own.
-pub fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<Target>> {
+pub(crate) fn targets(container: &str, data: &DataMap, paths: &[String]) -> Result<Vec<Target>> {
     let chosen: Vec<String> = if paths.is_empty() {
         data.backed_up().map(|m| m.destination.clone()).collect()
     } else {
@@ -136,15 +136,14 @@ fn normalise(p: &str) -> Result<String> {
 /// container that berth stopped is started again.
 pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> {
     let t0 = Instant::now();
-    let inspect = d.container_inspect(container).await?;
-    let id = str_at(&inspect, "/Id").to_owned();
-    let name = name_of(&inspect);
-    let data = mounts::resolve(d, &inspect).await?;
+    // The manifest keeps the whole inspect.
+    let raw = d.container_inspect_raw(container).await?;
+    let c = ContainerInspect::from_raw(&raw)
+        .map_err(|e| e.context(format!("inspecting container {container}")))?;
+    let (id, name) = (c.id.clone(), c.name().to_owned());
+    let data = mounts::resolve(d, &c).await?;
     let targets = targets(&name, &data, &o.paths)?;
-    let running = inspect
-        .pointer("/State/Running")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let running = c.state.running;
     let mut warnings = vec![];
     if running && !o.stop {
         warnings.push(format!(
@@ -155,7 +154,7 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
     if stopped {
         d.container_stop(&id, o.stop_timeout).await?;
     }
-    let result = write_backup(d, &inspect, &data, &targets, stopped, o, None).await;
+    let result = write_backup(d, &raw, &data, &targets, stopped, o, None).await;
     if stopped {
         if let Err(e) = d.container_start(&id).await {
             let restart = format!("and starting {name} again failed: {e}");
@@ -175,17 +174,19 @@ pub async fn backup(d: &Docker, container: &str, o: &Options) -> Result<Report> 
 }
 
 /// The backup directory: written as `.partial`, renamed when complete.
-/// Named `<container>-<UTC timestamp>`, or `dir_name` when given.
-pub async fn write_backup(
+/// Named `<container>-<UTC timestamp>`, or `dir_name` when given. `raw`
+/// is the container's whole inspect, which the manifest keeps.
+pub(crate) async fn write_backup(
     d: &Docker,
-    inspect: &serde_json::Value,
+    raw: &serde_json::Value,
     data: &DataMap,
     targets: &[Target],
     stopped: bool,
     o: &Options,
     dir_name: Option<&str>,
 ) -> Result<(PathBuf, Manifest)> {
-    let name = name_of(inspect);
+    let inspect = &ContainerInspect::from_raw(raw)?;
+    let name = inspect.name();
     create_private_dir(&o.out)?;
     let (partial, fin) = match dir_name {
         Some(n) => {
@@ -195,11 +196,12 @@ pub async fn write_backup(
             create_private_dir(&partial)?;
             (partial, fin)
         }
-        None => new_dir(&o.out, &name)?,
+        None => new_dir(&o.out, name)?,
     };
     // Held until the rename: `berth prune` leaves a locked .partial alone.
     let _writer = crate::files::lock_dir(&partial)?;
-    let result = fill_dir(d, inspect, data, targets, stopped, o, &partial).await;
+    let container = (raw, inspect);
+    let result = fill_dir(d, container, data, targets, stopped, o, &partial).await;
     let result = result.and_then(|m| {
         fs::rename(&partial, &fin).ctx(format!("renaming {} into place", partial.display()))?;
         sync_dir(&o.out)?;
@@ -245,17 +247,19 @@ fn new_dir(out: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
     )))
 }
 
+/// `container`: its whole inspect and what berth reads of it.
 async fn fill_dir(
     d: &Docker,
-    inspect: &serde_json::Value,
+    container: (&serde_json::Value, &ContainerInspect),
     data: &DataMap,
     targets: &[Target],
     stopped: bool,
     o: &Options,
     dir: &Path,
 ) -> Result<Manifest> {
-    let name = name_of(inspect);
-    let id = str_at(inspect, "/Id").to_owned();
+    let (raw, inspect) = container;
+    let name = inspect.name().to_owned();
+    let id = inspect.id.clone();
     let mut paths = vec![];
     let sizes = if o.report.meters() {
         volume_sizes(d).await
@@ -273,10 +277,8 @@ async fn fill_dir(
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
         paths.push(entry);
     }
-    let version = d
-        .get_json("/version", "asking the engine for its version")
-        .await?;
-    let image_id = str_at(inspect, "/Image").to_owned();
+    let version = d.version().await?;
+    let image_id = inspect.image.clone();
     let tags = match d.image_inspect(&image_id).await {
         Ok(i) => serde_json::from_value(i["RepoTags"].clone()).unwrap_or_default(),
         Err(e) if e.is_not_found() => vec![],
@@ -288,22 +290,19 @@ async fn fill_dir(
         berth_version: env!("CARGO_PKG_VERSION").into(),
         created: clock::rfc3339(clock::now_unix()),
         engine: manifest::Engine {
-            version: str_at(&version, "/Version").into(),
+            version: version.version,
             api: d.api().to_string(),
         },
         container: manifest::Container {
             id,
             name,
-            was_running: inspect
-                .pointer("/State/Running")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
+            was_running: inspect.state.running,
             stopped_for_backup: stopped,
-            inspect: inspect.clone(),
+            inspect: raw.clone(),
         },
         image: manifest::Image {
             id: image_id,
-            reference: str_at(inspect, "/Config/Image").into(),
+            reference: inspect.config.image.clone(),
             tags,
         },
         compression: manifest::Compression {
@@ -340,16 +339,13 @@ async fn fill_dir(
 /// when a meter is drawn, and given up after two seconds (the engine walks
 /// every volume to answer) or on any error: it only feeds the meter.
 async fn volume_sizes(d: &Docker) -> HashMap<String, u64> {
-    let ask = d.get_json("/system/df", "asking the engine for volume sizes");
+    let ask = d.system_df();
     let Ok(Ok(df)) = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await else {
         return HashMap::new();
     };
-    let vols = df["Volumes"].as_array().cloned().unwrap_or_default();
-    vols.iter()
-        .filter_map(|v| {
-            let size = v.pointer("/UsageData/Size")?.as_i64()?;
-            Some((v["Name"].as_str()?.to_owned(), u64::try_from(size).ok()?))
-        })
+    df.volumes
+        .into_iter()
+        .filter_map(|v| Some((v.name, u64::try_from(v.usage_data?.size).ok()?)))
         .collect()
 }
 

@@ -38,7 +38,7 @@ pub enum Method {
 impl Method {
     /// The gzip header's XFL byte: 2 for the slowest level, 4 for the
     /// fastest (RFC 1952), 0 otherwise.
-    pub fn xfl(self) -> u8 {
+    pub(crate) fn xfl(self) -> u8 {
         match self {
             Method::Zlib(9) => 2,
             Method::Zlib(1) | Method::Igzip(0 | 1) => 4,
@@ -47,7 +47,7 @@ impl Method {
     }
 
     /// The back end's own level.
-    pub fn level(self) -> u32 {
+    pub(crate) fn level(self) -> u32 {
         match self {
             Method::Igzip(l) | Method::Zlib(l) => l,
         }
@@ -55,7 +55,7 @@ impl Method {
 
     /// Whether the chunk is worth testing for incompressible blocks (which
     /// are then stored without deflating them): not when storing anyway.
-    pub fn compresses(self) -> bool {
+    pub(crate) fn compresses(self) -> bool {
         self != Method::Zlib(0)
     }
 }
@@ -70,13 +70,13 @@ impl std::fmt::Display for Method {
 }
 
 /// A reusable compressor of the chosen back end.
-pub enum Deflater {
+pub(crate) enum Deflater {
     Igzip(Igzip),
     Zlib(Compress),
 }
 
 impl Deflater {
-    pub fn new(method: Method) -> Self {
+    pub(crate) fn new(method: Method) -> Self {
         match method {
             Method::Igzip(level) => Deflater::Igzip(Igzip::new(level)),
             Method::Zlib(level) => {
@@ -90,7 +90,7 @@ impl Deflater {
     /// into: they are not in this worker's window), appended to `out`. It
     /// ends with a sync flush: an empty stored block, on a byte boundary,
     /// final-block bit clear, so that more blocks can follow.
-    pub fn sync_run(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn sync_run(&mut self, data: &[u8], out: &mut Vec<u8>) {
         match self {
             Deflater::Igzip(z) => z.sync_run(data, out),
             Deflater::Zlib(z) => zlib_sync_run(z, data, out),

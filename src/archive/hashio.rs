@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Context, Result};
 
 /// Lowercase hex of `bytes`.
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -21,7 +21,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// A writer that hashes (sha256) and counts every byte the inner writer
 /// accepted.
-pub struct HashWriter<W> {
+pub(crate) struct HashWriter<W> {
     inner: W,
     hasher: Sha256,
     count: u64,
@@ -37,16 +37,9 @@ impl<W: Write> HashWriter<W> {
     }
 
     /// Bytes written so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count
-    }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
     }
 
     /// The inner writer, the lowercase hex sha256 and the byte count.
@@ -70,7 +63,7 @@ impl<W: Write> Write for HashWriter<W> {
 }
 
 /// A reader that hashes (sha256) and counts every byte read through it.
-pub struct HashReader<R> {
+pub(crate) struct HashReader<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
@@ -83,19 +76,6 @@ impl<R: Read> HashReader<R> {
             hasher: Sha256::new(),
             count: 0,
         }
-    }
-
-    /// Bytes read so far.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    pub fn get_ref(&self) -> &R {
-        &self.inner
-    }
-
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
     }
 
     /// The inner reader, the lowercase hex sha256 and the byte count of what
@@ -121,7 +101,7 @@ const READ_SIZE: usize = 1 << 20;
 /// Files over a few MiB are read on a second thread while this one hashes,
 /// so the hash runs at the speed of the CPU's SHA extensions instead of
 /// waiting for every read.
-pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let doing = || format!("computing the sha256 of {}", path.display());
     let f = File::open(path).ctx(doing())?;
     let len = f.metadata().ctx(doing())?.len();

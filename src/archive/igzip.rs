@@ -14,7 +14,7 @@ use std::mem::MaybeUninit;
 use isal_sys::igzip_lib as isal;
 
 /// One ISA-L deflate stream, reused chunk after chunk.
-pub struct Igzip {
+pub(crate) struct Igzip {
     /// Boxed: ISA-L keeps the stream's state inside it; it must not move
     /// while a call runs, and is large (about 1 KiB).
     stream: Box<isal::isal_zstream>,
@@ -29,7 +29,7 @@ unsafe impl Send for Igzip {}
 
 impl Igzip {
     /// `level`: ISA-L's 0 to 3 (above 3 means 3).
-    pub fn new(level: u32) -> Self {
+    pub(crate) fn new(level: u32) -> Self {
         let level = level.min(3);
         let size = match level {
             0 => isal::ISAL_DEF_LVL0_DEFAULT,
@@ -53,7 +53,7 @@ impl Igzip {
     /// before `data`), appended to `out`, ended by a sync flush: an empty
     /// stored block on a byte boundary, no final block, so more blocks can
     /// follow in the same gzip member. Empty `data` adds nothing.
-    pub fn sync_run(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn sync_run(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if data.is_empty() {
             return;
         }

@@ -93,7 +93,7 @@ pub struct IndexEntry {
 
 /// Escapes a tar name (bytes) into an index string, losslessly: `\` becomes
 /// `\\`, each byte that is not valid UTF-8 becomes `\xNN`.
-pub fn path_from_bytes(bytes: &[u8]) -> String {
+pub(crate) fn path_from_bytes(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -112,7 +112,7 @@ pub fn path_from_bytes(bytes: &[u8]) -> String {
 
 /// The inverse of [`path_from_bytes`]. Fails on a backslash that starts
 /// neither `\\` nor `\xNN`.
-pub fn path_to_bytes(s: &str) -> Result<Vec<u8>> {
+pub(crate) fn path_to_bytes(s: &str) -> Result<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -149,7 +149,7 @@ pub fn path_to_bytes(s: &str) -> Result<Vec<u8>> {
 }
 
 /// Writes one entry as a JSON object and a newline.
-pub fn write_line(w: &mut impl Write, e: &IndexEntry) -> Result<()> {
+pub(crate) fn write_line(w: &mut impl Write, e: &IndexEntry) -> Result<()> {
     let mut line = serde_json::to_vec(e)
         .map_err(|err| Error::failed(format!("encoding the index entry {}: {err}", e.path)))?;
     line.push(b'\n');
@@ -168,7 +168,7 @@ pub fn read_index(r: impl BufRead) -> Result<Vec<IndexEntry>> {
 /// [`read_index`] of an untrusted file: fails (Integrity) once more than
 /// `limit` bytes of text came out, so that a small compressed file cannot
 /// inflate into all of memory.
-pub fn read_index_within(mut r: impl BufRead, limit: u64) -> Result<Vec<IndexEntry>> {
+pub(crate) fn read_index_within(mut r: impl BufRead, limit: u64) -> Result<Vec<IndexEntry>> {
     let head = r.fill_buf().ctx("reading the index")?;
     if head.starts_with(&GZIP_MAGIC) {
         let text = BufReader::with_capacity(1 << 16, MultiGzDecoder::new(r));
@@ -250,7 +250,7 @@ pub const EXTRA: &str = "not in the backup";
 
 impl Difference {
     /// The path exists now but not in the backup (expected after a merge).
-    pub fn is_extra(&self) -> bool {
+    pub(crate) fn is_extra(&self) -> bool {
         self.what == EXTRA
     }
 }

@@ -16,20 +16,20 @@
 
 pub mod backup;
 pub mod deflate;
-pub mod hashio;
+pub(crate) mod hashio;
 mod igzip;
 pub mod index;
-pub mod pargz;
+pub(crate) mod pargz;
 pub mod restore;
-pub mod tarscan;
-pub mod untrusted;
+pub(crate) mod tarscan;
+pub(crate) mod untrusted;
 pub mod verify;
 pub mod wipe;
 
 /// Exclusions relative to a container path, as the tar names them: GET
 /// archive of `/var/lib/vmware` names its entries `vmware/...`, so the
 /// nested mount `config` is `vmware/config`.
-pub fn tar_roots(path: &str, excluded: &[String]) -> Vec<String> {
+pub(crate) fn tar_roots(path: &str, excluded: &[String]) -> Vec<String> {
     let base = path.rsplit('/').find(|b| !b.is_empty()).unwrap_or(".");
     excluded.iter().map(|r| format!("{base}/{r}")).collect()
 }

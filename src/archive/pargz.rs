@@ -40,7 +40,7 @@ use super::hashio::to_hex;
 use crate::error::{Error, Result};
 
 /// Uncompressed bytes per chunk (one job of a worker).
-pub const CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
 struct Job {
     data: Vec<u8>,
@@ -95,7 +95,7 @@ type Written<W> = (W, Option<(String, u64)>);
 /// a chunk (that would cost compression); it only reports an error that
 /// already happened. Dropping the writer without `finish` abandons the last
 /// partial chunk and leaves the output without its end.
-pub struct ParGzWriter<W: Write + Send + 'static> {
+pub(crate) struct ParGzWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
     jobs: Option<mpsc::Sender<Job>>,
     order: Option<mpsc::SyncSender<mpsc::Receiver<Done>>>,
@@ -224,7 +224,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
     /// [`ParGzWriter::finish`], and the lowercase hex sha256 and the size of
     /// the uncompressed input. Only for a writer made with
     /// [`ParGzWriter::hashing`].
-    pub fn finish_hashed(self) -> Result<(W, String, u64)> {
+    pub(crate) fn finish_hashed(self) -> Result<(W, String, u64)> {
         let (w, hash) = self.finish_all()?;
         let (sha, n) = hash.expect("a ParGzWriter made with ParGzWriter::hashing");
         Ok((w, sha, n))

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::index::{compare, IndexEntry};
 use super::tarscan::scan;
@@ -19,7 +18,6 @@ use super::{verify, wipe};
 use crate::cancel;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
-use crate::inspect::{name_of, str_at};
 use crate::manifest::{Manifest, PathEntry};
 use crate::mounts::{self, Mount};
 use crate::progress::Meter;
@@ -68,7 +66,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         .clone()
         .unwrap_or_else(|| m.container.name.clone());
     let inspect = d.container_inspect(&target).await?;
-    let name = name_of(&inspect);
+    let name = inspect.name().to_owned();
     let entries = select(&m, &o.paths)?;
     let data = mounts::resolve(d, &inspect).await?;
     let mut plan = vec![];
@@ -77,12 +75,12 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     }
     deep_check(dir, &entries, o.report).await?;
     let mut warnings = vec![];
-    if inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true) {
+    if inspect.state.running {
         warnings.push(format!(
             "{name} is running: the application may see its data change under it"
         ));
     }
-    let image = str_at(&inspect, "/Image").to_owned();
+    let image = inspect.image.clone();
     let mut paths = vec![];
     for (e, mount) in plan {
         cancel::check()?;
@@ -235,7 +233,7 @@ async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter
 /// GET the path back, index it (cutting out the same nested mounts) and
 /// compare with the backup's index. After a merge, entries the backup does
 /// not have are expected; everything the backup has must read back equal.
-pub async fn read_back_and_compare(
+pub(crate) async fn read_back_and_compare(
     d: &Docker,
     name: &str,
     dir: &Path,

@@ -26,17 +26,16 @@ use sha2::{Digest, Sha256};
 use super::hashio::to_hex;
 use super::index::{path_from_bytes, path_to_bytes, EntryKind, IndexEntry};
 use crate::error::{Context, Error, Result};
-
-const BLOCK: usize = 512;
+use crate::tarheader::{self as th, checksum_ok, cstr, field, parse_numeric, BLOCK};
 const BUF_SIZE: usize = 256 * 1024;
 /// Most bytes of extension headers (PAX `x`/`g`, GNU `L`/`K`, with their
 /// headers and padding) held in memory for one entry, and most bytes of
 /// global PAX records kept.
-pub const MAX_EXT: usize = 1 << 20;
+pub(crate) const MAX_EXT: usize = 1 << 20;
 
 /// What [`scan`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ScanSummary {
+pub(crate) struct ScanSummary {
     /// Entries kept (passed to `on_entry`).
     pub entries: u64,
     /// Bytes read from the input, up to its EOF (trailer padding included).
@@ -65,7 +64,7 @@ pub struct ScanSummary {
 ///
 /// The archive must end with two zero blocks; whatever follows them must be
 /// zeros too (record padding) and is read to EOF and passed through.
-pub fn scan(
+pub(crate) fn scan(
     input: impl Read,
     out: impl Write,
     exclude: &[String],
@@ -228,8 +227,9 @@ struct Scanner<R, W> {
     /// PAX global records in force.
     globals: BTreeMap<Vec<u8>, Vec<u8>>,
     pending: Pending,
-    /// Name of the last entry, for error messages.
-    last: Option<String>,
+    /// The last entry: its number (from 1, dropped ones counted) and its
+    /// name as messages show it (escaped, cut: see `tarheader::show_name`).
+    last: Option<(u64, String)>,
     entries: u64,
 }
 
@@ -242,68 +242,6 @@ fn early(offset: u64, place: &str) -> Error {
         "the archive stream ended early (after {offset} bytes, {place}): \
          the daemon gave up or the connection broke"
     ))
-}
-
-/// A field up to its first NUL.
-fn cstr(b: &[u8]) -> &[u8] {
-    match b.iter().position(|&c| c == 0) {
-        Some(i) => &b[..i],
-        None => b,
-    }
-}
-
-fn show_bytes(b: &[u8]) -> String {
-    format!("{:?}", path_from_bytes(b))
-}
-
-/// A numeric header field: base-256 if the high bit of the first byte is
-/// set, otherwise octal (NUL/space terminated, leading spaces allowed).
-fn parse_numeric(b: &[u8]) -> std::result::Result<i64, String> {
-    if b.first().is_some_and(|&c| c & 0x80 != 0) {
-        // Two's complement big-endian, the 0x80 flag bit excluded.
-        let inv: u8 = if b[0] & 0x40 != 0 { 0xff } else { 0 };
-        let mut x: u64 = 0;
-        for (i, &c) in b.iter().enumerate() {
-            let mut c = c ^ inv;
-            if i == 0 {
-                c &= 0x7f;
-            }
-            if x >> 56 != 0 {
-                return Err("base-256 number out of range".into());
-            }
-            x = (x << 8) | c as u64;
-        }
-        if x >> 63 != 0 {
-            return Err("base-256 number out of range".into());
-        }
-        return Ok(if inv == 0xff { !(x as i64) } else { x as i64 });
-    }
-    let s = cstr(b);
-    let s = trim(s);
-    if s.is_empty() {
-        return Ok(0);
-    }
-    let mut x: i64 = 0;
-    for &c in s {
-        if !(b'0'..=b'7').contains(&c) {
-            return Err(format!("bad octal number {:?}", String::from_utf8_lossy(b)));
-        }
-        x = x
-            .checked_mul(8)
-            .and_then(|x| x.checked_add((c - b'0') as i64))
-            .ok_or("octal number out of range")?;
-    }
-    Ok(x)
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | 0, rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | 0] = s {
-        s = rest;
-    }
-    s
 }
 
 fn parse_decimal_u64(v: &[u8]) -> Option<u64> {
@@ -341,58 +279,19 @@ fn parse_pax_time(v: &[u8]) -> Option<i64> {
     }
 }
 
-/// Parses PAX records `LEN KEY=VALUE\n` into `into` (later records win).
+/// Parses PAX records into `into` (later records win).
 fn parse_pax(
     data: &[u8],
     into: &mut BTreeMap<Vec<u8>, Vec<u8>>,
-) -> std::result::Result<(), String> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        if rest.iter().all(|&c| c == 0) {
-            break; // NUL padding after the last record
-        }
-        let sp = rest
-            .iter()
-            .position(|&c| c == b' ')
-            .ok_or("a record has no length")?;
-        let len = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse::<usize>().ok())
-            .ok_or("a record has a bad length")?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err("a record has a bad length".into());
-        }
-        let rec = &rest[sp + 1..len - 1];
-        let eq = rec
-            .iter()
-            .position(|&c| c == b'=')
-            .ok_or("a record has no '='")?;
-        into.insert(rec[..eq].to_vec(), rec[eq + 1..].to_vec());
-        rest = &rest[len..];
-    }
+) -> std::result::Result<(), th::PaxError> {
+    into.extend(th::parse_pax(data)?);
     Ok(())
-}
-
-/// Header checksum: the stored octal value must equal the unsigned or the
-/// signed sum of the header bytes, the checksum field counted as spaces.
-fn checksum_ok(blk: &[u8; BLOCK]) -> bool {
-    let Ok(stored) = parse_numeric(&blk[148..156]) else {
-        return false;
-    };
-    let mut unsigned: i64 = 0;
-    let mut signed: i64 = 0;
-    for (i, &b) in blk.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { b };
-        unsigned += b as i64;
-        signed += b as i8 as i64;
-    }
-    stored == unsigned || stored == signed
 }
 
 impl<R: Read, W: Write> Scanner<R, W> {
     fn place(&self) -> String {
         match &self.last {
-            Some(name) => format!("after entry {name}"),
+            Some((n, name)) => format!("after entry {n} {name}"),
             None => "at the start".into(),
         }
     }
@@ -440,7 +339,7 @@ impl<R: Read, W: Write> Scanner<R, W> {
                     self.place()
                 )));
             }
-            match blk[156] {
+            match blk[field::TYPEFLAG] {
                 b'x' | b'g' | b'L' | b'K' => self.extension(&blk, hdr_offset)?,
                 b'0' | 0 | b'7' | b'1'..=b'6' => self.entry(&blk, hdr_offset, on_entry)?,
                 b'S' => {
@@ -479,7 +378,7 @@ impl<R: Read, W: Write> Scanner<R, W> {
     }
 
     fn extension(&mut self, blk: &[u8; BLOCK], hdr_offset: u64) -> Result<()> {
-        let t = blk[156];
+        let t = blk[field::TYPEFLAG];
         let what = match t {
             b'x' => "PAX extended header",
             b'g' => "PAX global header",
@@ -487,7 +386,7 @@ impl<R: Read, W: Write> Scanner<R, W> {
             _ => "GNU long link name header",
         };
         let place = format!("inside the {what} at byte offset {hdr_offset}");
-        let size = parse_numeric(&blk[124..136])
+        let size = parse_numeric(&blk[field::SIZE])
             .map_err(|e| bad(format!("{what} at byte offset {hdr_offset}: size: {e}")))?;
         let size = usize::try_from(size)
             .ok()
@@ -566,41 +465,28 @@ impl<R: Read, W: Write> Scanner<R, W> {
         hdr_offset: u64,
         on_entry: &mut impl FnMut(&IndexEntry) -> Result<()>,
     ) -> Result<()> {
-        let ustar = &blk[257..263] == b"ustar\0";
         // The name: PAX path, else GNU long name, else prefix + name.
         let name: Vec<u8> = if let Some(p) = self.pax(b"path") {
             p.to_vec()
         } else if let Some(l) = &self.pending.long_name {
             l.clone()
         } else {
-            let base = cstr(&blk[0..100]);
-            // star puts atime/ctime after a shorter prefix and "tar\0" at 508.
-            let prefix = if !ustar {
-                &[][..]
-            } else if &blk[508..512] == b"tar\0" {
-                cstr(&blk[345..476])
-            } else {
-                cstr(&blk[345..500])
-            };
-            if prefix.is_empty() {
-                base.to_vec()
-            } else {
-                [prefix, b"/", base].concat()
-            }
+            th::header_name(blk)
         };
-        let shown = path_from_bytes(&name);
+        let number = self.last.as_ref().map_or(1, |(n, _)| n + 1);
+        let shown = th::show_name(&name);
         let field_err = |field: &str, e: String| {
             bad(format!(
-                "tar header at byte offset {hdr_offset} (entry {shown}): {field}: {e}"
+                "tar header at byte offset {hdr_offset} (entry {number} {shown}): {field}: {e}"
             ))
         };
         let header_num = |range: std::ops::Range<usize>, field: &str| {
-            parse_numeric(&blk[range]).map_err(|e| field_err(field, e))
+            parse_numeric(&blk[range]).map_err(|e| field_err(field, e.to_string()))
         };
         let pax_u64 = |this: &Self, key: &str, field: std::ops::Range<usize>| -> Result<u64> {
             match this.pax(key.as_bytes()) {
                 Some(v) => parse_decimal_u64(v)
-                    .ok_or_else(|| field_err(key, format!("bad PAX value {}", show_bytes(v)))),
+                    .ok_or_else(|| field_err(key, "the PAX value is not a decimal number".into())),
                 None => {
                     let n = header_num(field, key)?;
                     u64::try_from(n).map_err(|_| field_err(key, format!("negative ({n})")))
@@ -616,11 +502,11 @@ impl<R: Read, W: Write> Scanner<R, W> {
             || self.globals.keys().any(|k| k.starts_with(b"GNU.sparse."))
         {
             return Err(bad(format!(
-                "GNU sparse file {shown} at byte offset {hdr_offset}: sparse archives are not supported"
+                "GNU sparse file (entry {number} {shown}) at byte offset {hdr_offset}: sparse archives are not supported"
             )));
         }
 
-        let t = blk[156];
+        let t = blk[field::TYPEFLAG];
         let kind = match t {
             b'0' | b'7' => EntryKind::File,
             // Old tars mark directories by a trailing slash only.
@@ -633,14 +519,14 @@ impl<R: Read, W: Write> Scanner<R, W> {
             b'5' => EntryKind::Dir,
             _ => EntryKind::Fifo,
         };
-        let mode = (header_num(100..108, "mode")? & 0o7777) as u32;
-        let uid = pax_u64(self, "uid", 108..116)?;
-        let gid = pax_u64(self, "gid", 116..124)?;
-        let size = pax_u64(self, "size", 124..136)?;
+        let mode = (header_num(field::MODE, "mode")? & 0o7777) as u32;
+        let uid = pax_u64(self, "uid", field::UID)?;
+        let gid = pax_u64(self, "gid", field::GID)?;
+        let size = pax_u64(self, "size", field::SIZE)?;
         let mtime = match self.pax(b"mtime") {
             Some(v) => parse_pax_time(v)
-                .ok_or_else(|| field_err("mtime", format!("bad PAX value {}", show_bytes(v))))?,
-            None => header_num(136..148, "mtime")?,
+                .ok_or_else(|| field_err("mtime", "the PAX value is not a time".into()))?,
+            None => header_num(field::MTIME, "mtime")?,
         };
         // Only regular files have data; like Go's archive/tar (Docker's
         // writer), the size of other types is ignored.
@@ -652,15 +538,15 @@ impl<R: Read, W: Write> Scanner<R, W> {
                 } else if let Some(l) = &self.pending.long_link {
                     l.clone()
                 } else {
-                    cstr(&blk[157..257]).to_vec()
+                    cstr(&blk[field::LINKNAME]).to_vec()
                 })
             }
             _ => None,
         };
         let dev = match kind {
             EntryKind::Char | EntryKind::Block => {
-                let major = header_num(329..337, "devmajor")?;
-                let minor = header_num(337..345, "devminor")?;
+                let major = header_num(field::DEVMAJOR, "devmajor")?;
+                let minor = header_num(field::DEVMINOR, "devminor")?;
                 let m =
                     u32::try_from(major).map_err(|_| field_err("devmajor", major.to_string()))?;
                 let n =
@@ -692,9 +578,9 @@ impl<R: Read, W: Write> Scanner<R, W> {
             if let Some(root) = self.roots.iter().find(|root| below(target, root)) {
                 return Err(Error::usage(format!(
                     "cannot exclude {}: the hard link {} (kept) points to {} inside it",
-                    show_bytes(root),
-                    show_bytes(&name),
-                    show_bytes(target),
+                    path_from_bytes(root),
+                    th::show_name(&name),
+                    th::show_name(target),
                 )));
             }
         }
@@ -723,7 +609,7 @@ impl<R: Read, W: Write> Scanner<R, W> {
         };
 
         // The data and its padding, hashed and copied in large slices.
-        let place = || format!("inside entry {shown}");
+        let place = || format!("inside entry {number} {shown}");
         let padded = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
         let mut hasher = (keep && kind == EntryKind::File).then(Sha256::new);
         let mut left = padded;
@@ -744,14 +630,14 @@ impl<R: Read, W: Write> Scanner<R, W> {
                 h.update(&chunk[..content]);
             }
             if keep {
-                self.out
-                    .write_all(chunk)
-                    .ctx(format_args!("writing the archive copy (entry {shown})"))?;
+                self.out.write_all(chunk).ctx(format_args!(
+                    "writing the archive copy (entry {number} {shown})"
+                ))?;
             }
             self.input.consume(n);
             left -= n as u64;
         }
-        self.last = Some(shown);
+        self.last = Some((number, shown));
         if keep {
             entry.sha256 = hasher.map(|h| to_hex(&h.finalize()));
             self.entries += 1;
@@ -1441,7 +1327,7 @@ mod tests {
         bad[2 * BLOCK + 3] ^= 0x20;
         let e = err(&bad);
         assert!(e.msg.contains("checksum at byte offset 1024"), "{e}");
-        assert!(e.msg.contains("after entry a"), "{e}");
+        assert!(e.msg.contains("after entry 1 \"a\""), "{e}");
         assert_eq!(e.kind, Kind::Integrity);
         // Unknown type and GNU sparse.
         for (t, what) in [(b'Z', "unsupported tar entry type 'Z'"), (b'S', "sparse")] {
@@ -1471,6 +1357,23 @@ mod tests {
         h.set_cksum();
         let e = err(&[block(&h), END.to_vec()].concat());
         assert!(e.msg.contains("mode") && e.msg.contains("octal"), "{e}");
+        assert!(
+            !e.msg.contains("x44"),
+            "the field's bytes are not shown: {e}"
+        );
+        // A bad PAX value is named, not shown.
+        let e = err(&[
+            ext(b'x', &pax_records(&[("uid", b"12secret")])),
+            good.clone(),
+        ]
+        .concat());
+        assert!(e.msg.contains("uid") && !e.msg.contains("secret"), "{e}");
+        let e = err(&[
+            ext(b'x', &pax_records(&[("mtime", b"t1mesecret")])),
+            good.clone(),
+        ]
+        .concat());
+        assert!(e.msg.contains("mtime") && !e.msg.contains("secret"), "{e}");
         // Empty input.
         assert!(err(&[]).msg.contains("after 0 bytes"));
         // Excluding everything is refused.

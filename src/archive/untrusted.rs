@@ -25,15 +25,18 @@ use std::io::{self, Read};
 
 use super::index::{path_to_bytes, EntryKind, IndexEntry};
 use crate::error::{Error, Result};
+use crate::tarheader::show_name;
 
 /// Checks entries one by one, in archive order (see the module doc).
-pub struct Confined {
+pub(crate) struct Confined {
     /// The root name, e.g. `vmware` (empty for the path `/`).
     root: Vec<u8>,
     /// Names of the symlink entries seen so far.
     symlinks: BTreeSet<Vec<u8>>,
     /// Names of the non-directory entries seen so far (hard-link targets).
     linkable: BTreeSet<Vec<u8>>,
+    /// Entries checked so far: messages name an entry by its number.
+    checked: u64,
 }
 
 impl Confined {
@@ -44,27 +47,33 @@ impl Confined {
             root: root.as_bytes().to_vec(),
             symlinks: BTreeSet::new(),
             linkable: BTreeSet::new(),
+            checked: 0,
         }
     }
 
     /// Ok if the engine would write `e` inside the path; else why not.
+    /// Messages name the entry by its number and its name escaped and cut
+    /// (`tarheader::show_name`): the names are a stranger's.
     pub fn check(&mut self, e: &IndexEntry) -> Result<()> {
-        let name = self.name(&e.path, "entry")?;
+        self.checked += 1;
+        let n = self.checked;
+        let name = self.name(&e.path, "its name")?;
         if let Some(link) = self.through_symlink(&name) {
             return Err(refused(format!(
-                "entry {:?} lies below the symlink {:?} earlier in the archive: \
+                "entry {n} {} lies below the symlink {} earlier in the archive: \
                  the engine would write through the link",
-                e.path,
-                String::from_utf8_lossy(link)
+                show_name(&name),
+                show_name(link)
             )));
         }
         if e.kind == EntryKind::Hardlink {
             let target = e.link.as_deref().unwrap_or_default();
-            let t = self.name(target, "hard link target")?;
+            let t = self.name(target, "its hard link target")?;
             if !self.linkable.contains(&t) {
                 return Err(refused(format!(
-                    "hard link {:?} points to {target:?}, which is not an earlier file of the archive",
-                    e.path
+                    "entry {n}, hard link {} points to {}, which is not an earlier file of the archive",
+                    show_name(&name),
+                    show_name(&t)
                 )));
             }
         }
@@ -80,8 +89,9 @@ impl Confined {
     /// The entry's name as bytes, if it is the root or below it and has no
     /// `.` or `..` component.
     fn name(&self, escaped: &str, what: &str) -> Result<Vec<u8>> {
+        let n = self.checked;
         let bytes = path_to_bytes(escaped)
-            .map_err(|_| refused(format!("{what} {escaped:?} is not a valid escaped name")))?;
+            .map_err(|_| refused(format!("entry {n}: {what} is not a valid escaped name")))?;
         let inside = bytes == self.root
             || bytes
                 .strip_prefix(self.root.as_slice())
@@ -96,9 +106,10 @@ impl Confined {
             Ok(bytes)
         } else {
             Err(refused(format!(
-                "{what} {escaped:?} is not inside the archive's root {:?} \
+                "entry {n}: {what} {} is not inside the archive's root {} \
                  (names must be relative, below the root, without `.` or `..`)",
-                String::from_utf8_lossy(&self.root)
+                show_name(&bytes),
+                show_name(&self.root)
             )))
         }
     }
@@ -120,7 +131,7 @@ fn refused(msg: String) -> Error {
 /// A reader that fails (Integrity) as soon as more than `limit` bytes came
 /// out of it: a decompressor under it inflates at most one buffer past the
 /// limit, whatever the compressed data claims.
-pub struct Bounded<R> {
+pub(crate) struct Bounded<R> {
     inner: R,
     left: u64,
     limit: u64,
@@ -236,6 +247,7 @@ mod tests {
             ],
         )
         .unwrap_err();
+        assert!(e.msg.contains("entry 3 \"data/l/etc/passwd\""), "{}", e.msg);
         assert!(e.msg.contains("symlink \"data/l\""), "{}", e.msg);
         // The root itself as a symlink.
         assert!(run(
@@ -246,6 +258,25 @@ mod tests {
             ]
         )
         .is_err());
+    }
+
+    /// A hostile name reaches the message escaped and cut, never as is.
+    #[test]
+    fn refusals_name_the_entry_without_replaying_it() {
+        let long = format!("../\x1b[2J{}", "x".repeat(5000));
+        let e = run(
+            "/srv/data",
+            &[entry("data", Dir, None), entry(&long, File, None)],
+        )
+        .unwrap_err();
+        assert!(
+            e.msg.starts_with("entry 2: its name \"../\\u{1b}[2J"),
+            "{}",
+            e.msg
+        );
+        assert!(!e.msg.contains('\x1b') && e.msg.len() < 300, "{}", e.msg);
+        let e = run("/srv/data", &[entry("data/\\q", File, None)]).unwrap_err();
+        assert_eq!(e.msg, "entry 1: its name is not a valid escaped name");
     }
 
     #[test]

@@ -173,7 +173,7 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 /// per path; every problem is named in one Integrity error. Nothing is
 /// written; a signal stops it (Interrupted). One meter for all paths,
 /// through `report`, out of the archives' total size.
-pub fn deep_check_all(
+pub(crate) fn deep_check_all(
     dir: &Path,
     paths: &[&PathEntry],
     report: &'static dyn Reporter,
@@ -208,7 +208,7 @@ pub fn deep_check_all(
 /// Open a file of the backup directory, never through a symlink: the
 /// fast check saw regular files, and a link swapped in since must not
 /// lead berth outside the directory.
-pub fn open_in_backup(dir: &Path, name: &str) -> Result<File> {
+pub(crate) fn open_in_backup(dir: &Path, name: &str) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
@@ -263,7 +263,7 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter) -> Result<()> {
 /// holds its name (in the tar too), xattrs as hex (twice their bytes in
 /// the tar) and under 300 bytes of fields: three times `tar_bytes` is a
 /// generous bound.
-pub fn read_stored_index(dir: &Path, p: &PathEntry) -> Result<Vec<IndexEntry>> {
+pub(crate) fn read_stored_index(dir: &Path, p: &PathEntry) -> Result<Vec<IndexEntry>> {
     let limit = p.tar_bytes.saturating_mul(3).saturating_add(1 << 20);
     let f = open_in_backup(dir, &p.index)?;
     read_index_within(BufReader::with_capacity(1 << 16, f), limit)

@@ -19,7 +19,7 @@ const HELPER_BIN: &str = "/.berth-helper";
 
 /// Empty `path` of volume `volume` using image `image`. `keep`: paths
 /// relative to `path` where other mounts sit (see `wipe_local`).
-pub async fn wipe_volume(
+pub(crate) async fn wipe_volume(
     d: &Docker,
     image: &str,
     volume: &str,
@@ -86,11 +86,9 @@ pub async fn wipe_volume(
 async fn remove_stale_helpers(d: &Docker, volume: &str) -> Result<()> {
     let filters = json!({"label": ["berth.helper=wipe", format!("berth.volume={volume}")]});
     for c in d.container_list(&filters).await? {
-        if let Some(id) = c["Id"].as_str() {
-            match d.container_remove(id, true, false).await {
-                Err(e) if !e.is_not_found() => return Err(e),
-                _ => {}
-            }
+        match d.container_remove(&c.id, true, false).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
         }
     }
     Ok(())

@@ -7,14 +7,9 @@ use crate::cli::global::Global;
 
 pub async fn run(g: &Global) -> Result<()> {
     let d = g.connect().await?;
-    let v = d
-        .get_json("/version", "asking the engine for its version")
-        .await?;
-    let engine = v
-        .get("Version")
-        .and_then(|x| x.as_str())
-        .unwrap_or("?")
-        .to_owned();
+    let v = d.version().await?;
+    let engine = Some(v.version).filter(|e| !e.is_empty());
+    let engine = engine.unwrap_or_else(|| "?".to_owned());
     // Podman's version says nothing of Podman: name it.
     let product = if d.podman().is_some() {
         "Podman"
@@ -25,7 +20,7 @@ pub async fn run(g: &Global) -> Result<()> {
         "berth": env!("CARGO_PKG_VERSION"),
         "engine": engine,
         "product": product,
-        "engine_api": v.get("ApiVersion"),
+        "engine_api": Some(v.api_version).filter(|a| !a.is_empty()),
         "api": d.api().to_string(),
         "socket": d.socket(),
     });

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::{Error, Kind};
 
 /// The request body type every call takes.
-pub type ReqBody = BoxBody<Bytes, io::Error>;
+pub(crate) type ReqBody = BoxBody<Bytes, io::Error>;
 
 pub fn empty() -> ReqBody {
     Empty::new().map_err(|never| match never {}).boxed()
@@ -40,7 +40,7 @@ pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
 
 /// A request body that says when it has been sent to its end (when the
 /// connection has taken its last frame).
-pub fn watch_end(body: ReqBody) -> (ReqBody, oneshot::Receiver<()>) {
+pub(crate) fn watch_end(body: ReqBody) -> (ReqBody, oneshot::Receiver<()>) {
     let (tx, rx) = oneshot::channel();
     (
         EndSignal {

@@ -1,21 +1,37 @@
-//! Container calls: inspect (whole JSON), lifecycle, logs and the archive
-//! endpoints.
+//! Container calls: inspect (typed, or whole for a re-create), list,
+//! lifecycle, logs and the archive endpoints.
 
 use std::io::Read;
 
 use bytes::Bytes;
 use hyper::Method;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::body::{self, BodyReader, ReqBody};
+use super::model::{ContainerInspect, ContainerSummary};
 use super::podman::{self, Rename};
 use super::stream::{Channel, FrameDecoder};
 use super::transport::{enc, Docker};
 use crate::error::{Error, Kind, Result};
 
+/// POST /containers/{id}/wait's answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WaitResponse {
+    status_code: Option<i64>,
+    error: Option<WaitError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct WaitError {
+    #[serde(default)]
+    message: String,
+}
+
 /// A GET archive stream: the engine's body, renamed on Podman.
-pub type ArchiveReader = Box<dyn Read + Send>;
+pub(crate) type ArchiveReader = Box<dyn Read + Send>;
 
 /// What HEAD/GET archive say about a path (X-Docker-Container-Path-Stat).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -26,7 +42,7 @@ pub struct PathStat {
     pub mode: u32,
     pub mtime: String,
     #[serde(rename = "linkTarget", default)]
-    pub link_target: String,
+    pub(crate) link_target: String,
 }
 
 impl PathStat {
@@ -70,9 +86,16 @@ impl LogStream {
 }
 
 impl Docker {
-    /// The whole inspect JSON, kept as a Value so nothing is dropped when a
-    /// container is re-created from it.
-    pub async fn container_inspect(&self, id: &str) -> Result<Value> {
+    /// What berth reads of a container.
+    pub async fn container_inspect(&self, id: &str) -> Result<ContainerInspect> {
+        let raw = self.container_inspect_raw(id).await?;
+        ContainerInspect::from_raw(&raw)
+            .map_err(|e| e.context(format!("inspecting container {id}")))
+    }
+
+    /// The whole inspect JSON, kept as a Value so that nothing is dropped
+    /// when a container is re-created from it (or its backup keeps it).
+    pub async fn container_inspect_raw(&self, id: &str) -> Result<Value> {
         self.get_json(
             &format!("/containers/{}/json", enc(id)),
             &format!("inspecting container {id}"),
@@ -84,27 +107,31 @@ impl Docker {
     /// is removing, or failed to remove (dead) is gone.
     pub async fn container_exists(&self, id: &str) -> Result<bool> {
         match self.container_inspect(id).await {
-            Ok(c) => Ok(!matches!(
-                c.pointer("/State/Status").and_then(Value::as_str),
-                Some("removing" | "dead")
-            )),
+            Ok(c) => Ok(!c.state.is_going()),
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     /// Containers (all states) matching an engine filter, e.g. {"name": ["x"]}.
-    pub async fn container_list(&self, filters: &Value) -> Result<Vec<Value>> {
+    pub async fn container_list(&self, filters: &Value) -> Result<Vec<ContainerSummary>> {
+        let doing = "listing containers";
         let v = self
             .get_json(
                 &format!(
                     "/containers/json?all=1&filters={}",
                     enc(&filters.to_string())
                 ),
-                "listing containers",
+                doing,
             )
             .await?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        let v = if v.is_null() { Value::Array(vec![]) } else { v };
+        Vec::deserialize(v).map_err(|e| {
+            Error::failed(format!(
+                "{doing}: the engine's list has an unexpected shape: {}",
+                crate::secrets::json_problem(&e)
+            ))
+        })
     }
 
     /// Create a container; returns its id.
@@ -193,13 +220,16 @@ impl Docker {
                 &doing,
             )
             .await?;
-        if let Some(msg) = v.pointer("/Error/Message").and_then(Value::as_str) {
-            if !msg.is_empty() {
-                return Err(Error::failed(format!("{doing}: {msg}")));
-            }
+        let w = WaitResponse::deserialize(&v).map_err(|e| {
+            Error::failed(format!(
+                "{doing}: the engine's answer has an unexpected shape: {}",
+                crate::secrets::json_problem(&e)
+            ))
+        })?;
+        if let Some(msg) = w.error.map(|e| e.message).filter(|m| !m.is_empty()) {
+            return Err(Error::failed(format!("{doing}: {msg}")));
         }
-        v.get("StatusCode")
-            .and_then(Value::as_i64)
+        w.status_code
             .ok_or_else(|| Error::failed(format!("{doing}: no StatusCode in {v}")))
     }
 
@@ -227,7 +257,7 @@ impl Docker {
 
     /// Everything the container has logged so far, stdout and stderr
     /// together (best effort: what could be read before an error).
-    pub async fn container_logs_all(&self, id: &str, tty: bool) -> Vec<u8> {
+    pub(crate) async fn container_logs_all(&self, id: &str, tty: bool) -> Vec<u8> {
         let o = LogOptions {
             stdout: true,
             stderr: true,
@@ -289,7 +319,7 @@ impl Docker {
     /// entries under its mount point in the container's own filesystem
     /// when the container is stopped, so there it goes into `path` itself
     /// with the names made relative to it.
-    pub async fn archive_put_at<R: Read + Send + 'static>(
+    pub(crate) async fn archive_put_at<R: Read + Send + 'static>(
         &self,
         id: &str,
         path: &str,
@@ -392,11 +422,6 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// A filter for `container_list` by exact-ish name.
-pub fn name_filter(name: &str) -> Value {
-    json!({ "name": [name] })
 }
 
 #[cfg(test)]

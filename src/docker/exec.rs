@@ -20,13 +20,13 @@ pub struct ExecOutput {
 }
 
 impl Docker {
-    pub async fn exec_create(
+    pub(crate) async fn exec_create(
         &self,
         id: &str,
         cmd: &[String],
         user: Option<&str>,
     ) -> Result<String> {
-        let doing = format!("creating an exec of {cmd:?} in container {id}");
+        let doing = format!("creating an exec of `{}` in container {id}", cmd.join(" "));
         let mut cfg =
             json!({ "AttachStdout": true, "AttachStderr": true, "Tty": false, "Cmd": cmd });
         if let Some(u) = user {
@@ -39,7 +39,7 @@ impl Docker {
     }
 
     /// Start an exec and read its multiplexed output to the end.
-    pub async fn exec_start(&self, exec_id: &str) -> Result<ExecOutput> {
+    pub(crate) async fn exec_start(&self, exec_id: &str) -> Result<ExecOutput> {
         let doing = format!("running exec {exec_id}");
         let cfg = json!({ "Detach": false, "Tty": false });
         let resp = self
@@ -80,7 +80,7 @@ impl Docker {
         Ok(out)
     }
 
-    pub async fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
+    pub(crate) async fn exec_inspect(&self, exec_id: &str) -> Result<Value> {
         self.get_json(
             &format!("/exec/{}/json", enc(exec_id)),
             &format!("inspecting exec {exec_id}"),

@@ -11,12 +11,14 @@ pub mod body;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod model;
 pub mod networks;
 pub mod podman;
 pub mod socket;
 pub mod stream;
+pub mod system;
 pub mod transport;
 pub mod volumes;
 
-pub use body::{BodyReader, ReqBody};
+pub(crate) use model::short_id;
 pub use transport::{ApiVersion, Docker, MAX_API, MIN_API};

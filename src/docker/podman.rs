@@ -30,9 +30,11 @@ use std::io::{self, Read};
 
 use serde_json::Value;
 
+use crate::tarheader::{self as th, field, Block, PaxRecords, BLOCK};
+
 /// A create request for Podman: ulimit names as its create takes them
 /// (`RLIMIT_NOFILE` -> `nofile`), a device's empty mode as `rwm`.
-pub fn create_config(config: &Value) -> Value {
+pub(crate) fn create_config(config: &Value) -> Value {
     let mut c = config.clone();
     if let Some(devices) = c
         .pointer_mut("/HostConfig/Devices")
@@ -58,8 +60,6 @@ pub fn create_config(config: &Value) -> Value {
     }
     c
 }
-
-const BLOCK: usize = 512;
 
 /// How entry names are rewritten.
 #[derive(Debug, Clone)]
@@ -91,9 +91,9 @@ impl Mapping {
                     _ => Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
-                            "tar entry {:?} is not below {:?}",
-                            String::from_utf8_lossy(name),
-                            String::from_utf8_lossy(base)
+                            "tar entry {} is not below {}",
+                            th::show_name(name),
+                            th::show_name(base)
                         ),
                     )),
                 }
@@ -129,9 +129,6 @@ pub struct Rename<R> {
     pending: Pending,
 }
 
-/// PAX records: (key, value).
-type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
-
 /// Extension records before an entry's own header.
 #[derive(Default)]
 struct Pending {
@@ -140,12 +137,12 @@ struct Pending {
     gnu_name: Option<Vec<u8>>,
     gnu_link: Option<Vec<u8>>,
     /// The PAX header block and its records.
-    pax: Option<([u8; BLOCK], PaxRecords)>,
+    pax: Option<(Block, PaxRecords)>,
 }
 
 impl<R: Read> Rename<R> {
     /// A Podman GET archive of `path`, named as Docker names it.
-    pub fn from_volume_root(path: &str, inner: R) -> Self {
+    pub(crate) fn from_volume_root(path: &str, inner: R) -> Self {
         Self::new(
             inner,
             Mapping::FromVolumeRoot {
@@ -156,7 +153,7 @@ impl<R: Read> Rename<R> {
 
     /// A tar named for a PUT into the parent of `path` (`base/...`),
     /// renamed for a PUT into `path` itself.
-    pub fn into_path(path: &str, inner: R) -> Self {
+    pub(crate) fn into_path(path: &str, inner: R) -> Self {
         Self::new(
             inner,
             Mapping::IntoPath {
@@ -183,7 +180,7 @@ impl<R: Read> Rename<R> {
     }
 
     /// Read one block; None at a clean end of the stream.
-    fn block(&mut self) -> io::Result<Option<[u8; BLOCK]>> {
+    fn block(&mut self) -> io::Result<Option<Block>> {
         let mut b = [0u8; BLOCK];
         let mut n = 0;
         while n < BLOCK {
@@ -206,7 +203,7 @@ impl<R: Read> Rename<R> {
                 "tar extension header over 1 MiB",
             ));
         }
-        let padded = padded(size) as usize;
+        let padded = th::padded(size) as usize;
         let mut data = vec![0u8; padded];
         self.inner.read_exact(&mut data)?;
         self.pending.raw.extend_from_slice(&data);
@@ -230,21 +227,22 @@ impl<R: Read> Rename<R> {
                 self.passthrough = true;
                 return Ok(());
             }
-            let size = size_of(&h)?;
-            match h[156] {
+            let size = th::size(&h).map_err(invalid)?;
+            let t = h[field::TYPEFLAG];
+            match t {
                 b'L' | b'K' | b'x' => {
                     self.pending.raw.extend_from_slice(&h);
                     let data = self.ext_data(size)?;
-                    match h[156] {
-                        b'L' => self.pending.gnu_name = Some(cstr(&data).to_vec()),
-                        b'K' => self.pending.gnu_link = Some(cstr(&data).to_vec()),
-                        _ => self.pending.pax = Some((h, parse_pax(&data)?)),
+                    match t {
+                        b'L' => self.pending.gnu_name = Some(th::cstr(&data).to_vec()),
+                        b'K' => self.pending.gnu_link = Some(th::cstr(&data).to_vec()),
+                        _ => self.pending.pax = Some((h, th::parse_pax(&data).map_err(invalid)?)),
                     }
                 }
                 _ => {
                     self.entry(h)?;
-                    self.data_left = if h[156] == b'g' || has_data(h[156]) {
-                        padded(size)
+                    self.data_left = if t == b'g' || th::has_data(t) {
+                        th::padded(size)
                     } else {
                         0
                     };
@@ -256,9 +254,10 @@ impl<R: Read> Rename<R> {
 
     /// The entry's own header: rewrite its name (and a hard link's target)
     /// wherever the name is stored.
-    fn entry(&mut self, mut h: [u8; BLOCK]) -> io::Result<()> {
+    fn entry(&mut self, h: Block) -> io::Result<()> {
         let pending = std::mem::take(&mut self.pending);
-        if h[156] == b'g' {
+        let t = h[field::TYPEFLAG];
+        if t == b'g' {
             // A global PAX header names no entry.
             self.out.extend_from_slice(&pending.raw);
             self.out.extend_from_slice(&h);
@@ -272,7 +271,7 @@ impl<R: Read> Rename<R> {
             Some(true) => self.mapping.map(&name)?,
             _ => None,
         };
-        let new_link = match (self.active, h[156]) {
+        let new_link = match (self.active, t) {
             (Some(true), b'1') => self.mapping.map(&link_of(&h, &pending))?,
             _ => None,
         };
@@ -288,16 +287,12 @@ impl<R: Read> Rename<R> {
                     pax_fields.push((b"path", n.clone()))
                 }
                 _ if n.len() > 100 || pending.gnu_name.is_some() => {
-                    self.out.extend_from_slice(&gnu_long(b'L', n))
+                    self.out.extend_from_slice(&th::gnu_long(LONG_NAME, n))
                 }
                 _ => {}
             }
-            set_field(&mut h, 0, 100, n);
-            if is_ustar(&h) {
-                set_field(&mut h, 345, 155, b"");
-            }
         } else if let Some(n) = &pending.gnu_name {
-            self.out.extend_from_slice(&gnu_long(b'L', n));
+            self.out.extend_from_slice(&th::gnu_long(LONG_NAME, n));
         }
         if let Some(l) = &new_link {
             match &pending.pax {
@@ -305,26 +300,25 @@ impl<R: Read> Rename<R> {
                     pax_fields.push((b"linkpath", l.clone()))
                 }
                 _ if l.len() > 100 || pending.gnu_link.is_some() => {
-                    self.out.extend_from_slice(&gnu_long(b'K', l))
+                    self.out.extend_from_slice(&th::gnu_long(LONG_LINK, l))
                 }
                 _ => {}
             }
-            set_field(&mut h, 157, 100, l);
         } else if let Some(l) = &pending.gnu_link {
-            self.out.extend_from_slice(&gnu_long(b'K', l));
+            self.out.extend_from_slice(&th::gnu_long(LONG_LINK, l));
         }
         if let Some((ph, recs)) = &pending.pax {
             self.out
                 .extend_from_slice(&pax_entry(ph, recs, &pax_fields));
         }
-        set_checksum(&mut h);
+        let h = th::renamed(&h, new_name.as_deref(), new_link.as_deref());
         self.out.extend_from_slice(&h);
         Ok(())
     }
 
     /// The entry's full name: PAX path, else GNU long name, else the
     /// ustar prefix and name.
-    fn name_of(&self, h: &[u8; BLOCK], p: &Pending) -> Vec<u8> {
+    fn name_of(&self, h: &Block, p: &Pending) -> Vec<u8> {
         if let Some((_, recs)) = &p.pax {
             if let Some((_, v)) = recs.iter().find(|(k, _)| k == b"path") {
                 return v.clone();
@@ -333,17 +327,11 @@ impl<R: Read> Rename<R> {
         if let Some(n) = &p.gnu_name {
             return n.clone();
         }
-        let name = cstr(&h[0..100]);
-        let prefix = if is_ustar(h) { cstr(&h[345..500]) } else { b"" };
-        if prefix.is_empty() {
-            name.to_vec()
-        } else {
-            [prefix, b"/", name].concat()
-        }
+        th::header_name(h)
     }
 }
 
-fn link_of(h: &[u8; BLOCK], p: &Pending) -> Vec<u8> {
+fn link_of(h: &Block, p: &Pending) -> Vec<u8> {
     if let Some((_, recs)) = &p.pax {
         if let Some((_, v)) = recs.iter().find(|(k, _)| k == b"linkpath") {
             return v.clone();
@@ -351,7 +339,7 @@ fn link_of(h: &[u8; BLOCK], p: &Pending) -> Vec<u8> {
     }
     p.gnu_link
         .clone()
-        .unwrap_or_else(|| cstr(&h[157..257]).to_vec())
+        .unwrap_or_else(|| th::cstr(&h[field::LINKNAME]).to_vec())
 }
 
 impl<R: Read> Read for Rename<R> {
@@ -384,139 +372,29 @@ impl<R: Read> Read for Rename<R> {
     }
 }
 
-fn padded(size: u64) -> u64 {
-    size.div_ceil(BLOCK as u64) * BLOCK as u64
-}
+const LONG_NAME: tar::EntryType = tar::EntryType::GNULongName;
+const LONG_LINK: tar::EntryType = tar::EntryType::GNULongLink;
 
-/// Entry types whose size counts data blocks (not links, directories,
-/// devices or fifos).
-fn has_data(t: u8) -> bool {
-    !matches!(t, b'1' | b'2' | b'3' | b'4' | b'5' | b'6')
-}
-
-fn is_ustar(h: &[u8; BLOCK]) -> bool {
-    &h[257..263] == b"ustar\0"
-}
-
-fn cstr(b: &[u8]) -> &[u8] {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    &b[..end]
-}
-
-/// The size field: octal, or base-256 when its high bit is set.
-fn size_of(h: &[u8; BLOCK]) -> io::Result<u64> {
-    let f = &h[124..136];
-    if f[0] & 0x80 != 0 {
-        let mut v: u64 = (f[0] & 0x7f) as u64;
-        for &b in &f[1..] {
-            v = v.checked_shl(8).ok_or(io::ErrorKind::InvalidData)? | b as u64;
-        }
-        return Ok(v);
-    }
-    let s = std::str::from_utf8(f)
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?
-        .trim_matches(|c: char| c == '\0' || c == ' ');
-    if s.is_empty() {
-        return Ok(0);
-    }
-    u64::from_str_radix(s, 8).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
-}
-
-fn set_field(h: &mut [u8; BLOCK], at: usize, len: usize, v: &[u8]) {
-    let n = v.len().min(len);
-    h[at..at + len].fill(0);
-    h[at..at + n].copy_from_slice(&v[..n]);
-}
-
-fn set_octal(h: &mut [u8; BLOCK], at: usize, len: usize, v: u64) {
-    let s = format!("{v:0width$o}\0", width = len - 1);
-    h[at..at + len].copy_from_slice(s.as_bytes());
-}
-
-fn set_checksum(h: &mut [u8; BLOCK]) {
-    h[148..156].fill(b' ');
-    let sum: u32 = h.iter().map(|&b| b as u32).sum();
-    let s = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(s.as_bytes());
-}
-
-/// A GNU long name (`L`) or long link (`K`) record holding `v`.
-fn gnu_long(kind: u8, v: &[u8]) -> Vec<u8> {
-    let mut h = [0u8; BLOCK];
-    set_field(&mut h, 0, 100, b"././@LongLink");
-    set_octal(&mut h, 100, 8, 0o644);
-    set_octal(&mut h, 108, 8, 0);
-    set_octal(&mut h, 116, 8, 0);
-    set_octal(&mut h, 124, 12, v.len() as u64 + 1);
-    set_octal(&mut h, 136, 12, 0);
-    h[156] = kind;
-    h[257..265].copy_from_slice(b"ustar  \0");
-    set_checksum(&mut h);
-    let mut out = h.to_vec();
-    out.extend_from_slice(v);
-    out.push(0);
-    out.resize(BLOCK + padded(v.len() as u64 + 1) as usize, 0);
-    out
-}
-
-fn parse_pax(data: &[u8]) -> io::Result<PaxRecords> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad PAX record");
-    let mut recs = vec![];
-    let mut rest = data;
-    while !rest.is_empty() {
-        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(bad());
-        }
-        let kv = &rest[sp + 1..len - 1];
-        let eq = kv.iter().position(|&b| b == b'=').ok_or_else(bad)?;
-        recs.push((kv[..eq].to_vec(), kv[eq + 1..].to_vec()));
-        rest = &rest[len..];
-    }
-    Ok(recs)
+/// A header problem as the reader's error (the field's bytes stay out).
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("tar header: {e}"))
 }
 
 /// The PAX entry again, with `fields` replaced.
-fn pax_entry(
-    header: &[u8; BLOCK],
-    recs: &[(Vec<u8>, Vec<u8>)],
-    fields: &[(&[u8], Vec<u8>)],
-) -> Vec<u8> {
+fn pax_entry(header: &Block, recs: &PaxRecords, fields: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
     let mut data = vec![];
     for (k, v) in recs {
         let v = fields
             .iter()
             .find(|(fk, _)| *fk == k.as_slice())
             .map_or(v, |(_, nv)| nv);
-        data.extend_from_slice(&pax_record(k, v));
+        data.extend_from_slice(&th::pax_record(k, v));
     }
-    let mut h = *header;
-    set_octal(&mut h, 124, 12, data.len() as u64);
-    set_checksum(&mut h);
-    let mut out = h.to_vec();
-    let len = data.len();
+    let len = data.len() as u64;
+    let mut out = th::resized(header, len).to_vec();
     out.extend_from_slice(&data);
-    out.resize(BLOCK + padded(len as u64) as usize, 0);
+    out.resize(BLOCK + th::padded(len) as usize, 0);
     out
-}
-
-/// "<len> key=value\n", where len counts itself.
-fn pax_record(k: &[u8], v: &[u8]) -> Vec<u8> {
-    let body = k.len() + v.len() + 3; // ' ', '=', '\n'
-    let mut len = body + 1;
-    while len != body + len.to_string().len() {
-        len = body + len.to_string().len();
-    }
-    let mut r = format!("{len} ").into_bytes();
-    r.extend_from_slice(k);
-    r.push(b'=');
-    r.extend_from_slice(v);
-    r.push(b'\n');
-    r
 }
 
 #[cfg(test)]
@@ -568,7 +446,7 @@ mod tests {
         }
         // A long name in a GNU long name record, as GNU tar writes it.
         b.get_mut()
-            .extend_from_slice(&gnu_long(b'L', format!("/{long}").as_bytes()));
+            .extend_from_slice(&th::gnu_long(LONG_NAME, format!("/{long}").as_bytes()));
         let mut h = header(tar::EntryType::Regular, 3);
         h.as_old_mut().name[..5].copy_from_slice(b"/trun");
         h.set_cksum();
@@ -693,14 +571,5 @@ mod tests {
             create_config(&serde_json::json!({"Image": "x"})),
             serde_json::json!({"Image": "x"})
         );
-    }
-
-    #[test]
-    fn pax_record_lengths_count_themselves() {
-        assert_eq!(pax_record(b"path", b"abc"), b"12 path=abc\n");
-        // 90 + "path" + " =\n" + two digits: 99.
-        let r = pax_record(b"path", &[b'x'; 90]);
-        assert_eq!(r.len(), 99);
-        assert!(r.starts_with(b"99 path="));
     }
 }

@@ -30,11 +30,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower_service::Service;
 
 /// The connection type the client uses.
-pub type Conn = TokioIo<Patient<hyperlocal::UnixStream>>;
+pub(crate) type Conn = TokioIo<Patient<hyperlocal::UnixStream>>;
 
 /// Connects like hyperlocal's connector and wraps the stream in [`Patient`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Connector;
+pub(crate) struct Connector;
 
 impl Service<Uri> for Connector {
     type Response = Conn;
@@ -54,7 +54,7 @@ impl Service<Uri> for Connector {
 /// A stream whose writes fail only after its reads have ended (see the
 /// module comment).
 #[derive(Debug)]
-pub struct Patient<S> {
+pub(crate) struct Patient<S> {
     inner: S,
     /// The write error seen while the read side was still open.
     write_failed: Option<io::ErrorKind>,

@@ -24,7 +24,7 @@ pub enum Channel {
 }
 
 /// Incremental decoder of multiplexed frames (or raw TTY bytes).
-pub struct FrameDecoder {
+pub(crate) struct FrameDecoder {
     raw: bool,
     buf: BytesMut,
 }
@@ -43,7 +43,7 @@ impl FrameDecoder {
     }
 
     /// The next complete frame, if one is buffered.
-    pub fn next_frame(&mut self) -> Result<Option<(Channel, Bytes)>> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(Channel, Bytes)>> {
         if self.raw {
             if self.buf.is_empty() {
                 return Ok(None);
@@ -87,7 +87,7 @@ impl FrameDecoder {
 
 /// Incremental decoder of a JSON-lines stream.
 #[derive(Default)]
-pub struct JsonLines {
+pub(crate) struct JsonLines {
     buf: Vec<u8>,
 }
 
@@ -98,7 +98,7 @@ impl JsonLines {
 
     /// The next complete JSON object. `at_end` also takes a last line that
     /// has no newline.
-    pub fn next_value(&mut self, at_end: bool) -> Result<Option<Value>> {
+    pub(crate) fn next_value(&mut self, at_end: bool) -> Result<Option<Value>> {
         loop {
             let line = match self.buf.iter().position(|&b| b == b'\n') {
                 Some(i) => self.buf.drain(..=i).collect::<Vec<u8>>(),
@@ -120,7 +120,7 @@ impl JsonLines {
 }
 
 /// The failure reported inside a 200 JSON stream, if this message is one.
-pub fn stream_error(v: &Value) -> Option<String> {
+pub(crate) fn stream_error(v: &Value) -> Option<String> {
     let detail = v.pointer("/errorDetail/message").and_then(Value::as_str);
     let err = v.get("error").and_then(Value::as_str);
     detail.or(err).map(str::to_owned)

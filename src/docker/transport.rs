@@ -21,11 +21,11 @@ pub const MIN_API: ApiVersion = ApiVersion(1, 41);
 /// Newest API berth knows: Docker 29.
 pub const MAX_API: ApiVersion = ApiVersion(1, 52);
 
-pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 
 /// How long an ordinary call may wait for its answer, and a stream stay
 /// silent, unless BERTH_ENGINE_TIMEOUT (seconds) says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// BERTH_ENGINE_TIMEOUT, else [`DEFAULT_TIMEOUT`]: a slow engine may need
 /// more, and the fault tests make a stalled engine show in seconds.
@@ -68,9 +68,9 @@ pub struct Docker {
     /// calls differ there (see podman.rs).
     podman: Option<String>,
     /// How long to wait for response headers of an ordinary call.
-    pub call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
     /// How long a streamed body may stay silent before it counts as stalled.
-    pub idle_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
 }
 
 /// Pick the socket: `--host`, else `DOCKER_HOST`, else the default path.
@@ -296,7 +296,7 @@ impl Docker {
 }
 
 /// "<doing>: <status> <message>", message from the daemon's {"message": ...}.
-pub fn api_error(status: u16, body: &[u8], doing: &str) -> Error {
+pub(crate) fn api_error(status: u16, body: &[u8], doing: &str) -> Error {
     let msg = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))

@@ -17,7 +17,7 @@
 pub mod first;
 pub mod record;
 pub mod report;
-pub mod request;
+pub(crate) mod request;
 pub mod run;
-pub mod scratch;
+pub(crate) mod scratch;
 pub mod status;

@@ -8,18 +8,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::docker::model::ContainerInspect;
 use crate::error::{Context, Error, Result};
 use crate::upgrade::plan::Plan;
 
-pub const RECORD: &str = "rehearsal.json";
+pub(crate) const RECORD: &str = "rehearsal.json";
 /// The verdict and the last lines of the rehearsal container's log.
-pub const VERDICT: &str = "verdict.json";
+pub(crate) const VERDICT: &str = "verdict.json";
 /// The private directory the config file is written into.
-pub const CONFIG_DIR: &str = "config";
+pub(crate) const CONFIG_DIR: &str = "config";
 
 /// The value of `berth.helper` on the rehearsal's containers and volumes.
-pub const ROLE: &str = "rehearsal";
-pub const RUN_LABEL: &str = "berth.run";
+pub(crate) const ROLE: &str = "rehearsal";
+pub(crate) const RUN_LABEL: &str = "berth.run";
 
 /// One data path of the container and the scratch volume in its place.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,12 +50,12 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn of(inspect: &Value) -> Clock {
-        let s = |p: &str| inspect.pointer(p).and_then(Value::as_str).unwrap_or("");
+    pub(crate) fn of(inspect: &ContainerInspect) -> Clock {
+        let s = &inspect.state;
         Clock {
-            running: inspect.pointer("/State/Running").and_then(Value::as_bool) == Some(true),
-            started_at: s("/State/StartedAt").to_owned(),
-            finished_at: s("/State/FinishedAt").to_owned(),
+            running: s.running,
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
         }
     }
 }
@@ -82,19 +83,19 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn run_dir(&self) -> &Path {
+    pub(crate) fn run_dir(&self) -> &Path {
         &self.plan.run_dir
     }
 
     /// The backup the scratch volumes are restored from.
-    pub fn backup_dir(&self) -> PathBuf {
+    pub(crate) fn backup_dir(&self) -> PathBuf {
         self.from_backup
             .clone()
             .unwrap_or_else(|| self.run_dir().join(crate::upgrade::BACKUP))
     }
 
     /// The labels of everything this run makes on the engine.
-    pub fn labels(&self) -> Value {
+    pub(crate) fn labels(&self) -> Value {
         json!({
             "berth.helper": ROLE,
             "berth.container": self.plan.container,
@@ -103,12 +104,12 @@ impl Record {
     }
 
     /// The engine filter that finds them.
-    pub fn filter(&self) -> Value {
+    pub(crate) fn filter(&self) -> Value {
         json!({ "label": [format!("{RUN_LABEL}={}", self.run_id)] })
     }
 
     /// Create the run directory (it must not exist yet) and write the record.
-    pub fn save(&self) -> Result<()> {
+    pub(crate) fn save(&self) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         if let Some(root) = self.run_dir().parent() {
             crate::files::create_private_dir(root)?;
@@ -125,7 +126,7 @@ impl Record {
             .ctx("saving the rehearsal's record")
     }
 
-    pub fn load(run: &Path) -> Result<Record> {
+    pub(crate) fn load(run: &Path) -> Result<Record> {
         let p = run.join(RECORD);
         let bytes = std::fs::read(&p).map_err(|e| {
             Error::usage(format!(

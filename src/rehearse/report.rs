@@ -13,7 +13,7 @@ use crate::upgrade::watch::Verdict;
 use crate::upgrade::NEW_LOG;
 
 /// How many lines of the log the report and verdict.json keep.
-pub const LAST_LINES: usize = 20;
+pub(crate) const LAST_LINES: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -66,7 +66,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(r: &Record, verdict: Option<Verdict>, durations: Durations) -> Report {
+    pub(crate) fn new(r: &Record, verdict: Option<Verdict>, durations: Durations) -> Report {
         let outcome = match &verdict {
             Some(Verdict::Success(_)) => Outcome::Passed,
             Some(Verdict::Failure(_)) => Outcome::Failed,
@@ -92,7 +92,7 @@ impl Report {
         }
     }
 
-    pub fn planned(r: Record) -> Report {
+    pub(crate) fn planned(r: Record) -> Report {
         let mut rep = Report::new(&r, None, Durations::default());
         rep.outcome = Outcome::Planned;
         rep.exit_code = exit_status(rep.outcome);
@@ -102,7 +102,7 @@ impl Report {
 
     /// verdict.json: the verdict (with the line that decided it) and the
     /// last lines of the log, beside the whole log.
-    pub fn save_verdict(&self) -> Result<()> {
+    pub(crate) fn save_verdict(&self) -> Result<()> {
         let v = serde_json::json!({
             "outcome": self.outcome,
             "verdict": self.verdict,

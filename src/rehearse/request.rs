@@ -22,7 +22,7 @@ use crate::upgrade::plan::Plan;
 /// theirs (compose would list it as a service's container).
 const FOREIGN_LABELS: &str = "com.docker.compose.";
 
-pub fn rehearsal_request(create: &Value, r: &Record) -> Value {
+pub(crate) fn rehearsal_request(create: &Value, r: &Record) -> Value {
     let mut req = create.clone();
     let mut labels = req["Labels"].as_object().cloned().unwrap_or_default();
     labels.retain(|k, _| !k.starts_with(FOREIGN_LABELS));
@@ -120,7 +120,7 @@ fn scratch_mount(s: &Scratch) -> Value {
 
 /// The scratch volume of every volume the container has, named after the
 /// run (`<run id>-<path slug>`).
-pub fn scratch_volumes(run_id: &str, data: &DataMap, backed_up: &[String]) -> Vec<Scratch> {
+pub(crate) fn scratch_volumes(run_id: &str, data: &DataMap, backed_up: &[String]) -> Vec<Scratch> {
     data.mounts
         .iter()
         .filter(|m| m.kind == "volume")
@@ -136,7 +136,7 @@ pub fn scratch_volumes(run_id: &str, data: &DataMap, backed_up: &[String]) -> Ve
 /// upgrade writes it to (the profile's config-path, else --config-dest
 /// mapped through the bind mount that holds it); its directory is bound
 /// from the run's private config directory.
-pub fn config_place(p: &Plan, data: &DataMap, run_dir: &Path) -> Option<ConfigPlace> {
+pub(crate) fn config_place(p: &Plan, data: &DataMap, run_dir: &Path) -> Option<ConfigPlace> {
     p.config_file.as_ref()?;
     let inner = match (&p.settings.config_path, &p.config_dest) {
         (Some(c), _) => c.clone(),
@@ -168,7 +168,7 @@ fn inside_path(data: &DataMap, dest: &Path) -> Option<String> {
 }
 
 /// What differs from the real upgrade, in words (text output and --json).
-pub fn differences(r: &Record, create: &Value) -> Vec<String> {
+pub(crate) fn differences(r: &Record, create: &Value) -> Vec<String> {
     let host = &create["HostConfig"];
     let mut out = vec![format!(
         "its own container {} beside the old one, which keeps running",
@@ -372,10 +372,11 @@ mod tests {
     fn the_config_goes_where_the_upgrade_puts_it() {
         let create = old_create();
         let mut r = record(&create, None);
-        let data = crate::mounts::classify(
+        let inspect = crate::docker::model::ContainerInspect::from_raw(
             &json!({"Mounts": [{"Type": "bind", "Source": "/srv/conf", "Destination": "/etc/app/conf", "RW": true}]}),
-            &[],
-        );
+        )
+        .unwrap();
+        let data = crate::mounts::classify(&inspect, &[]);
         r.plan.settings.config_path = None;
         r.plan.config_dest = Some(PathBuf::from("/srv/conf/x/app.cfg"));
         let c = config_place(&r.plan, &data, Path::new("/run")).unwrap();

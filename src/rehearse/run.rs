@@ -16,6 +16,7 @@ use super::record::{Clock, Record, CONFIG_DIR};
 use super::report::{Durations, Report};
 use super::{request, scratch};
 use crate::archive::verify;
+use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::hooks::Hook;
@@ -43,8 +44,7 @@ pub struct Options {
 pub async fn rehearse(d: &Docker, o: &Options, dry_run: bool, say: Say) -> Result<Report> {
     let t0 = Instant::now();
     let c = d.container_inspect(&o.request.container).await?;
-    let id = crate::inspect::str_at(&c, "/Id");
-    let _locks = journal::lock_container(d.socket(), id, &crate::inspect::name_of(&c))?;
+    let _locks = journal::lock_container(d.socket(), &c.id, c.name())?;
     let r = prepare(d, o, &c).await?;
     if dry_run {
         return Ok(Report::planned(r));
@@ -98,7 +98,7 @@ pub async fn rehearse(d: &Docker, o: &Options, dry_run: bool, say: Say) -> Resul
 
 /// The upgrade's plan with the rehearsal's run directory, the scratch
 /// volumes, the config's place and what differs from the real upgrade.
-async fn prepare(d: &Docker, o: &Options, c: &Value) -> Result<Record> {
+async fn prepare(d: &Docker, o: &Options, c: &ContainerInspect) -> Result<Record> {
     let req = Request {
         online_backup: true,
         keep_old: false,

@@ -11,20 +11,21 @@ use serde_json::{json, Value};
 
 use super::record::Record;
 use crate::archive::restore;
+use crate::docker::model::ContainerSummary;
 use crate::docker::Docker;
 use crate::error::Result;
 use crate::upgrade::{waits::remove_and_wait, Say};
 
 /// Create the scratch volumes and restore the backup into them; returns
 /// what was restored (the journal keeps it).
-pub async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
+pub(crate) async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
     for s in &r.scratch {
         let mut labels = r.labels();
         labels["berth.path"] = json!(s.path);
         d.volume_create(&json!({"Name": s.volume, "Labels": labels}))
             .await?;
     }
-    remove_containers(d, r, |c| name_of(c) == r.holder).await?;
+    remove_containers(d, r, |c| c.name() == r.holder).await?;
     let id = d.container_create(&r.holder, &holder_request(r)).await?;
     let paths: Vec<String> = r
         .scratch
@@ -65,7 +66,7 @@ fn holder_request(r: &Record) -> Value {
 
 /// What was removed (or kept), for the journal.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Removed {
+pub(crate) struct Removed {
     pub containers: Vec<String>,
     pub volumes: Vec<String>,
     pub kept: Vec<String>,
@@ -74,7 +75,7 @@ pub struct Removed {
 /// Remove the run's containers (and wipe helpers on its volumes) and its
 /// scratch volumes. With `keep` the rehearsal container is stopped and
 /// kept, and so are the volumes.
-pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
+pub(crate) async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
     let mut out = Removed::default();
     if keep {
         match d.container_stop(&r.name, r.plan.stop_timeout).await {
@@ -84,13 +85,13 @@ pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
         }
     }
     let volumes: Vec<String> = r.scratch.iter().map(|s| s.volume.clone()).collect();
-    let helper_on_ours = |c: &Value| {
-        let v = c.pointer("/Labels/berth.volume").and_then(Value::as_str);
-        v.is_some_and(|v| volumes.iter().any(|x| x == v))
+    let helper_on_ours = |c: &ContainerSummary| {
+        let v = c.labels.get("berth.volume");
+        v.is_some_and(|v| volumes.contains(v))
     };
     out.containers = remove_containers(d, r, |c| {
-        let ours = c.pointer("/Labels/berth.run").and_then(Value::as_str) == Some(&r.run_id);
-        (ours && !(keep && name_of(c) == r.name)) || helper_on_ours(c)
+        let ours = c.labels.get("berth.run") == Some(&r.run_id);
+        (ours && !(keep && c.name() == r.name)) || helper_on_ours(c)
     })
     .await?;
     if keep {
@@ -112,7 +113,7 @@ pub async fn remove_all(d: &Docker, r: &Record, keep: bool) -> Result<Removed> {
 async fn remove_containers(
     d: &Docker,
     r: &Record,
-    pick: impl Fn(&Value) -> bool,
+    pick: impl Fn(&ContainerSummary) -> bool,
 ) -> Result<Vec<String>> {
     let mut list = d.container_list(&r.filter()).await?;
     list.extend(
@@ -121,20 +122,11 @@ async fn remove_containers(
     );
     let mut names = vec![];
     for c in list.iter().filter(|c| pick(c)) {
-        if let Some(id) = c["Id"].as_str() {
-            // First with its anonymous volumes (a VOLUME the new image
-            // declares), then until it is gone.
-            let _ = d.container_remove(id, true, true).await;
-            remove_and_wait(d, id, 0).await?;
-            names.push(name_of(c).to_owned());
-        }
+        // First with its anonymous volumes (a VOLUME the new image
+        // declares), then until it is gone.
+        let _ = d.container_remove(&c.id, true, true).await;
+        remove_and_wait(d, &c.id, 0).await?;
+        names.push(c.name().to_owned());
     }
     Ok(names)
-}
-
-fn name_of(c: &Value) -> &str {
-    c.pointer("/Names/0")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim_start_matches('/')
 }

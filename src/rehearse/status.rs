@@ -53,21 +53,15 @@ pub async fn status(d: Option<&Docker>, run: &Path) -> Result<Status> {
 
 /// Names of the containers and volumes labelled with the run.
 async fn left(d: &Docker, r: &Record) -> Result<Vec<String>> {
-    let name = |v: &serde_json::Value, p: &str| {
-        v.pointer(p)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .trim_start_matches('/')
-            .to_owned()
-    };
     let mut out: Vec<String> = d
         .container_list(&r.filter())
         .await?
         .iter()
-        .map(|c| format!("container {}", name(c, "/Names/0")))
+        .map(|c| format!("container {}", c.name()))
         .collect();
     for v in d.volume_list(&r.filter()).await? {
-        out.push(format!("volume {}", name(&v, "/Name")));
+        let name = v.get("Name").and_then(serde_json::Value::as_str);
+        out.push(format!("volume {}", name.unwrap_or("")));
     }
     Ok(out)
 }

@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::Value;
-
 use crate::clock;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
@@ -157,10 +155,7 @@ async fn config_reachable(d: &Docker, r: &Request) -> Result<()> {
     if r.config_file.is_none() || r.force {
         return Ok(());
     }
-    let info = d
-        .get_json("/info", "asking the engine its host name")
-        .await?;
-    let there = info["Name"].as_str().unwrap_or_default();
+    let there = d.info().await?.name;
     let here = local_hostname();
     if there == here {
         return Ok(());
@@ -183,12 +178,8 @@ fn local_hostname() -> String {
 /// The container's image reference when it already runs `image_id`.
 async fn current(d: &Docker, container: &str, image_id: &str) -> Result<Option<String>> {
     let c = d.container_inspect(container).await?;
-    Ok((c["Image"].as_str() == Some(image_id)).then(|| {
-        c.pointer("/Config/Image")
-            .and_then(Value::as_str)
-            .unwrap_or(image_id)
-            .to_owned()
-    }))
+    let reference = Some(c.config.image).filter(|r| !r.is_empty());
+    Ok((c.image == image_id).then(|| reference.unwrap_or_else(|| image_id.to_owned())))
 }
 
 /// The backups of all nodes land under one root: each plan checked its

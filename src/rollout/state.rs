@@ -42,9 +42,15 @@ pub enum NodeState {
     Interrupted,
 }
 
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 impl NodeState {
     /// Whether a resume leaves the node alone.
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         !matches!(
             self,
             NodeState::Pending | NodeState::Running | NodeState::Interrupted
@@ -53,7 +59,7 @@ impl NodeState {
 
     /// Whether the rollout may go on to the next node after this one
     /// (without --continue-on-failure).
-    pub fn is_success(self) -> bool {
+    pub(crate) fn is_success(self) -> bool {
         matches!(self, NodeState::Upgraded | NodeState::Current)
     }
 
@@ -99,7 +105,7 @@ pub struct Rollout {
     pub dir: PathBuf,
     pub created: String,
     pub image_file: PathBuf,
-    pub image_sha256: String,
+    pub(crate) image_sha256: String,
     /// The id the image loads as: a node whose container runs it is current.
     pub image_id: String,
     pub continue_on_failure: bool,
@@ -135,12 +141,12 @@ impl Rollout {
     }
 
     /// The directory a node's upgrade run directories go under.
-    pub fn node_root(&self, i: usize) -> PathBuf {
+    pub(crate) fn node_root(&self, i: usize) -> PathBuf {
         self.dir.join(&self.nodes[i].spec.name)
     }
 
     /// The request for one node.
-    pub fn request_for(&self, i: usize) -> Request {
+    pub(crate) fn request_for(&self, i: usize) -> Request {
         Request {
             container: self.nodes[i].spec.container.clone(),
             backup_root: self.node_root(i),
@@ -251,13 +257,13 @@ fn runs(node_root: &Path) -> Vec<PathBuf> {
 }
 
 /// The node's last upgrade run, ended or not.
-pub fn latest_run(node_root: &Path) -> Option<PathBuf> {
+pub(crate) fn latest_run(node_root: &Path) -> Option<PathBuf> {
     runs(node_root).pop()
 }
 
 /// The upgrade run under a node's directory that has not ended (killed
 /// mid-way): a resume finishes it or rolls it back through its journal.
-pub fn unfinished_run(node_root: &Path) -> Option<PathBuf> {
+pub(crate) fn unfinished_run(node_root: &Path) -> Option<PathBuf> {
     runs(node_root).into_iter().rev().find(|run| {
         journal::read(&run.join(journal::JOURNAL))
             .map(|events| events.iter().all(|e| e.outcome.is_none()))

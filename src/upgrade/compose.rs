@@ -6,27 +6,27 @@
 //! version on the migrated data. berth cannot edit the file; it says which
 //! line to change.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
 use super::recreate::COMPOSE_PROJECT;
 
 const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
 const SERVICE: &str = "com.docker.compose.service";
 
-/// Warnings for a compose-made container (`old`: its inspect) upgraded
+/// Warnings for a compose-made container (`labels`: its labels) upgraded
 /// from `old_ref` to `new_ref`. None when the container is not compose's
 /// or the old reference will name the new image (same reference).
-pub fn warnings(old: &Value, old_ref: &str, new_ref: &str) -> Vec<String> {
-    let Some(labels) = old.pointer("/Config/Labels").and_then(Value::as_object) else {
-        return vec![];
-    };
+pub(crate) fn warnings(
+    labels: &BTreeMap<String, String>,
+    old_ref: &str,
+    new_ref: &str,
+) -> Vec<String> {
     if !labels.contains_key(COMPOSE_PROJECT) || old_ref == new_ref {
         return vec![];
     }
-    let service = labels.get(SERVICE).and_then(Value::as_str).unwrap_or("?");
+    let service = labels.get(SERVICE).map_or("?", String::as_str);
     let files: Vec<&str> = labels
         .get(CONFIG_FILES)
-        .and_then(Value::as_str)
         .map(|f| f.split(',').filter(|f| !f.is_empty()).collect())
         .unwrap_or_default();
     let mut out = vec![];
@@ -76,12 +76,16 @@ fn image_lines(text: &str, reference: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn container(files: &str) -> Value {
-        json!({"Config": {"Labels": {
-            "com.docker.compose.project": "p", "com.docker.compose.service": "lw",
-            "com.docker.compose.project.config_files": files}}})
+    fn container(files: &str) -> BTreeMap<String, String> {
+        [
+            ("com.docker.compose.project", "p"),
+            ("com.docker.compose.service", "lw"),
+            ("com.docker.compose.project.config_files", files),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
     }
 
     #[test]
@@ -112,6 +116,6 @@ mod tests {
             "{w:?}"
         );
         assert!(warnings(&container("/x.yml"), "app:latest", "app:latest").is_empty());
-        assert!(warnings(&json!({"Config": {"Labels": {}}}), "a:1", "a:2").is_empty());
+        assert!(warnings(&BTreeMap::new(), "a:1", "a:2").is_empty());
     }
 }

@@ -8,15 +8,15 @@ use crate::error::{Error, Result};
 /// Remove the config file berth wrote, and its temporary twin. A file
 /// berth never wrote (the run stopped before write-config) is not berth's
 /// to remove.
-pub fn remove_config(p: &Plan, j: &Journal) -> Result<()> {
+pub(crate) fn remove_config(p: &Plan, j: &Journal) -> Result<()> {
     remove_config_if(p, wrote_config(j))
 }
 
-pub fn wrote_config(j: &Journal) -> bool {
+pub(crate) fn wrote_config(j: &Journal) -> bool {
     j.has(Step::WriteConfig, Phase::Begin)
 }
 
-pub fn remove_config_if(p: &Plan, wrote: bool) -> Result<()> {
+pub(crate) fn remove_config_if(p: &Plan, wrote: bool) -> Result<()> {
     let Some(dest) = p.config_dest.as_ref().filter(|_| wrote) else {
         return Ok(());
     };

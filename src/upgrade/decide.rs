@@ -27,7 +27,7 @@ pub struct Observed {
     pub old: Seen,
     /// Whether the old container carries the original name (it is not
     /// renamed aside).
-    pub old_has_name: bool,
+    pub(crate) old_has_name: bool,
     /// The new container: the id the journal recorded, or else the one
     /// holding the name on the new image once `create-new` had begun.
     pub new: Seen,
@@ -39,12 +39,12 @@ pub struct Observed {
 
 /// What the journal says, reduced to what the decision reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub outcome: Option<Outcome>,
-    pub rollback_begun: bool,
+    pub(crate) rollback_begun: bool,
     pub verdict: Option<Verdict>,
-    pub start_new_begun: bool,
-    pub start_new_done: bool,
+    pub(crate) start_new_begun: bool,
+    pub(crate) start_new_done: bool,
     /// The step whose `begin` is the last line, if any.
     pub in_flight: Option<Step>,
 }
@@ -95,7 +95,7 @@ pub enum Next {
 impl std::fmt::Display for Next {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Next::Report { outcome } => write!(f, "report the outcome {outcome:?}"),
+            Next::Report { outcome } => write!(f, "report the outcome ({outcome})"),
             Next::Finish => {
                 f.write_str("finish the upgrade (remove the config file and the old container)")
             }
@@ -124,14 +124,14 @@ impl std::fmt::Display for Next {
     }
 }
 
-pub const STOPPED_EARLY: &str = "berth was stopped before the upgrade finished";
-pub const RESUMING_ROLLBACK: &str = "resuming an interrupted rollback";
-pub const NEW_GONE: &str = "the new container is gone";
+pub(crate) const STOPPED_EARLY: &str = "berth was stopped before the upgrade finished";
+pub(crate) const RESUMING_ROLLBACK: &str = "resuming an interrupted rollback";
+pub(crate) const NEW_GONE: &str = "the new container is gone";
 
 /// The decision. Order matters: an ended run stays ended, a rollback once
 /// begun is always finished, a success verdict is honoured only while the
 /// new container exists, and anything unjudged is rolled back.
-pub fn next(f: &Facts, seen: &Observed) -> Next {
+pub(crate) fn next(f: &Facts, seen: &Observed) -> Next {
     let back = |cause: &str| Next::RollBack {
         cause: cause.to_owned(),
         restore: f.start_new_begun,

@@ -26,7 +26,7 @@ use crate::docker::ApiVersion;
 
 /// The first API version whose create takes more than one endpoint (and a
 /// MAC address per endpoint).
-pub const MULTI_ENDPOINT_API: ApiVersion = ApiVersion(1, 44);
+pub(crate) const MULTI_ENDPOINT_API: ApiVersion = ApiVersion(1, 44);
 
 /// What the create needs to know about the engine.
 #[derive(Debug, Clone, Copy)]
@@ -52,16 +52,16 @@ pub struct Connect {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Networks {
     /// NetworkingConfig.EndpointsConfig of the create (empty: none).
-    pub at_create: Map<String, Value>,
+    pub(crate) at_create: Map<String, Value>,
     /// Endpoints connected after the create, in this order.
     pub connect: Vec<Connect>,
     /// What cannot be carried on this engine.
-    pub not_carried: Vec<String>,
+    pub(crate) not_carried: Vec<String>,
 }
 
 /// Modes with no endpoint of their own to carry: the host's stack, none,
 /// another container's.
-pub fn shares_a_stack(mode: &str) -> bool {
+pub(crate) fn shares_a_stack(mode: &str) -> bool {
     mode == "host" || mode == "none" || mode.starts_with("container:")
 }
 
@@ -76,7 +76,7 @@ fn primary_of(mode: &str) -> &str {
 
 /// The endpoints of the old container (`old`: its whole inspect), split
 /// as `engine` takes them.
-pub fn carry(old: &Value, engine: Engine) -> Networks {
+pub(crate) fn carry(old: &Value, engine: Engine) -> Networks {
     let mode = old
         .pointer("/HostConfig/NetworkMode")
         .and_then(Value::as_str)
@@ -199,7 +199,7 @@ fn in_use_addresses(ep: &Value) -> Value {
 }
 
 /// The engine adds the container's short id (12 hex digits) as an alias.
-pub fn is_own_id(alias: &str, id: &str) -> bool {
+pub(crate) fn is_own_id(alias: &str, id: &str) -> bool {
     alias.len() >= 12 && id.starts_with(alias)
 }
 
@@ -215,7 +215,7 @@ fn non_empty(v: &Value) -> bool {
 
 /// HostConfig.Links as inspect reports them (`/other:/self/alias`) in the
 /// form a create takes (`other:alias`).
-pub fn create_link(link: &str) -> String {
+pub(crate) fn create_link(link: &str) -> String {
     match link.split_once(':') {
         Some((other, alias)) if other.starts_with('/') => format!(
             "{}:{}",

@@ -16,7 +16,7 @@ use crate::secrets;
 
 /// The create request of the new container, with the values of its
 /// environment read from the old container.
-pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
+pub(crate) async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
     let mut req = p.create.clone();
     let Some(names) = p.env_names.as_ref().filter(|n| !n.is_empty()) else {
         return Ok(req);
@@ -28,19 +28,15 @@ pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
             e.context("reading the old container's environment")
         }
     })?;
-    let env = old.pointer("/Config/Env").cloned().unwrap_or(Value::Null);
-    let got = secrets::select(&env, names);
+    let got = secrets::select(&old.config.env, names);
     let missing: Vec<&String> = names
         .iter()
-        .filter(|n| {
-            !got.iter()
-                .any(|e| e.as_str().map(secrets::name_of) == Some(n))
-        })
+        .filter(|n| !got.iter().any(|e| secrets::name_of(e) == n.as_str()))
         .collect();
     if !missing.is_empty() {
         return Err(Error::failed(format!(
             "the old container {} no longer has the environment variables {missing:?} that the plan carries over",
-            crate::inspect::short(&p.container_id)
+            crate::docker::short_id(&p.container_id)
         )));
     }
     req["Env"] = json!(got);
@@ -51,14 +47,14 @@ pub async fn create_request(d: &Docker, p: &Plan) -> Result<Value> {
 fn gone(p: &Plan, names: &[String]) -> Error {
     Error::failed(format!(
         "the old container {} is gone, and with it the values of its environment ({}): berth never writes them to a file, so it cannot create the new container; its data is in the backup",
-        crate::inspect::short(&p.container_id),
+        crate::docker::short_id(&p.container_id),
         names.join(", ")
     ))
 }
 
 /// For a message telling the user to recreate the container from the
 /// plan: what the plan does not hold.
-pub fn recreate_note(p: &Plan) -> String {
+pub(crate) fn recreate_note(p: &Plan) -> String {
     match &p.env_names {
         Some(n) if !n.is_empty() => format!(
             "; plan.json holds the names of its environment variables, not their values: give {} again",

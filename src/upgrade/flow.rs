@@ -25,8 +25,7 @@ use crate::hooks::Hook;
 pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result<Summary> {
     let t0 = Instant::now();
     let c = d.container_inspect(&r.container).await?;
-    let id = c["Id"].as_str().unwrap_or_default();
-    let _locks = journal::lock_container(d.socket(), id, &crate::inspect::name_of(&c))?;
+    let _locks = journal::lock_container(d.socket(), &c.id, c.name())?;
     let plan = plan::plan(d, r).await?;
     if dry_run {
         let mut s = Summary::new(&plan, None, None, None, t0);
@@ -56,7 +55,7 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
 }
 
 /// Run the undo steps and write the outcome.
-pub async fn rollback(
+pub(crate) async fn rollback(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
@@ -95,7 +94,7 @@ pub async fn rollback(
 }
 
 /// Success: remove the config file and (unless kept) the old container.
-pub async fn finish(
+pub(crate) async fn finish(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,

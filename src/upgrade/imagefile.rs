@@ -15,13 +15,13 @@ use crate::error::{Error, Result};
 use crate::secrets::{io_problem, json_problem};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImageFile {
+pub(crate) struct ImageFile {
     pub sha256: String,
     pub bytes: u64,
     pub gzip: bool,
     /// "sha256:<hex>": the id the engine will give the loaded image.
-    pub config_digest: String,
-    pub repo_tags: Vec<String>,
+    pub(crate) config_digest: String,
+    pub(crate) repo_tags: Vec<String>,
 }
 
 pub fn read(path: &Path) -> Result<ImageFile> {

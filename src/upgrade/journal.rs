@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::clock;
 use crate::error::{Context, Error, Result};
 
-pub const JOURNAL: &str = "journal.jsonl";
+pub(crate) const JOURNAL: &str = "journal.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,6 +58,17 @@ pub enum Phase {
     Failed,
 }
 
+/// "begun", "done", "failed": how far a step got, in words.
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Begin => "begun",
+            Phase::Done => "done",
+            Phase::Failed => "failed",
+        })
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +79,18 @@ pub enum Outcome {
     RolledBack,
     /// It failed before the new version ran; everything was put back.
     Aborted,
+}
+
+/// The outcome in words ("rolled back"); JSON and the journal keep the
+/// kebab-case name ("rolled-back").
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Upgraded => "upgraded",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Aborted => "aborted (put back)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,11 +180,6 @@ impl Journal {
         self.events.iter().rev().find_map(|e| e.outcome)
     }
 
-    /// The last step boundary written.
-    pub fn last(&self) -> Option<(Step, Phase)> {
-        last(&self.events)
-    }
-
     /// The step berth was in when it stopped: a `begin` with nothing after
     /// it. Its engine action may still be running (see `reconcile`).
     pub fn in_flight(&self) -> Option<Step> {
@@ -170,12 +188,12 @@ impl Journal {
 }
 
 /// The last step boundary of a list of events.
-pub fn last(events: &[Event]) -> Option<(Step, Phase)> {
+pub(crate) fn last(events: &[Event]) -> Option<(Step, Phase)> {
     events.iter().rev().find_map(|e| Some((e.step?, e.phase?)))
 }
 
 /// The step whose `begin` is the last line (no outcome after it).
-pub fn in_flight(events: &[Event]) -> Option<Step> {
+pub(crate) fn in_flight(events: &[Event]) -> Option<Step> {
     match events.last() {
         Some(Event {
             step: Some(s),
@@ -190,7 +208,7 @@ pub fn in_flight(events: &[Event]) -> Option<Step> {
 /// Run one step: `begin` in the journal, the work, then `done` (with what
 /// the step learned) or `failed` (with why). A failure names the step, so
 /// every message that carries it says where the upgrade stopped.
-pub async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
+pub(crate) async fn step<F>(j: &mut Journal, s: Step, work: F) -> Result<Value>
 where
     F: Future<Output = Result<Value>>,
 {
@@ -263,12 +281,12 @@ pub struct Lock {
 /// Lock a container by its id AND its name. The id stays the same while
 /// the old container is renamed aside, and the name passes to the new
 /// container: whichever of them a second berth is given, it meets a lock.
-pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock)> {
+pub(crate) fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock)> {
     let by_name = lock(socket, name)?;
     let by_id = lock(socket, id).map_err(|_| {
         Error::failed(format!(
             "another berth is working on container {name} ({}): wait for it to finish",
-            crate::inspect::short(id)
+            crate::docker::short_id(id)
         ))
     })?;
     Ok((by_name, by_id))
@@ -276,7 +294,7 @@ pub fn lock_container(socket: &Path, id: &str, name: &str) -> Result<(Lock, Lock
 
 /// The name of container `key`'s lock file on the engine at `socket`, in
 /// /run/berth (else $TMPDIR/berth): `berth status` reads the same names.
-pub fn lock_file_name(socket: &Path, key: &str) -> String {
+pub(crate) fn lock_file_name(socket: &Path, key: &str) -> String {
     let name: String = format!("{key}@{}", socket.display())
         .chars()
         .map(|c| {

@@ -6,16 +6,16 @@
 //! fsynced), backup/ (an ordinary berth backup) and new-container.log.
 
 pub mod compose;
-pub mod configfile;
-pub mod decide;
-pub mod dependents;
+pub(crate) mod configfile;
+pub(crate) mod decide;
+pub(crate) mod dependents;
 pub mod endpoints;
 pub mod env;
 pub mod flow;
-pub mod imagefile;
+pub(crate) mod imagefile;
 pub mod journal;
 pub mod plan;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod recreate;
 pub mod rollback;
 pub mod steps;
@@ -33,9 +33,9 @@ use journal::Outcome;
 use plan::Plan;
 use watch::Verdict;
 
-pub const PLAN: &str = "plan.json";
+pub(crate) const PLAN: &str = "plan.json";
 pub const BACKUP: &str = "backup";
-pub const NEW_LOG: &str = "new-container.log";
+pub(crate) const NEW_LOG: &str = "new-container.log";
 
 /// How to talk while running: step lines and meters go to the caller's
 /// reporter.
@@ -105,7 +105,7 @@ impl Summary {
     }
 }
 
-pub fn load_plan(run: &Path) -> Result<Plan> {
+pub(crate) fn load_plan(run: &Path) -> Result<Plan> {
     let p = run.join(PLAN);
     let bytes = std::fs::read(&p).map_err(|e| {
         Error::usage(format!(
@@ -117,7 +117,7 @@ pub fn load_plan(run: &Path) -> Result<Plan> {
 }
 
 /// Create the run directory (it must not exist yet) and write plan.json.
-pub fn save_plan(plan: &Plan) -> Result<()> {
+pub(crate) fn save_plan(plan: &Plan) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if let Some(root) = plan.run_dir.parent() {
         crate::files::create_private_dir(root)?;
@@ -139,9 +139,9 @@ pub fn render_plan(p: &Plan) -> String {
     s += &format!(
         "  image      {} ({}) -> {} ({})\n",
         p.old_image_ref,
-        crate::inspect::short(&p.old_image_id),
+        crate::docker::short_id(&p.old_image_id),
         p.new_image_ref,
-        crate::inspect::short(&p.new_image_id)
+        crate::docker::short_id(&p.new_image_id)
     );
     s += &format!(
         "  keep old   tag {}; container renamed {} until the new one proves itself\n",
@@ -171,8 +171,11 @@ pub fn render_plan(p: &Plan) -> String {
         );
     }
     s += &format!(
-        "  watch      {:?}, success {:?}, failure {:?}, timeout {}s\n",
-        p.settings.watch, p.settings.success, p.settings.failure, p.settings.timeout_s
+        "  watch      {}, success {}, failure {}, timeout {}s\n",
+        p.settings.watch,
+        patterns(&p.settings.success),
+        patterns(&p.settings.failure),
+        p.settings.timeout_s
     );
     for (group, what) in recreate::describe(&p.create, &p.connect) {
         s += &format!("  {group:<10} {what}\n");
@@ -189,6 +192,15 @@ pub fn render_plan(p: &Plan) -> String {
     s
 }
 
+/// Log patterns for a human: quoted, "or" between them.
+fn patterns(p: &[String]) -> String {
+    if p.is_empty() {
+        return "none".into();
+    }
+    let quoted: Vec<String> = p.iter().map(|x| format!("{x:?}")).collect();
+    quoted.join(" or ")
+}
+
 /// Where a run stands.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -197,7 +209,7 @@ pub struct Status {
     pub old_image: String,
     pub new_image: String,
     pub outcome: Option<Outcome>,
-    pub last_step: Option<(journal::Step, journal::Phase)>,
+    pub(crate) last_step: Option<(journal::Step, journal::Phase)>,
     /// The step berth was in when it stopped (a `begin` with nothing after).
     pub in_flight: Option<journal::Step>,
     /// What `berth resume` would do now (`status RUN_DIR` only, once the
@@ -213,9 +225,9 @@ pub struct Status {
 impl Status {
     pub fn render(&self) -> String {
         let state = match (self.outcome, self.last_step) {
-            (Some(o), _) => format!("{o:?}"),
+            (Some(o), _) => o.to_string(),
             (None, Some((s, p))) => format!(
-                "stopped at {s:?} ({p:?}): run `berth resume {}`",
+                "stopped at {s} ({p}): run `berth resume {}`",
                 self.run_dir.display()
             ),
             (None, None) => "planned, nothing done".into(),

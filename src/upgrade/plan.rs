@@ -13,9 +13,9 @@ use super::recreate::{self, NewImage};
 use super::{compose, dependents};
 use crate::archive::backup::{self, Target};
 use crate::clock;
+use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
 use crate::error::{Error, Result};
-use crate::inspect::{name_of, str_at};
 use crate::mounts::{self, DataMap};
 use crate::profile::{self, Hooks, Layer, Settings};
 
@@ -51,13 +51,13 @@ pub struct Plan {
     pub container_id: String,
     pub was_running: bool,
     pub old_image_id: String,
-    pub old_image_ref: String,
+    pub(crate) old_image_ref: String,
     /// The tag that keeps the old image when the new one takes its name.
     pub rollback_tag: String,
     pub new_image_ref: String,
     pub new_image_id: String,
     pub image_file: PathBuf,
-    pub image_sha256: String,
+    pub(crate) image_sha256: String,
     pub aside_name: String,
     pub settings: Settings,
     /// Commands run before the backup and after a rollback's restore.
@@ -85,16 +85,16 @@ pub struct Plan {
     /// never written here. None in plans of older berths (values inline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_names: Option<Vec<String>>,
-    pub not_carried: Vec<String>,
+    pub(crate) not_carried: Vec<String>,
     /// Other containers that use this one (its network stack, its volumes
     /// through --volumes-from, a link): the upgrade refuses while they do.
     #[serde(default)]
-    pub dependents: Vec<String>,
+    pub(crate) dependents: Vec<String>,
     /// What the user should know and change (compose files).
     #[serde(default)]
     pub warnings: Vec<String>,
-    pub backup_bytes_estimate: u64,
-    pub free_bytes: u64,
+    pub(crate) backup_bytes_estimate: u64,
+    pub(crate) free_bytes: u64,
     pub run_dir: PathBuf,
 }
 
@@ -117,7 +117,7 @@ pub async fn plan(d: &Docker, r: &Request) -> Result<Plan> {
 }
 
 /// Read and hash an image tarball off the async threads.
-pub async fn read_image_file(path: &Path) -> Result<ImageFile> {
+pub(crate) async fn read_image_file(path: &Path) -> Result<ImageFile> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || imagefile::read(&path))
         .await
@@ -126,10 +126,13 @@ pub async fn read_image_file(path: &Path) -> Result<ImageFile> {
 
 /// The plan for an image file already read (a rollout reads it once for
 /// every node).
-pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan> {
-    let c = d.container_inspect(&r.container).await?;
-    let name = name_of(&c);
-    let old_image_id = str_at(&c, "/Image").to_owned();
+pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan> {
+    // The whole inspect is what the new container is created from.
+    let raw = d.container_inspect_raw(&r.container).await?;
+    let c = ContainerInspect::from_raw(&raw)
+        .map_err(|e| e.context(format!("inspecting container {}", r.container)))?;
+    let name = c.name().to_owned();
+    let old_image_id = c.image.clone();
     let old_image = d.image_inspect(&old_image_id).await?;
     check_sha(r, img)?;
     let new_image_ref = new_ref(r, img)?;
@@ -152,7 +155,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         reference: &new_image_ref,
         id: &img.config_digest,
     };
-    let mut rc = recreate::request(&c, &old_image, &new_image, &data, engine);
+    let mut rc = recreate::request(&raw, &old_image, &new_image, &data, engine);
     let users = dependents::of(d, &c).await?;
     if !users.is_empty() && !r.force {
         return Err(Error::failed(format!(
@@ -167,7 +170,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
             rc.not_carried.join("; ")
         )));
     }
-    let warnings = compose::warnings(&c, str_at(&c, "/Config/Image"), &new_image_ref);
+    let warnings = compose::warnings(&c.config.labels, &c.config.image, &new_image_ref);
     let stamp = clock::compact(clock::now_unix());
     let estimate = estimate_bytes(d, &data, &targets).await;
     let free = free_bytes(&r.backup_root)?;
@@ -180,13 +183,10 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         )));
     }
     Ok(Plan {
-        container_id: str_at(&c, "/Id").to_owned(),
-        was_running: c
-            .pointer("/State/Running")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        old_image_ref: str_at(&c, "/Config/Image").to_owned(),
-        rollback_tag: rollback_tag(str_at(&c, "/Config/Image"), &name, &stamp),
+        container_id: c.id.clone(),
+        was_running: c.state.running,
+        old_image_ref: c.config.image.clone(),
+        rollback_tag: rollback_tag(&c.config.image, &name, &stamp),
         new_image_ref,
         new_image_id: img.config_digest.clone(),
         image_file: std::path::absolute(&r.image_file).unwrap_or(r.image_file.clone()),
@@ -240,11 +240,11 @@ pub fn free_run_dir(root: &Path, name: &str, stamp: &str, kind: &str) -> PathBuf
 }
 
 fn short(id: &str) -> &str {
-    crate::inspect::short(id)
+    crate::docker::short_id(id)
 }
 
 /// Refuse a tarball that is not the one `--sha256` names.
-pub fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
+pub(crate) fn check_sha(r: &Request, img: &ImageFile) -> Result<()> {
     match &r.sha256 {
         Some(want) if !want.eq_ignore_ascii_case(&img.sha256) => Err(Error::usage(format!(
             "{}: sha256 is {}, not the {} given with --sha256: refusing a file that is not the one expected",
@@ -271,8 +271,8 @@ fn new_ref(r: &Request, img: &ImageFile) -> Result<String> {
 }
 
 /// The settings and the hooks, from the same layers.
-fn settings(r: &Request, c: &Value) -> Result<(Settings, Hooks)> {
-    let (labels, label_profile) = profile::from_labels(&profile::labels_of(c))?;
+fn settings(r: &Request, c: &ContainerInspect) -> Result<(Settings, Hooks)> {
+    let (labels, label_profile) = profile::from_labels(&c.config.labels)?;
     let mut layers = vec![r.flags.clone(), labels];
     if let Some(p) = &r.profile {
         layers.push(profile::load(p)?);
@@ -331,16 +331,12 @@ fn rollback_tag(old_ref: &str, name: &str, stamp: &str) -> String {
     format!("{repo}:berth-rollback-{}", stamp.to_ascii_lowercase())
 }
 
-/// Sum of the volumes' sizes as the engine counts them (/system/df).
+/// Sum of the volumes' sizes as the engine counts them (/system/df); 0
+/// when the engine cannot say.
 async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
-    let Some(df) = system_df(d).await else {
+    let Ok(df) = d.system_df().await else {
         return 0;
     };
-    let vols = df
-        .get("Volumes")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     targets
         .iter()
         .filter_map(|t| {
@@ -348,35 +344,10 @@ async fn estimate_bytes(d: &Docker, data: &DataMap, targets: &[Target]) -> u64 {
                 .iter()
                 .find(|m| m.destination == t.path)?
                 .name
-                .clone()
+                .as_deref()
         })
-        .filter_map(|n| {
-            vols.iter()
-                .find(|v| v["Name"] == n.as_str())?
-                .pointer("/UsageData/Size")?
-                .as_i64()
-        })
-        .map(|s| s.max(0) as u64)
+        .filter_map(|n| df.volume_size(n))
         .sum()
-}
-
-/// GET /system/df. The engine runs one at a time and refuses a second
-/// ("a disk usage operation is already running", Docker 20.10): wait for
-/// the other one (up to 10 s) rather than skip the free-space check.
-async fn system_df(d: &Docker) -> Option<Value> {
-    for _ in 0..40 {
-        match d
-            .get_json("/system/df", "asking the engine for volume sizes")
-            .await
-        {
-            Ok(v) => return Some(v),
-            Err(e) if e.msg.contains("already running") => {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await
-            }
-            Err(_) => return None,
-        }
-    }
-    None
 }
 
 /// Free space where `dir` is or will be (its nearest existing ancestor:

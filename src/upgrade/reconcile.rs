@@ -10,23 +10,23 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::decide::{Observed, Seen};
 use super::journal::{Event, Journal, Step};
 use super::plan::Plan;
 use super::rollback::{new_container, stand_in_prefix};
-use super::waits::{remove_and_wait, running, soft, stop_and_wait};
+use super::waits::{remove_and_wait, soft, stop_and_wait};
 use super::Say;
+use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
 use crate::error::Result;
-use crate::inspect::name_of;
 
 /// How long the engine may take to register a container it was creating.
 const CREATE_GRACE: Duration = Duration::from_secs(1);
 
 /// Bring the in-flight step, if any, to a known end.
-pub async fn settle(d: &Docker, p: &Plan, j: &Journal, say: Say) -> Result<()> {
+pub(crate) async fn settle(d: &Docker, p: &Plan, j: &Journal, say: Say) -> Result<()> {
     let Some(step) = j.in_flight() else {
         return Ok(());
     };
@@ -74,13 +74,13 @@ async fn remove_helpers(d: &Docker, p: &Plan) -> Result<()> {
 
 /// The helper containers of this run: wipe helpers labelled with one of
 /// the old container's volumes, and stand-ins named after the container.
-pub async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
+pub(crate) async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
     let volumes: Vec<String> = match d.container_inspect(&p.container_id).await {
-        Ok(c) => c["Mounts"]
-            .as_array()
+        Ok(c) => c
+            .mounts
             .into_iter()
-            .flatten()
-            .filter_map(|m| m["Name"].as_str().map(String::from))
+            .map(|m| m.name)
+            .filter(|n| !n.is_empty())
             .collect(),
         Err(e) if e.is_not_found() => vec![],
         Err(e) => return Err(e),
@@ -92,19 +92,17 @@ pub async fn helpers(d: &Docker, p: &Plan) -> Result<Vec<String>> {
     Ok(list
         .iter()
         .filter(|c| {
-            let name = c.pointer("/Names/0").and_then(Value::as_str).unwrap_or("");
-            let volume = c.pointer("/Labels/berth.volume").and_then(Value::as_str);
-            name.trim_start_matches('/').starts_with(&prefix)
-                || volume.is_some_and(|v| volumes.iter().any(|x| x == v))
+            let volume = c.labels.get("berth.volume");
+            c.name().starts_with(&prefix) || volume.is_some_and(|v| volumes.contains(v))
         })
-        .filter_map(|c| c["Id"].as_str().map(String::from))
+        .map(|c| c.id.clone())
         .collect())
 }
 
 /// The engine state the decision reads.
-pub async fn observe(d: &Docker, p: &Plan, events: &[Event]) -> Result<Observed> {
+pub(crate) async fn observe(d: &Docker, p: &Plan, events: &[Event]) -> Result<Observed> {
     let (old, old_has_name) = match d.container_inspect(&p.container_id).await {
-        Ok(c) => (seen(&c), name_of(&c) == p.container),
+        Ok(c) => (seen(&c), c.name() == p.container),
         Err(e) if e.is_not_found() => (Seen::Gone, false),
         Err(e) => return Err(e),
     };
@@ -130,10 +128,12 @@ pub async fn observe(d: &Docker, p: &Plan, events: &[Event]) -> Result<Observed>
     })
 }
 
-fn seen(c: &Value) -> Seen {
-    match c.pointer("/State/Status").and_then(Value::as_str) {
-        Some("removing" | "dead") => Seen::Gone,
-        _ if running(c) => Seen::Running,
-        _ => Seen::Stopped,
+fn seen(c: &ContainerInspect) -> Seen {
+    if c.state.is_going() {
+        Seen::Gone
+    } else if c.state.running {
+        Seen::Running
+    } else {
+        Seen::Stopped
     }
 }

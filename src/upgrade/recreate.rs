@@ -18,9 +18,9 @@ use crate::mounts::DataMap;
 
 /// Compose's label for the image id a service's container runs (compose
 /// v2 compares it with the service's image on its next `up`).
-pub const COMPOSE_IMAGE: &str = "com.docker.compose.image";
+pub(crate) const COMPOSE_IMAGE: &str = "com.docker.compose.image";
 /// The label compose puts on every container of a project.
-pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub(crate) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 
 /// Config fields that come from the image unless the user set them.
 const IMAGE_DEFAULTS: &[&str] = &[
@@ -43,7 +43,7 @@ pub struct Recreate {
     /// Networks attached after the create, before the start (API < 1.44).
     pub connect: Vec<Connect>,
     /// What of the old configuration cannot be carried over.
-    pub not_carried: Vec<String>,
+    pub(crate) not_carried: Vec<String>,
 }
 
 /// The image the new container runs: the reference it is created from and
@@ -54,7 +54,7 @@ pub struct NewImage<'a> {
 }
 
 /// `old`: the container's inspect; `old_image`: its image's inspect.
-pub fn request(
+pub(crate) fn request(
     old: &Value,
     old_image: &Value,
     new_image: &NewImage,
@@ -157,7 +157,7 @@ const LIMITS: &[&str] = &[
 ];
 
 /// What the create carries, by group, for `--dry-run`: (group, line).
-pub fn describe(create: &Value, connect: &[Connect]) -> Vec<(&'static str, String)> {
+pub(crate) fn describe(create: &Value, connect: &[Connect]) -> Vec<(&'static str, String)> {
     let host = &create["HostConfig"];
     let mut out = vec![];
     let mode = host["NetworkMode"].as_str().unwrap_or("default");
@@ -274,6 +274,7 @@ fn reattach_anonymous(host: &mut Map<String, Value>, data: &DataMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::model::ContainerInspect;
     use crate::docker::ApiVersion;
     use crate::mounts::classify;
 
@@ -300,7 +301,7 @@ mod tests {
             "NetworkSettings": {"Networks": {"host": {}}}
         });
         let img = json!({"Config": {"Env": ["VERSION=1"], "Cmd": ["run"], "Entrypoint": ["/app"], "Labels": {"from.image": "1"}}});
-        let data = classify(&old, &[]);
+        let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
         let r = request(&old, &img, &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert_eq!(q["Image"], "app:2");
@@ -336,7 +337,7 @@ mod tests {
             "HostConfig": {"NetworkMode": "default", "Links": ["/db:/app/database", "/c:/app/c"]},
             "NetworkSettings": {"Networks": {"bridge": {"Aliases": null, "MacAddress": "02:42:ac:11:00:02"}}}
         });
-        let data = classify(&old, &[]);
+        let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
         let r = request(&old, &json!({}), &NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert!(q.get("Hostname").is_none(), "the old id as hostname");

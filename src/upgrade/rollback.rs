@@ -16,14 +16,13 @@ use crate::archive::restore;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::hooks::Hook;
-use crate::inspect::name_of;
 
 /// How long the restored old container must keep running to count as up.
 const OLD_SETTLE: Duration = Duration::from_secs(3);
 
 /// The undo steps, in order; each looks at the engine first, so running
 /// them again after a crash is safe.
-pub async fn undo(
+pub(crate) async fn undo(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
@@ -48,7 +47,7 @@ pub async fn undo(
     if let Some(id) = &new_id {
         say.step(format!(
             "removing the new container {}",
-            crate::inspect::short(id)
+            crate::docker::short_id(id)
         ));
         step(j, Step::RemoveNew, async {
             d.container_stop(id, p.stop_timeout)
@@ -89,7 +88,7 @@ pub async fn undo(
     }
     step(j, Step::RenameBack, async {
         let old = d.container_inspect(&p.container_id).await?;
-        if name_of(&old) != p.container {
+        if old.name() != p.container {
             d.container_rename(&p.container_id, &p.container).await?;
         }
         Ok(Value::Null)
@@ -131,13 +130,9 @@ async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
     let prefix = stand_in_prefix(p);
     let filters = json!({"label": ["berth.helper=restore"], "name": [prefix.clone()]});
     for c in d.container_list(&filters).await? {
-        let name = c.pointer("/Names/0").and_then(Value::as_str).unwrap_or("");
         // The name filter matches substrings: check the prefix ourselves.
-        if let (true, Some(id)) = (
-            name.trim_start_matches('/').starts_with(&prefix),
-            c["Id"].as_str(),
-        ) {
-            d.container_remove(id, true, false)
+        if c.name().starts_with(&prefix) {
+            d.container_remove(&c.id, true, false)
                 .await
                 .or_else(not_found_ok)?;
         }
@@ -145,7 +140,7 @@ async fn remove_stale_stand_ins(d: &Docker, p: &Plan) -> Result<()> {
     Ok(())
 }
 
-pub fn stand_in_prefix(p: &Plan) -> String {
+pub(crate) fn stand_in_prefix(p: &Plan) -> String {
     format!("{}-berth-restore-", p.container)
 }
 
@@ -212,7 +207,7 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
         Kind::RollbackIncomplete,
         format!(
             "the old container {} was removed by someone else during the upgrade; {data}, and no new container is left. berth cannot bring back the container itself: recreate {} from {}/{} (its `create` request, with \"Image\": \"{}\"){}",
-            crate::inspect::short(&p.container_id),
+            crate::docker::short_id(&p.container_id),
             p.container,
             p.run_dir.display(),
             super::PLAN,
@@ -242,12 +237,12 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
     }
     if !read_only.is_empty() {
         let m = crate::manifest::Manifest::load(&dir)?;
-        let name = name_of(&old);
+        let name = old.name();
         for path in &read_only {
             let e = m
                 .entry(path)
                 .ok_or_else(|| Error::integrity(format!("the backup has no {path}")))?;
-            restore::read_back_and_compare(d, &name, &dir, e, false).await?;
+            restore::read_back_and_compare(d, name, &dir, e, false).await?;
         }
     }
     Ok(json!({ "restored": writable, "compared_read_only": read_only }))
@@ -256,7 +251,11 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
 /// The new container, if one exists: the id the journal recorded, or a
 /// container holding the name that is not the old one (created just
 /// before a crash, before the journal could say so).
-pub async fn new_container(d: &Docker, p: &Plan, events: &[Event]) -> Result<Option<String>> {
+pub(crate) async fn new_container(
+    d: &Docker,
+    p: &Plan,
+    events: &[Event],
+) -> Result<Option<String>> {
     let at = |phase| {
         events
             .iter()
@@ -274,12 +273,7 @@ pub async fn new_container(d: &Docker, p: &Plan, events: &[Event]) -> Result<Opt
         return Ok(None);
     }
     match d.container_inspect(&p.container).await {
-        Ok(c)
-            if c["Id"].as_str() != Some(&p.container_id)
-                && c["Image"].as_str() == Some(&p.new_image_id) =>
-        {
-            Ok(c["Id"].as_str().map(String::from))
-        }
+        Ok(c) if c.id != p.container_id && c.image == p.new_image_id => Ok(Some(c.id)),
         Ok(_) => Ok(None),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
@@ -296,19 +290,16 @@ fn not_found_ok(e: Error) -> Result<()> {
 
 /// Start a container (`what` names it in errors) and check that it is
 /// still running a few seconds later.
-pub async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
+pub(crate) async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value> {
     d.container_start(id).await?;
     let t = Instant::now();
     while t.elapsed() < OLD_SETTLE {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let st = d.container_inspect(id).await?;
-        if st.pointer("/State/Running").and_then(Value::as_bool) != Some(true) {
-            let code = st
-                .pointer("/State/ExitCode")
-                .and_then(Value::as_i64)
-                .unwrap_or(-1);
+        if !st.state.running {
             return Err(Error::failed(format!(
-                "{what} exited with code {code} after it was started again"
+                "{what} exited with code {} after it was started again",
+                st.state.exit_code
             )));
         }
     }
@@ -316,7 +307,7 @@ pub async fn start_and_settle(d: &Docker, id: &str, what: &str) -> Result<Value>
 }
 
 /// The one message for exit 4: what state the host is in, what to run.
-pub async fn incomplete(
+pub(crate) async fn incomplete(
     d: &Docker,
     p: &Plan,
     cause: Option<String>,
@@ -326,19 +317,17 @@ pub async fn incomplete(
     let old = match d.container_inspect(&p.container_id).await {
         Ok(c) => format!(
             "the old container {} is named {} and is {}",
-            crate::inspect::short(&p.container_id),
-            name_of(&c),
-            c.pointer("/State/Status")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
+            crate::docker::short_id(&p.container_id),
+            c.name(),
+            c.state.status
         ),
         Err(err) if err.is_not_found() => format!(
             "the old container {} was removed by someone else",
-            crate::inspect::short(&p.container_id)
+            crate::docker::short_id(&p.container_id)
         ),
         Err(err) => format!(
             "the old container {} cannot be inspected ({})",
-            crate::inspect::short(&p.container_id),
+            crate::docker::short_id(&p.container_id),
             err.msg
         ),
     };

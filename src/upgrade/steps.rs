@@ -11,15 +11,16 @@ use super::plan::Plan;
 use super::watch::{self, Verdict};
 use super::{Say, BACKUP, NEW_LOG};
 use crate::archive::{backup, verify};
+use crate::docker::model::ContainerInspect;
 use crate::docker::{body, Docker};
 use crate::error::{Error, Result};
 use crate::mounts;
 
 /// Steps 2 to 7. Returns the watch's verdict; an error is a failed step.
-pub async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
+pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
     say.step(format!(
         "tagging the old image {} as {}",
-        crate::inspect::short(&p.old_image_id),
+        crate::docker::short_id(&p.old_image_id),
         p.rollback_tag
     ));
     step(j, Step::TagOld, async {
@@ -91,13 +92,13 @@ pub async fn start_and_watch(
     })
     .await?;
     say.step(format!(
-        "watching it ({:?}, up to {}s)",
+        "watching it ({}, up to {}s)",
         p.settings.watch, p.settings.timeout_s
     ));
     watch_new(d, p, j, id, Duration::from_secs(p.settings.timeout_s)).await
 }
 
-pub async fn watch_new(
+pub(crate) async fn watch_new(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
@@ -156,8 +157,8 @@ pub async fn backup_and_verify(
         p.run_dir.join(BACKUP).display()
     ));
     step(j, Step::Backup, async {
-        let inspect = d.container_inspect(&p.container_id).await?;
-        let data = mounts::resolve(d, &inspect).await?;
+        let raw = d.container_inspect_raw(&p.container_id).await?;
+        let data = mounts::resolve(d, &ContainerInspect::from_raw(&raw)?).await?;
         let o = backup::Options {
             paths: p.paths.clone(),
             out: p.run_dir.clone(),
@@ -166,16 +167,9 @@ pub async fn backup_and_verify(
             stop_timeout: p.stop_timeout,
             report: say.report,
         };
-        let (dir, m) = backup::write_backup(
-            d,
-            &inspect,
-            &data,
-            &p.targets(&data),
-            stopped,
-            &o,
-            Some(BACKUP),
-        )
-        .await?;
+        let (dir, m) =
+            backup::write_backup(d, &raw, &data, &p.targets(&data), stopped, &o, Some(BACKUP))
+                .await?;
         Ok(json!({ "dir": dir, "paths": m.paths.len() }))
     })
     .await?;

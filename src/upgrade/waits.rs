@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 
@@ -15,7 +13,7 @@ const GRACE: Duration = Duration::from_secs(60);
 
 /// An engine refusal is not fatal here: the step that follows does the
 /// same again and reports it. A broken engine is.
-pub fn soft(r: Result<()>) -> Result<()> {
+pub(crate) fn soft(r: Result<()>) -> Result<()> {
     match r {
         Err(e) if e.kind == Kind::Connection || e.status().is_some_and(|s| s >= 500) => Err(e),
         _ => Ok(()),
@@ -23,7 +21,7 @@ pub fn soft(r: Result<()>) -> Result<()> {
 }
 
 /// Stop a container and wait until the engine says it is not running.
-pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
+pub(crate) async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
     soft(d.container_stop(id, timeout_s).await)?;
     let limit = Duration::from_secs(timeout_s.into()) + GRACE;
     let t = Instant::now();
@@ -31,7 +29,7 @@ pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
         match d.container_inspect(id).await {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
-            Ok(c) if !running(&c) => return Ok(()),
+            Ok(c) if !c.state.running => return Ok(()),
             Ok(_) if t.elapsed() > limit => {
                 return Err(Error::failed(format!(
                     "container {id} still runs {}s after it was stopped",
@@ -45,7 +43,7 @@ pub async fn stop_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
 
 /// Remove a container (by force) and wait until the engine no longer
 /// knows it, so that its name is free.
-pub async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
+pub(crate) async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()> {
     soft(d.container_remove(id, true, false).await)?;
     let limit = Duration::from_secs(timeout_s.into()) + GRACE;
     let t = Instant::now();
@@ -61,21 +59,11 @@ pub async fn remove_and_wait(d: &Docker, id: &str, timeout_s: u32) -> Result<()>
             }
             // Still removing, or a remove that lost its race: again.
             Ok(c) => {
-                if !matches!(status(&c), "removing") {
+                if c.state.status != "removing" {
                     soft(d.container_remove(id, true, false).await)?;
                 }
                 tokio::time::sleep(POLL).await
             }
         }
     }
-}
-
-fn status(c: &Value) -> &str {
-    c.pointer("/State/Status")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-}
-
-pub fn running(c: &Value) -> bool {
-    c.pointer("/State/Running").and_then(Value::as_bool) == Some(true)
 }

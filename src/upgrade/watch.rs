@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::docker::model::ContainerInspect;
 use crate::docker::{containers::LogOptions, Docker};
 use crate::error::{Error, Result};
 use crate::profile::{Settings, Watch};
@@ -23,7 +23,7 @@ pub enum Verdict {
 
 /// Without a success pattern, a container counts as up once it has been
 /// running (and healthy, if it has a health check) this long.
-pub const SETTLE: Duration = Duration::from_secs(5);
+pub(crate) const SETTLE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_secs(1);
 const EXEC_EVERY: Duration = Duration::from_secs(2);
 
@@ -91,14 +91,8 @@ async fn judge_loop(
 ) -> Result<Verdict> {
     let t0 = Instant::now();
     let first = d.container_inspect(id).await?;
-    let restarts0 = first
-        .get("RestartCount")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let tty = first
-        .pointer("/Config/Tty")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let restarts0 = first.restart_count;
+    let tty = first.config.tty;
     let mut seen = String::new();
     let mut logs = match s.watch {
         Watch::Logs => Some(
@@ -160,18 +154,12 @@ async fn judge_loop(
             }
             return Ok(v);
         }
-        let healthy = st
-            .pointer("/State/Health/Status")
-            .and_then(Value::as_str)
-            .is_none_or(|h| h == "healthy");
+        let health = st.state.health.as_ref();
+        let healthy = health.is_none_or(|h| h.status == "healthy");
         if p.success.is_empty() && healthy {
             let since = *up_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= SETTLE {
-                let health = if st.pointer("/State/Health").is_some() {
-                    " and healthy"
-                } else {
-                    ""
-                };
+                let health = if health.is_some() { " and healthy" } else { "" };
                 return Ok(Verdict::Success(format!(
                     "running{health} for {}s",
                     SETTLE.as_secs()
@@ -202,29 +190,27 @@ fn judge_complete_lines(p: &Patterns, buf: &mut String) -> Option<Verdict> {
 }
 
 /// A failure that the engine's state shows: exited, restarting, unhealthy.
-fn state_verdict(st: &Value, restarts0: i64) -> Option<Verdict> {
-    let s = |p: &str| st.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let code = st
-        .pointer("/State/ExitCode")
-        .and_then(Value::as_i64)
-        .unwrap_or(-1);
+fn state_verdict(st: &ContainerInspect, restarts0: i64) -> Option<Verdict> {
+    let code = st.state.exit_code;
     // Under a restart policy an exited container is "restarting", not
     // running: that is a crash loop, and saying so tells the operator more.
-    let restarts = st.get("RestartCount").and_then(Value::as_i64).unwrap_or(0);
-    if restarts > restarts0
-        || st.pointer("/State/Restarting").and_then(Value::as_bool) == Some(true)
-    {
+    if st.restart_count > restarts0 || st.state.restarting {
         return Some(Verdict::Failure(format!(
             "the container is crash-looping (exit code {code}, {} restarts)",
-            restarts - restarts0
+            st.restart_count - restarts0
         )));
     }
-    if st.pointer("/State/Running").and_then(Value::as_bool) != Some(true) {
+    if !st.state.running {
         return Some(Verdict::Failure(format!(
             "the container exited with code {code}"
         )));
     }
-    if s("/State/Health/Status") == "unhealthy" {
+    if st
+        .state
+        .health
+        .as_ref()
+        .is_some_and(|h| h.status == "unhealthy")
+    {
         return Some(Verdict::Failure(
             "the container's health check says unhealthy".into(),
         ));
@@ -234,12 +220,7 @@ fn state_verdict(st: &Value, restarts0: i64) -> Option<Verdict> {
 
 /// Keep the container's logs beside the backup (best effort).
 async fn save_logs(d: &Docker, id: &str, path: &Path) {
-    let tty = d
-        .container_inspect(id)
-        .await
-        .ok()
-        .and_then(|v| v.pointer("/Config/Tty").and_then(Value::as_bool))
-        .unwrap_or(false);
+    let tty = d.container_inspect(id).await.is_ok_and(|c| c.config.tty);
     let out = d.container_logs_all(id, tty).await;
     let _ = crate::files::write_atomic(path, &out, 0o600);
 }
@@ -281,31 +262,37 @@ mod tests {
         ));
     }
 
+    fn state(v: serde_json::Value) -> ContainerInspect {
+        ContainerInspect::from_raw(&v).unwrap()
+    }
+
     #[test]
     fn state_failures() {
-        let exited = serde_json::json!({"State": {"Running": false, "ExitCode": 1}});
+        let exited = state(serde_json::json!({"State": {"Running": false, "ExitCode": 1}}));
         assert_eq!(
             state_verdict(&exited, 0),
             Some(Verdict::Failure("the container exited with code 1".into()))
         );
-        let looping = serde_json::json!({"State": {"Running": true}, "RestartCount": 3});
+        let looping = state(serde_json::json!({"State": {"Running": true}, "RestartCount": 3}));
         assert!(matches!(
             state_verdict(&looping, 1),
             Some(Verdict::Failure(_))
         ));
-        let backing_off =
-            serde_json::json!({"State": {"Running": false, "Restarting": true, "ExitCode": 1}});
+        let backing_off = state(
+            serde_json::json!({"State": {"Running": false, "Restarting": true, "ExitCode": 1}}),
+        );
         assert_eq!(
             state_verdict(&backing_off, 0),
             Some(Verdict::Failure(
                 "the container is crash-looping (exit code 1, 0 restarts)".into()
             ))
         );
-        let sick =
-            serde_json::json!({"State": {"Running": true, "Health": {"Status": "unhealthy"}}});
+        let sick = state(
+            serde_json::json!({"State": {"Running": true, "Health": {"Status": "unhealthy"}}}),
+        );
         assert!(matches!(state_verdict(&sick, 0), Some(Verdict::Failure(_))));
         assert_eq!(
-            state_verdict(&serde_json::json!({"State": {"Running": true}}), 0),
+            state_verdict(&state(serde_json::json!({"State": {"Running": true}})), 0),
             None
         );
     }

@@ -122,10 +122,8 @@ impl Scope {
                     .container_list(&json!({"name": [prefix.clone()]}))
                     .await
                 {
-                    for c in list {
-                        if let Some(n) = c.pointer("/Names/0").and_then(Value::as_str) {
-                            containers.push(n.trim_start_matches('/').to_owned());
-                        }
+                    for c in list.iter().filter(|c| !c.name().is_empty()) {
+                        containers.push(c.name().to_owned());
                     }
                 }
                 // Remove dependants before what they depend on.
