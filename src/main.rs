@@ -57,12 +57,16 @@ enum Cmd {
         /// Run CMD in the container first (before --stop); default: label berth.exec-before-backup.
         #[arg(long, value_name = "'CMD ARG...'")]
         exec_before_backup: Option<String>,
+        #[command(flatten)]
+        encrypt: EncryptArg,
     },
     /// Check a backup directory: SHA256SUMS and manifest; --deep also re-reads every archive.
     Verify {
         dir: PathBuf,
         #[arg(long)]
         deep: bool,
+        #[command(flatten)]
+        identity: IdentityArg,
     },
     /// Put a backup back exactly (verified first, compared after).
     Restore {
@@ -79,16 +83,26 @@ enum Cmd {
         /// Run CMD on the restored data afterwards; default: label berth.exec-after-restore.
         #[arg(long, value_name = "'CMD ARG...'")]
         exec_after_restore: Option<String>,
+        #[command(flatten)]
+        identity: IdentityArg,
     },
     /// Upgrade a container to the image in a tarball; roll back automatically on failure.
     Upgrade(Box<UpgradeArgs>),
     /// Upgrade the container on several engines, one node after another.
     Rollout(Box<RolloutArgs>),
     /// Put the host back to before an upgrade (from its run directory).
-    Rollback { dir: PathBuf },
+    Rollback {
+        dir: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
     /// Finish an interrupted upgrade (or roll it back, whichever is safe),
     /// or go on with an interrupted rollout (DIR = its rollout directory).
-    Resume { dir: PathBuf },
+    Resume {
+        dir: PathBuf,
+        #[command(flatten)]
+        identity: IdentityArg,
+    },
     /// Where an upgrade stands (DIR), or without DIR everything berth left
     /// under the backup roots and on the engine.
     Status {
@@ -110,6 +124,29 @@ enum Cmd {
         #[arg(long)]
         keep: Vec<String>,
     },
+}
+
+/// `--encrypt-to`: age encryption of the archives and indexes.
+#[derive(clap::Args)]
+struct EncryptArg {
+    /// Encrypt archives and indexes to an age X25519 recipient (age1...) or
+    /// to each one in a recipients file (repeatable).
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT|FILE")]
+    encrypt_to: Vec<String>,
+}
+
+/// `--identity`: the key that opens an encrypted backup.
+#[derive(clap::Args)]
+struct IdentityArg {
+    /// An age identity file that opens an encrypted backup (repeatable).
+    #[arg(long = "identity", value_name = "FILE")]
+    identity: Vec<PathBuf>,
+}
+
+impl IdentityArg {
+    fn keys(&self) -> Result<berth::archive::seal::Keys> {
+        berth::archive::seal::Keys::load_all(&self.identity)
+    }
 }
 
 #[derive(clap::Args)]
@@ -189,6 +226,8 @@ struct UpgradeArgs {
     /// Seconds to wait for a graceful stop before SIGKILL.
     #[arg(long, default_value_t = 30)]
     stop_timeout: u32,
+    #[command(flatten)]
+    encrypt: EncryptArg,
 }
 
 /// `berth rollout`: the upgrade flags, and the nodes (CONTAINER is the one
@@ -285,6 +324,7 @@ fn upgrade_request(a: UpgradeArgs) -> Result<upgrade::plan::Request> {
         keep_old: a.keep_old,
         force: a.force,
         stop_timeout: a.stop_timeout,
+        encrypt_to: berth::archive::seal::recipients(&a.encrypt.encrypt_to)?,
     })
 }
 
@@ -516,8 +556,10 @@ async fn run(cli: Cli) -> Result<()> {
             stop,
             stop_timeout,
             exec_before_backup,
+            encrypt,
         } => {
             berth::cancel::install();
+            let encrypt_to = berth::archive::seal::recipients(&encrypt.encrypt_to)?;
             let d = connect(host).await?;
             let hook = hook_flag(exec_before_backup.as_deref())?;
             hooks::run_for(&d, &container, Hook::BeforeBackup, hook).await?;
@@ -528,6 +570,7 @@ async fn run(cli: Cli) -> Result<()> {
                 stop,
                 stop_timeout,
                 progress: !cli.json,
+                encrypt_to,
             };
             let r = backup::backup(&d, &container, &o).await?;
             for w in &r.warnings {
@@ -559,8 +602,10 @@ async fn run(cli: Cli) -> Result<()> {
             paths,
             merge,
             exec_after_restore,
+            identity,
         } => {
             berth::cancel::install();
+            let keys = identity.keys()?;
             let d = connect(host).await?;
             let hook = hook_flag(exec_after_restore.as_deref())?;
             let o = restore::Options {
@@ -568,6 +613,7 @@ async fn run(cli: Cli) -> Result<()> {
                 paths,
                 merge,
                 progress: !cli.json,
+                keys,
             };
             let r = restore::restore(&d, &dir, &o).await?;
             hooks::run_for(&d, &r.container, Hook::AfterRestore, hook)
@@ -606,10 +652,11 @@ async fn run(cli: Cli) -> Result<()> {
             let s = upgrade::flow::upgrade(&d, &r, dry_run, say(cli.json)).await?;
             return report(&s, cli.json);
         }
-        Cmd::Rollback { dir } => {
+        Cmd::Rollback { dir, identity } => {
             berth::cancel::install();
+            let keys = identity.keys()?;
             let d = connect(host).await?;
-            let s = upgrade::flow::rollback_dir(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::rollback_dir(&d, &dir, say(cli.json), &keys).await?;
             // Asked for and done: success, whatever the upgrade had been.
             print_summary(&s, cli.json);
             return Ok(());
@@ -618,15 +665,16 @@ async fn run(cli: Cli) -> Result<()> {
             berth::cancel::install();
             return rollout(*a, host, cli.json).await;
         }
-        Cmd::Resume { dir } if berth::rollout::is_rollout_dir(&dir) => {
+        Cmd::Resume { dir, .. } if berth::rollout::is_rollout_dir(&dir) => {
             berth::cancel::install();
             let r = berth::rollout::resume(&dir, say(cli.json)).await?;
             return rollout_report(&r, cli.json);
         }
-        Cmd::Resume { dir } => {
+        Cmd::Resume { dir, identity } => {
             berth::cancel::install();
+            let keys = identity.keys()?;
             let d = connect(host).await?;
-            let s = upgrade::flow::resume(&d, &dir, say(cli.json)).await?;
+            let s = upgrade::flow::resume(&d, &dir, say(cli.json), &keys).await?;
             return report(&s, cli.json);
         }
         Cmd::Status { dir: Some(dir), .. } if berth::rollout::is_rollout_dir(&dir) => {
@@ -648,10 +696,15 @@ async fn run(cli: Cli) -> Result<()> {
             let n = berth::archive::wipe::wipe_local(&path, &keep)?;
             println!("removed {n} entries from {}", path.display());
         }
-        Cmd::Verify { dir, deep } => {
+        Cmd::Verify {
+            dir,
+            deep,
+            identity,
+        } => {
             let shown = !cli.json;
+            let keys = identity.keys()?;
             let (m, r) =
-                tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, shown))
+                tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, shown, &keys))
                     .await
                     .map_err(|e| {
                         berth::error::Error::failed(format!("verify thread failed: {e}"))

@@ -36,6 +36,9 @@ pub struct Request {
     pub keep_old: bool,
     pub force: bool,
     pub stop_timeout: u32,
+    /// age X25519 recipients to encrypt the backup to (`--encrypt-to`).
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +68,10 @@ pub struct Plan {
     pub online_backup: bool,
     pub keep_old: bool,
     pub stop_timeout: u32,
+    /// age recipients the backup is encrypted to, besides the run's own
+    /// key (see `runkey`); empty: a plain backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
     /// The body of the new container's create, without `Env`: see `env_names`.
     pub create: Value,
     /// Networks connected after the create, before the start (API < 1.44).
@@ -197,6 +204,7 @@ pub async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Result<Plan>
         online_backup: r.online_backup,
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
+        encrypt_to: r.encrypt_to.clone(),
         create: rc.request,
         connect: rc.connect,
         env_names,
