@@ -99,12 +99,17 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// in what `r` printed.
 fn assert_no_secret_key(what: &str, r: &Run, dirs: &[&Path]) {
     for out in [&r.stdout, &r.stderr] {
-        assert!(!out.contains(SECRET_PREFIX), "{what}: a secret key printed:\n{r}");
+        assert!(
+            !out.contains(SECRET_PREFIX),
+            "{what}: a secret key printed:\n{r}"
+        );
     }
     for d in dirs {
         for p in files_under(d) {
             let b = fs::read(&p).unwrap();
-            let found = b.windows(SECRET_PREFIX.len()).any(|w| w == SECRET_PREFIX.as_bytes());
+            let found = b
+                .windows(SECRET_PREFIX.len())
+                .any(|w| w == SECRET_PREFIX.as_bytes());
             assert!(!found, "{what}: a secret key in {}", p.display());
         }
     }
@@ -130,7 +135,10 @@ async fn app_with_data(scope: &Scope) -> String {
         .await;
     let t = Instant::now();
     while index(d, &name).await.len() < 8 {
-        assert!(t.elapsed() < Duration::from_secs(20), "the data never appeared");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the data never appeared"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     name
@@ -189,15 +197,30 @@ fn sealed_files_from_the_data_path() {
     let (wrong, _) = key(&dir, "wrong.key");
     let big: Vec<u8> = (0..700_000u32).map(|i| (i * 31 % 253) as u8).collect();
     let mut fs_tar = RootFs::new();
-    fs_tar.dir("data", 0o755).file("data/big", &big, 0o644).file("data/small", b"hi\n", 0o600);
+    fs_tar
+        .dir("data", 0o755)
+        .file("data/big", &big, 0o644)
+        .file("data/small", b"hi\n", 0o600);
     let tar = fs_tar.finish();
     let mut e = stream_to_files(tar.as_slice(), &dir, "data", &[], 2, &[public]).unwrap();
     e.path = "/data".into();
-    assert_eq!((e.archive.as_str(), e.index.as_str()), ("data.tar.gz.age", "data.index.gz.age"));
-    assert_eq!((e.tar_sha256.clone(), e.tar_bytes), (sha_hex(&tar), tar.len() as u64));
+    assert_eq!(
+        (e.archive.as_str(), e.index.as_str()),
+        ("data.tar.gz.age", "data.index.gz.age")
+    );
+    assert_eq!(
+        (e.tar_sha256.clone(), e.tar_bytes),
+        (sha_hex(&tar), tar.len() as u64)
+    );
     let sealed = fs::read(dir.join(&e.archive)).unwrap();
-    assert_eq!((sha_hex(&sealed), sealed.len() as u64), (e.sha256.clone(), e.bytes));
-    assert!(!sealed.windows(16).any(|w| w == &big[1000..1016]), "plain bytes in the sealed file");
+    assert_eq!(
+        (sha_hex(&sealed), sealed.len() as u64),
+        (e.sha256.clone(), e.bytes)
+    );
+    assert!(
+        !sealed.windows(16).any(|w| w == &big[1000..1016]),
+        "plain bytes in the sealed file"
+    );
 
     let right = Keys::load(&identity).unwrap();
     deep_check_all(&dir, &[&e], false, &right).unwrap();
@@ -222,7 +245,15 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
     let before = index(&d, &app).await;
 
     let out = scope.dir("out");
-    let b = berth(&["backup", &app, "--out", s(&out), "--encrypt-to", s(&recipients), "--json"]);
+    let b = berth(&[
+        "backup",
+        &app,
+        "--out",
+        s(&out),
+        "--encrypt-to",
+        s(&recipients),
+        "--json",
+    ]);
     assert_eq!(b.code, Some(0), "{b}");
     let dir = PathBuf::from(b.json()["dir"].as_str().unwrap());
     let mut names: Vec<String> = fs::read_dir(&dir)
@@ -232,16 +263,27 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
     names.sort();
     assert_eq!(
         names,
-        ["SHA256SUMS", "data.index.gz.age", "data.tar.gz.age", "manifest.json"],
+        [
+            "SHA256SUMS",
+            "data.index.gz.age",
+            "data.tar.gz.age",
+            "manifest.json"
+        ],
         "only encrypted archives and indexes"
     );
     for f in ["data.tar.gz.age", "data.index.gz.age"] {
         let head = fs::read(dir.join(f)).unwrap();
-        assert!(head.starts_with(b"age-encryption.org/v1\n"), "{f} is not an age file");
+        assert!(
+            head.starts_with(b"age-encryption.org/v1\n"),
+            "{f} is not an age file"
+        );
     }
     let m: Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["schema"], 2);
-    assert_eq!(m["encryption"], json!({"format": "age", "recipients": [public]}));
+    assert_eq!(
+        m["encryption"],
+        json!({"format": "age", "recipients": [public]})
+    );
     // SHA256SUMS covers the encrypted files: sha256sum checks them.
     let sums = Command::new("sha256sum")
         .args(["-c", "--quiet", "SHA256SUMS"])
@@ -258,12 +300,20 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
     assert!(v.stderr.contains("--identity"), "{v}");
     let v = berth(&["verify", s(&dir), "--deep", "--identity", s(&wrong)]);
     assert_eq!(v.code, Some(5), "{v}");
-    assert!(v.stderr.contains("none of the identities given opens it"), "{v}");
+    assert!(
+        v.stderr.contains("none of the identities given opens it"),
+        "{v}"
+    );
     let v = berth(&["verify", s(&dir), "--deep", "--identity", s(&identity)]);
     assert_eq!(v.code, Some(0), "{v}");
 
     // Change the data, then the refusals: nothing written, nothing stopped.
-    exec(&d, &app, "rm /data/sub/f1 && echo changed > /data/sub/f2 && echo new > /data/new").await;
+    exec(
+        &d,
+        &app,
+        "rm /data/sub/f1 && echo changed > /data/sub/f2 && echo new > /data/new",
+    )
+    .await;
     let changed = index(&d, &app).await;
     assert!(!compare(&before, &changed).is_empty());
     let id = d.container_inspect(&app).await.unwrap()["Id"].clone();
@@ -274,8 +324,16 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
     let truncated = &sealed[..sealed.len() - 70_000];
     let cases = [
         ("wrong identity", dir.clone(), &wrong),
-        ("flipped byte", hostile_copy(&dir, &scope.dir("flip"), "data.tar.gz.age", &flipped), &identity),
-        ("truncated", hostile_copy(&dir, &scope.dir("trunc"), "data.tar.gz.age", truncated), &identity),
+        (
+            "flipped byte",
+            hostile_copy(&dir, &scope.dir("flip"), "data.tar.gz.age", &flipped),
+            &identity,
+        ),
+        (
+            "truncated",
+            hostile_copy(&dir, &scope.dir("trunc"), "data.tar.gz.age", truncated),
+            &identity,
+        ),
     ];
     for (what, bdir, key) in &cases {
         let r = berth(&["restore", s(bdir), "--identity", s(key)]);
@@ -283,7 +341,10 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
         assert!(r.stderr.contains("nothing was written"), "{what}: {r}");
         assert_no_secret_key(what, &r, &[bdir]);
         let now = index(&d, &app).await;
-        assert!(compare(&changed, &now).is_empty(), "{what}: the volume changed");
+        assert!(
+            compare(&changed, &now).is_empty(),
+            "{what}: the volume changed"
+        );
         let c = d.container_inspect(&app).await.unwrap();
         assert_eq!(c["Id"], id);
         assert_eq!(c["State"]["Running"], true, "{what}");
@@ -346,7 +407,10 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
         .unwrap();
     let mut seen: Option<(u32, String)> = None;
     while child.try_wait().unwrap().is_none() {
-        if let Some(k) = run_dir(&root).map(|r| r.join(RUN_KEY)).filter(|k| k.exists()) {
+        if let Some(k) = run_dir(&root)
+            .map(|r| r.join(RUN_KEY))
+            .filter(|k| k.exists())
+        {
             if let (Ok(md), Ok(text)) = (fs::metadata(&k), fs::read_to_string(&k)) {
                 if let Some(line) = text.lines().find(|l| l.starts_with(SECRET_PREFIX)) {
                     seen = Some((md.permissions().mode() & 0o777, line.to_owned()));
@@ -378,14 +442,16 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
 
     // The backup is encrypted to the user's key too, and only opens with it.
     let backup = run.join("backup");
-    let m: Value = serde_json::from_slice(&fs::read(backup.join("manifest.json")).unwrap()).unwrap();
+    let m: Value =
+        serde_json::from_slice(&fs::read(backup.join("manifest.json")).unwrap()).unwrap();
     let to = m["encryption"]["recipients"].as_array().unwrap();
     assert_eq!(to.len(), 2, "the user's key and the run's own: {to:?}");
     assert_eq!(to[0], public.as_str());
-    assert!(m["paths"].as_array().unwrap().iter().all(|p| p["archive"]
-        .as_str()
+    assert!(m["paths"]
+        .as_array()
         .unwrap()
-        .ends_with(".tar.gz.age")));
+        .iter()
+        .all(|p| p["archive"].as_str().unwrap().ends_with(".tar.gz.age")));
     let v = berth(&["verify", s(&backup), "--deep"]);
     assert_eq!(v.code, Some(2), "{v}");
     let v = berth(&["verify", s(&backup), "--deep", "--identity", s(&identity)]);
@@ -414,7 +480,13 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
         serde_json::from_slice(&fs::read(good_run.join("plan.json")).unwrap()).unwrap();
     scope.track_image(plan["rollback_tag"].as_str().unwrap());
     assert_eq!(g.code, Some(0), "{g}");
-    assert_eq!(d.container_inspect(&lw.app).await.unwrap()["Image"], fx.good.id.as_str());
-    assert!(!good_run.join(RUN_KEY).exists(), "the run's own key is left");
+    assert_eq!(
+        d.container_inspect(&lw.app).await.unwrap()["Image"],
+        fx.good.id.as_str()
+    );
+    assert!(
+        !good_run.join(RUN_KEY).exists(),
+        "the run's own key is left"
+    );
     assert_no_secret_key("good upgrade", &g, &[&good_root]);
 }

@@ -13,7 +13,7 @@
 //! only the file's name and the line's number.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -70,9 +70,11 @@ fn recipients_of(arg: &str) -> Result<Vec<String>> {
         ));
     }
     if arg.starts_with(RECIPIENT_PREFIX) {
-        return parse_recipient(arg)
-            .map(|r| vec![r])
-            .ok_or_else(|| Error::usage(format!("--encrypt-to {arg}: not a valid age X25519 recipient")));
+        return parse_recipient(arg).map(|r| vec![r]).ok_or_else(|| {
+            Error::usage(format!(
+                "--encrypt-to {arg}: not a valid age X25519 recipient"
+            ))
+        });
     }
     let path = Path::new(arg);
     let what = format!("--encrypt-to {}", path.display());
@@ -467,7 +469,10 @@ mod tests {
         assert_eq!(got, vec![public.clone()]);
         std::fs::write(&bad, format!("{public}\nnot-a-key\n")).unwrap();
         let e = recipients(&[bad.display().to_string()]).unwrap_err();
-        assert!(e.msg.contains("line 2") && !e.msg.contains("not-a-key"), "{e}");
+        assert!(
+            e.msg.contains("line 2") && !e.msg.contains("not-a-key"),
+            "{e}"
+        );
         assert!(recipients(&["age1nope".into()]).is_err());
         assert!(recipients(&["/nonexistent/berth-recipients".into()]).is_err());
         for p in [k, bad] {

@@ -180,12 +180,7 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 /// written; a signal stops it (Interrupted). `progress`: one meter for all
 /// paths on a terminal, out of the archives' total size. Encrypted files
 /// are opened with `keys`: none at all is a Usage error, before any read.
-pub fn deep_check_all(
-    dir: &Path,
-    paths: &[&PathEntry],
-    progress: bool,
-    keys: &Keys,
-) -> Result<()> {
+pub fn deep_check_all(dir: &Path, paths: &[&PathEntry], progress: bool, keys: &Keys) -> Result<()> {
     check_keys_given(paths, keys)?;
     let total = paths.iter().map(|p| p.bytes).sum();
     let label = format!("checking {}", dir.display());
@@ -254,7 +249,10 @@ pub fn check_keys(dir: &Path, m: &Manifest, keys: &Keys) -> Result<()> {
     let all: Vec<&PathEntry> = m.paths.iter().collect();
     check_keys_given(&all, keys)?;
     for p in &m.paths {
-        for name in [&p.archive, &p.index].into_iter().filter(|n| seal::is_sealed(n)) {
+        for name in [&p.archive, &p.index]
+            .into_iter()
+            .filter(|n| seal::is_sealed(n))
+        {
             open_plain(dir, name, keys, |r| r)?;
         }
     }

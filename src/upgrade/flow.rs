@@ -195,7 +195,13 @@ pub async fn rollback_dir(d: &Docker, run: &Path, say: Say, keys: &Keys) -> Resu
         }
     }
     if matches!(j.outcome(), Some(Outcome::RolledBack | Outcome::Aborted)) {
-        let s = Summary::new(&p, j.outcome(), None, Some("already rolled back".into()), t0);
+        let s = Summary::new(
+            &p,
+            j.outcome(),
+            None,
+            Some("already rolled back".into()),
+            t0,
+        );
         return Ok(ended(&p, s));
     }
     // A restore that cannot open the backup must be refused before the new

@@ -233,13 +233,7 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
 /// Put every path back into `target`. A path the old container mounts
 /// read-only cannot have been changed through it and cannot be written
 /// through it either: it is read back and compared instead.
-async fn restore_into(
-    d: &Docker,
-    p: &Plan,
-    target: &str,
-    say: Say,
-    keys: &Keys,
-) -> Result<Value> {
+async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say, keys: &Keys) -> Result<Value> {
     let dir = p.run_dir.join(BACKUP);
     let old = d.container_inspect(target).await?;
     let data = crate::mounts::resolve(d, &old).await?;
