@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::archive::seal::Keys;
 use crate::clock;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
@@ -310,7 +311,7 @@ async fn upgrade_node(r: &Rollout, i: usize, was: NodeState, say: Say) -> Result
             "{ctx}: resuming its interrupted upgrade {}",
             run.display()
         ));
-        return flow::resume(&d, &run, say)
+        return flow::resume(&d, &run, say, &Keys::none())
             .await
             .map(|s| NodeEnd::Ran(Box::new(s)));
     }
