@@ -18,6 +18,12 @@ writer thread with the tar's sha256, the scan thread, the HTTP runtime) and
 dockerd's CPU in the same interval (from /proc/PID/task/*/stat). dockerd is
 shared with whatever else runs on the engine: its figure is an upper bound.
 
+Encryption (issue 14): per mix, a default backup with `--encrypt-to` next
+to one without, alternated run by run, and `verify --deep` and `restore`
+of the encrypted backup (with `--identity`) next to those of the plain one;
+the ratios are printed. The age key is made here with Python's
+`cryptography` package (X25519); without it these rows are left out.
+
 Env: BENCH_MIX (synthetic, realistic, both or none: default both), BENCH_MB
 (size of the large file: default 1024 synthetic, 880 realistic),
 BENCH_FILES (small files, default 20000), BENCH_RUNS (default 3),
@@ -63,6 +69,63 @@ def median(cmd, setup=None):
         dt, out = timed(cmd)
         times.append(dt)
     return statistics.median(times), out
+
+
+def paired(cmd_a, cmd_b, setup=None):
+    """Medians of two commands run alternately (a, b, a, b, ...), so that a
+    change of the machine's load meanwhile hits both alike; and the last
+    outputs."""
+    ta, tb, out = [], [], {}
+    for _ in range(RUNS):
+        for cmd, times in ((cmd_a, ta), (cmd_b, tb)):
+            if setup:
+                setup()
+            dt, out[cmd] = timed(cmd)
+            times.append(dt)
+    return statistics.median(ta), statistics.median(tb), out[cmd_a], out[cmd_b]
+
+
+# ------------------------------------------------------------ an age key
+
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def bech32(hrp, data):
+    """Bech32 (BIP 173) of `data` bytes, as age writes its keys."""
+    acc, bits, five = 0, 0, []
+    for b in data:
+        acc, bits = (acc << 8) | b, bits + 8
+        while bits >= 5:
+            bits -= 5
+            five.append((acc >> bits) & 31)
+    if bits:
+        five.append((acc << (5 - bits)) & 31)
+    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + five + [0] * 6
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i, g in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= g if (top >> i) & 1 else 0
+    chk ^= 1
+    return hrp + "1" + "".join(BECH32[d] for d in five + [(chk >> 5 * (5 - i)) & 31 for i in range(6)])
+
+
+def age_key(tmp):
+    """A fresh age identity file (0600) in `tmp` and its public key; None
+    without Python's `cryptography` package."""
+    try:
+        from cryptography.hazmat.primitives import serialization as ser
+        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    except ImportError:
+        return None
+    k = X25519PrivateKey.generate()
+    secret = k.private_bytes(ser.Encoding.Raw, ser.PrivateFormat.Raw, ser.NoEncryption())
+    public = k.public_key().public_bytes(ser.Encoding.Raw, ser.PublicFormat.Raw)
+    path = os.path.join(tmp, "bench-identity")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(bech32("age-secret-key-", secret).upper() + "\n")
+    return path, bech32("age", public)
 
 
 # ----------------------------------------------------------------- the data
@@ -303,6 +366,7 @@ def run_mix(tmp, mix):
     up, _ = median(f"docker cp - {NAME}:/ < {tar}")
     rs, _ = median(f"{BERTH} restore {bdir} --json > /dev/null")
     rows += [("berth verify", v), ("berth verify --deep", vd), ("docker cp - C:/ < data.tar", up), ("berth restore (deep check, upload, read-back)", rs)]
+    sealed = encryption_cost(tmp, out, bdir, clean_out)
     pdir = os.path.join(tmp, "profile")
     shutil.rmtree(pdir, ignore_errors=True)
     # One more default backup: its peak RSS and where its CPU goes.
@@ -326,13 +390,45 @@ def run_mix(tmp, mix):
     with open("/proc/loadavg") as f:
         print(f"  load average at the end: {f.read().split()[0]}")
     d = results.get("default", min(results.values()))
-    return [
+    return sealed + [
         ("backup vs gzip -1 pipeline (speedup, >= 4)", gz / d, gz / d >= 4),
         ("backup vs plain docker cp (ratio, <= 1.25)", d / cp, d / cp <= 1.25),
         ("backup peak RSS MiB (<= 32)", rss_kib / 1024, rss_kib / 1024 <= 32),
         ("verify GB/s (>= 1)", vbytes / v / 1e9, vbytes / v / 1e9 >= 1),
         ("restore vs docker cp upload (ratio, <= 2)", rs / up, rs / up <= 2),
         ("index MiB (next to the archive's)", idx_bytes / 2**20, True),
+    ]
+
+
+def encryption_cost(tmp, out, plain_dir, clean_out):
+    """Backup, verify --deep and restore, encrypted (age, one recipient)
+    next to plain, alternated; prints the times and returns the ratios for
+    the summary."""
+    key = age_key(tmp)
+    if key is None:
+        print("\n  encryption: skipped (no Python `cryptography` package to make an age key)")
+        return []
+    identity, public = key
+    enc = f"--encrypt-to {public}"
+    plain = f"{BERTH} backup {NAME} --out {out} --json"
+    sealed = f"{plain} {enc}"
+    # The plain backup of the main rows, kept out of `out` (emptied before
+    # each backup below); the last encrypted backup stays where it is.
+    pdir = os.path.join(tmp, "plain-backup")
+    shutil.rmtree(pdir, ignore_errors=True)
+    shutil.copytree(plain_dir, pdir)
+    bp, be, _, o = paired(plain, sealed, setup=clean_out)
+    sdir = json.loads(o)["dir"]
+    vp, ve, _, _ = paired(f"{BERTH} verify --deep {pdir} --json", f"{BERTH} verify --deep {sdir} --identity {identity} --json")
+    rp, re_, _, _ = paired(f"{BERTH} restore {pdir} --json", f"{BERTH} restore {sdir} --identity {identity} --json")
+    shutil.rmtree(pdir, ignore_errors=True)
+    print(f"\n  encryption (age X25519, one recipient; plain and encrypted alternated, {RUNS} runs each, medians):")
+    for name, a, b in (("backup", bp, be), ("verify --deep", vp, ve), ("restore", rp, re_)):
+        print(f"    {name:<14} plain {a:7.2f} s  encrypted {b:7.2f} s  ratio {b / a:5.2f}")
+    return [
+        ("encrypted / plain backup (ratio)", be / bp, True),
+        ("encrypted / plain verify --deep (ratio)", ve / vp, True),
+        ("encrypted / plain restore (ratio)", re_ / rp, True),
     ]
 
 

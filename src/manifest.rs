@@ -2,8 +2,9 @@
 //! the SHA256SUMS file beside it.
 //!
 //! A backup directory holds manifest.json, one `<slug>.tar.gz` and one
-//! `<slug>.index.gz` (`<slug>.index` in older backups) per path, and
-//! SHA256SUMS over every other file. Names in a manifest or in SHA256SUMS
+//! `<slug>.index.gz` (`<slug>.index` in older backups) per path, each with
+//! `.age` after it when the backup is encrypted, and SHA256SUMS over every
+//! other file. Names in a manifest or in SHA256SUMS
 //! are plain file names inside the directory: anything with a '/' or a
 //! leading '.' is refused, so a hostile manifest cannot make berth read or
 //! write outside its directory.
@@ -17,7 +18,10 @@ use crate::error::{Context, Error, Result};
 use crate::mounts::{Excluded, Mount};
 use crate::secrets::json_problem;
 
-pub(crate) const SCHEMA: u32 = 1;
+/// The newest schema this berth reads. A plain backup is written as
+/// schema 1 (as before encryption existed), an encrypted one as 2, so that
+/// an older berth says it is too old instead of failing on `.age` files.
+pub(crate) const SCHEMA: u32 = 2;
 pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
 
@@ -32,6 +36,9 @@ pub struct Manifest {
     pub image: Image,
     pub compression: Compression,
     pub paths: Vec<PathEntry>,
+    /// Set when the archives and indexes are encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
     /// Mounts nested inside backed-up paths that were left out.
     #[serde(default)]
     pub excluded: Vec<Excluded>,
@@ -77,6 +84,24 @@ pub struct Compression {
     pub deflate: Option<String>,
 }
 
+/// How the archives and indexes are encrypted: public keys only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Encryption {
+    /// "age": each file is an age file (X25519 recipients).
+    pub format: String,
+    /// Every recipient the files are encrypted to (`age1...`).
+    pub recipients: Vec<String>,
+}
+
+/// The schema a new manifest is written with (see [`SCHEMA`]).
+pub fn schema_for(encrypted: bool) -> u32 {
+    if encrypted {
+        2
+    } else {
+        1
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PathEntry {
     /// Absolute path in the container.
@@ -86,7 +111,7 @@ pub struct PathEntry {
     /// File names inside the backup directory.
     pub archive: String,
     pub index: String,
-    /// sha256 and size of the .tar.gz file.
+    /// sha256 and size of the .tar.gz file (of the .tar.gz.age when encrypted).
     pub sha256: String,
     pub bytes: u64,
     /// sha256 and size of the tar inside it.

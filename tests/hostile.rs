@@ -277,7 +277,7 @@ fn hostile(
         for k in ["archive", "index"] {
             fs::remove_file(dir.join(p[k].as_str().unwrap())).unwrap();
         }
-        let e = stream_to_files(tar, &dir, "data", &[], Level::Default.method())
+        let e = stream_to_files(tar, &dir, "data", &[], Level::Default.method(), &[])
             .expect("berth's writer takes it");
         let mut fresh = serde_json::to_value(&e).unwrap();
         for k in ["path", "mount", "excluded"] {
@@ -447,11 +447,11 @@ async fn hostile_backups_are_refused_before_anything_is_written() {
     for (case, tar, why) in &tars {
         cases.push((case, hostile(&t, case, Some(tar), |_, _| {}), why));
     }
-    let dir = hostile(&t, "schema-2", None, |m, _| m["schema"] = json!(2));
+    let dir = hostile(&t, "schema-3", None, |m, _| m["schema"] = json!(3));
     cases.push((
-        "schema-2",
+        "schema-3",
         dir,
-        "backup format 2 is newer than this berth understands (1); use a newer berth",
+        "backup format 3 is newer than this berth understands (2); use a newer berth",
     ));
     let dir = hostile(&t, "path-dotdot", None, |m, _| {
         m["paths"][0]["path"] = json!("/data/../etc")

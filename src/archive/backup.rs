@@ -19,6 +19,7 @@ use super::deflate::Method;
 use super::hashio::HashWriter;
 use super::index::write_line;
 use super::pargz::ParGzWriter;
+use super::seal::{self, SealWriter};
 use super::tarscan::scan;
 use crate::docker::model::ContainerInspect;
 use crate::docker::Docker;
@@ -63,6 +64,9 @@ pub struct Options {
     pub stop_timeout: u32,
     /// Where the progress meter goes.
     pub report: &'static dyn Reporter,
+    /// age X25519 recipients (`age1...`) to encrypt every archive and index
+    /// to (see `seal`); empty: plain files.
+    pub encrypt_to: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -272,7 +276,7 @@ async fn fill_dir(
         let volume = t.mount.as_ref().and_then(|m| m.name.as_ref());
         let total = volume.and_then(|v| sizes.get(v)).copied().unwrap_or(0);
         let meter = Meter::with_total(label, o.report, total);
-        let entry = copy_path(d, &id, t, dir, o.level.method(), meter)
+        let entry = copy_path(d, &id, t, dir, o, meter)
             .await
             .map_err(|e| e.context(format!("backing up {name}:{}", t.path)))?;
         paths.push(entry);
@@ -285,8 +289,12 @@ async fn fill_dir(
         Err(e) => return Err(e),
     };
     let targeted: Vec<&str> = targets.iter().map(|t| t.path.as_str()).collect();
+    let encryption = (!o.encrypt_to.is_empty()).then(|| manifest::Encryption {
+        format: "age".into(),
+        recipients: o.encrypt_to.clone(),
+    });
     let m = Manifest {
-        schema: manifest::SCHEMA,
+        schema: manifest::schema_for(encryption.is_some()),
         berth_version: env!("CARGO_PKG_VERSION").into(),
         created: clock::rfc3339(clock::now_unix()),
         engine: manifest::Engine {
@@ -311,6 +319,7 @@ async fn fill_dir(
             deflate: Some(o.level.method().to_string()),
         },
         paths,
+        encryption,
         excluded: data
             .excluded
             .iter()
@@ -359,13 +368,14 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(String, u64)> {
     Ok((sha, n))
 }
 
-/// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index.gz`.
+/// One path: GET archive, streamed into `<slug>.tar.gz` and `<slug>.index.gz`
+/// (each `.age` when encrypted).
 async fn copy_path(
     d: &Docker,
     id: &str,
     t: &Target,
     dir: &Path,
-    method: Method,
+    o: &Options,
     meter: Meter,
 ) -> Result<PathEntry> {
     let t0 = Instant::now();
@@ -385,9 +395,11 @@ async fn copy_path(
     let roots = super::tar_roots(&t.path, &t.excluded);
     let slug = manifest::slug(&t.path);
     let (t, dir) = (t.clone(), dir.to_owned());
+    let method = o.level.method();
+    let to = o.encrypt_to.clone();
     tokio::task::spawn_blocking(move || {
         let input = meter.reader(reader);
-        let mut e = stream_to_files(input, &dir, &slug, &roots, method)?;
+        let mut e = stream_to_files(input, &dir, &slug, &roots, method, &to)?;
         e.path = t.path;
         e.mount = t.mount;
         e.excluded = t.excluded;
@@ -399,26 +411,32 @@ async fn copy_path(
 }
 
 /// The synchronous data path of one archive. Fills every field of the
-/// entry but `path`, `mount`, `excluded` and `seconds`.
+/// entry but `path`, `mount`, `excluded` and `seconds`. With recipients in
+/// `encrypt_to`, both files are sealed to them (`.age`) and their sha256
+/// and size are those of the sealed files.
 pub fn stream_to_files(
     input: impl Read,
     dir: &Path,
     slug: &str,
     roots: &[String],
     method: Method,
+    encrypt_to: &[String],
 ) -> Result<PathEntry> {
-    let archive = format!("{slug}.tar.gz");
-    let index = format!("{slug}.index.gz");
+    let sealing = !encrypt_to.is_empty();
+    let archive = seal::sealed_name(&format!("{slug}.tar.gz"), sealing);
+    let index = seal::sealed_name(&format!("{slug}.index.gz"), sealing);
     let apath = dir.join(&archive);
     let ipath = dir.join(&index);
     let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
-    // hashes the tar (its chunks, in order) and the compressed file.
-    let mut gz = ParGzWriter::hashing(HashWriter::new(file), method, 0);
+    // hashes the tar (its chunks, in order), seals and hashes the file.
+    let sealed = SealWriter::new(HashWriter::new(file), encrypt_to)?;
+    let mut gz = ParGzWriter::hashing(sealed, method, 0);
     // The index is gzipped on a thread of its own, off the scan thread: the
     // scan thread only copies each line into a buffer.
     let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
-    let mut idx = ParGzWriter::new(HashWriter::new(ifile), INDEX_METHOD, 1);
+    let isealed = SealWriter::new(HashWriter::new(ifile), encrypt_to)?;
+    let mut idx = ParGzWriter::new(isealed, INDEX_METHOD, 1);
     let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
     let writing = || format!("writing {}", apath.display());
     let (file, tar_sha256, tar_bytes) = gz.finish_hashed().map_err(|e| e.context(writing()))?;
@@ -450,10 +468,10 @@ pub fn stream_to_files(
 /// own, so the scan thread only copies lines.
 const INDEX_METHOD: Method = Method::Zlib(3);
 
-/// Flushes, fsyncs and closes a file written through a [`HashWriter`];
-/// its sha256 and size.
-fn sync_hashed(w: HashWriter<BufWriter<NamedFile>>) -> io::Result<(String, u64)> {
-    let (file, sha, n) = w.finish();
+/// Ends the sealing, flushes, fsyncs and closes a file written through a
+/// [`HashWriter`]; its sha256 and size.
+fn sync_hashed(w: SealWriter<HashWriter<BufWriter<NamedFile>>>) -> io::Result<(String, u64)> {
+    let (file, sha, n) = w.finish()?.finish();
     file.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.into_file().sync_all())?;

@@ -10,7 +10,8 @@
 //!   comparison of two indexes;
 //! - [`pargz`] compresses on worker threads into one gzip member (pigz style);
 //! - [`hashio`] counts and sha256-hashes whatever flows through a reader or
-//!   writer.
+//!   writer;
+//! - [`seal`] encrypts backup files with age (optional) and opens them.
 //!
 //! The caller bridges async HTTP bodies into `Read`.
 
@@ -21,6 +22,7 @@ mod igzip;
 pub mod index;
 pub(crate) mod pargz;
 pub mod restore;
+pub mod seal;
 pub(crate) mod tarscan;
 pub(crate) mod untrusted;
 pub mod verify;

@@ -5,13 +5,14 @@
 //! path back and compare its content index with the backup's, entry for
 //! entry. A restore is reported done only when they are equal.
 
-use std::io::{self, BufReader};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::index::{compare, IndexEntry};
+use super::seal::Keys;
 use super::tarscan::scan;
 use super::untrusted::Bounded;
 use super::{verify, wipe};
@@ -33,6 +34,8 @@ pub struct Options {
     pub merge: bool,
     /// Where the progress meters go.
     pub report: &'static dyn Reporter,
+    /// Open an encrypted backup (`--identity`).
+    pub keys: Keys,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +76,7 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
     for e in &entries {
         plan.push((*e, check_target(d, &name, &data.mounts, e, o.merge).await?));
     }
-    deep_check(dir, &entries, o.report).await?;
+    deep_check(dir, &entries, o).await?;
     let mut warnings = vec![];
     if inspect.state.running {
         warnings.push(format!(
@@ -98,9 +101,9 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         let label = format!("restoring {name}:{}", e.path);
         // The meter counts the archive file as it is read.
         let meter = Meter::with_total(label, o.report, e.bytes);
-        let bytes = upload(d, &name, dir, e, &meter).await?;
+        let bytes = upload(d, &name, dir, e, &meter, &o.keys).await?;
         drop(meter);
-        read_back_and_compare(d, &name, dir, e, o.merge).await?;
+        read_back_and_compare(d, &name, dir, e, o.merge, &o.keys).await?;
         paths.push(PathReport {
             path: e.path.clone(),
             entries: e.entries,
@@ -124,16 +127,13 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
 /// and the manifest may have been rewritten with it. The engine must get
 /// no name outside the path, nothing through a symlink, no gzip bomb (see
 /// `untrusted`), and the archive must match its index.
-async fn deep_check(
-    dir: &Path,
-    entries: &[&PathEntry],
-    report: &'static dyn Reporter,
-) -> Result<()> {
+async fn deep_check(dir: &Path, entries: &[&PathEntry], o: &Options) -> Result<()> {
     let owned: Vec<PathEntry> = entries.iter().map(|e| (*e).clone()).collect();
     let dir = dir.to_owned();
+    let (report, keys) = (o.report, o.keys.clone());
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&PathEntry> = owned.iter().collect();
-        verify::deep_check_all(&dir, &refs, report)
+        verify::deep_check_all(&dir, &refs, report, &keys)
     })
     .await
     .map_err(|e| Error::failed(format!("verify thread failed: {e}")))?
@@ -205,11 +205,17 @@ async fn check_target(
 /// would gunzip it on one core in Go (the 1 GiB bench's restore spent most
 /// of its time there), berth does it on its own thread while the engine
 /// extracts. The read-back proves the result.
-async fn upload(d: &Docker, name: &str, dir: &Path, e: &PathEntry, meter: &Meter) -> Result<u64> {
-    let f = verify::open_in_backup(dir, &e.archive)?;
-    let counted = meter.reader(BufReader::with_capacity(1 << 20, f));
+async fn upload(
+    d: &Docker,
+    name: &str,
+    dir: &Path,
+    e: &PathEntry,
+    meter: &Meter,
+    keys: &Keys,
+) -> Result<u64> {
+    let plain = verify::open_plain(dir, &e.archive, keys, |r| meter.reader(r))?;
     // Checked before, bounded again: the file may have changed since.
-    let reader = Bounded::new(flate2::read::MultiGzDecoder::new(counted), e.tar_bytes);
+    let reader = Bounded::new(flate2::read::MultiGzDecoder::new(plain), e.tar_bytes);
     d.archive_put_at(name, &e.path, reader)
         .await
         .map_err(|err| {
@@ -239,9 +245,10 @@ pub(crate) async fn read_back_and_compare(
     dir: &Path,
     e: &PathEntry,
     merge: bool,
+    keys: &Keys,
 ) -> Result<()> {
     let found = read_index_of(d, name, &e.path, &e.excluded).await?;
-    let stored = verify::read_stored_index(dir, e)?;
+    let stored = verify::read_stored_index(dir, e, keys)?;
     let mut diffs = compare(&stored, &found);
     if merge {
         diffs.retain(|d| !d.is_extra());

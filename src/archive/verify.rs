@@ -5,6 +5,10 @@
 //! listed, readable, of a known schema and agrees with SHA256SUMS on every
 //! archive and index. Deep check: also decompress every archive, re-scan
 //! the tar and compare its content index and tar digest with the stored ones.
+//!
+//! An encrypted backup (see `seal`) passes the fast check without a key:
+//! SHA256SUMS covers the encrypted files. The deep check opens them with
+//! the keys given.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -15,6 +19,7 @@ use serde::Serialize;
 
 use super::hashio::{sha256_file, HashReader};
 use super::index::{compare, read_index_within, IndexEntry};
+use super::seal::{self, Keys};
 use super::tarscan::scan;
 use super::untrusted::{Bounded, Confined};
 use crate::error::{Error, Kind, Result};
@@ -33,14 +38,16 @@ pub struct Report {
 /// Verify `dir`; Ok gives the checked manifest. Every problem found is
 /// named in one Integrity error.
 pub fn verify(dir: &Path, deep: bool) -> Result<(Manifest, Report)> {
-    verify_shown(dir, deep, &SILENT)
+    verify_shown(dir, deep, &SILENT, &Keys::none())
 }
 
-/// [`verify`], with a progress meter of the deep check through `report`.
+/// [`verify`], with a progress meter of the deep check through `report`;
+/// the deep check opens encrypted files with `keys`.
 pub fn verify_shown(
     dir: &Path,
     deep: bool,
     report: &'static dyn Reporter,
+    keys: &Keys,
 ) -> Result<(Manifest, Report)> {
     let t0 = std::time::Instant::now();
     if !dir.is_dir() {
@@ -91,7 +98,7 @@ pub fn verify_shown(
     fail_if(dir, &problems)?;
     if deep {
         let all: Vec<&PathEntry> = m.paths.iter().collect();
-        deep_check_all(dir, &all, report)?;
+        deep_check_all(dir, &all, report, keys)?;
     }
     let report = Report {
         files: sums.len(),
@@ -172,12 +179,15 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 /// The deep check of the given paths of a fast-checked backup, one thread
 /// per path; every problem is named in one Integrity error. Nothing is
 /// written; a signal stops it (Interrupted). One meter for all paths,
-/// through `report`, out of the archives' total size.
+/// through `report`, out of the archives' total size. Encrypted files
+/// are opened with `keys`: none at all is a Usage error, before any read.
 pub(crate) fn deep_check_all(
     dir: &Path,
     paths: &[&PathEntry],
     report: &'static dyn Reporter,
+    keys: &Keys,
 ) -> Result<()> {
+    check_keys_given(paths, keys)?;
     let total = paths.iter().map(|p| p.bytes).sum();
     let label = format!("checking {}", dir.display());
     // Also the readers' one place to notice a signal.
@@ -185,7 +195,7 @@ pub(crate) fn deep_check_all(
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let hs: Vec<_> = paths
             .iter()
-            .map(|p| s.spawn(|| deep_check(dir, p, &meter)))
+            .map(|p| s.spawn(|| deep_check(dir, p, &meter, keys)))
             .collect();
         hs.into_iter()
             .map(|h| {
@@ -217,12 +227,50 @@ pub(crate) fn open_in_backup(dir: &Path, name: &str) -> Result<File> {
         .map_err(|e| Error::integrity(format!("opening {name}: {}", io_reason(&e))))
 }
 
+/// A file of the backup directory as plain bytes: opened with `keys` when
+/// it is encrypted. `wrap` sees the file's own bytes (a progress meter).
+pub fn open_plain<R: Read>(
+    dir: &Path,
+    name: &str,
+    keys: &Keys,
+    wrap: impl FnOnce(BufReader<File>) -> R,
+) -> Result<seal::Opened<R>> {
+    let f = open_in_backup(dir, name)?;
+    seal::open(wrap(BufReader::with_capacity(1 << 20, f)), name, keys)
+}
+
+/// Encrypted files and no key at all: say so once, before reading.
+fn check_keys_given(paths: &[&PathEntry], keys: &Keys) -> Result<()> {
+    match paths.iter().find(|p| seal::is_sealed(&p.archive)) {
+        Some(p) if keys.is_empty() => Err(seal::no_key(&p.archive)),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `keys` open every encrypted file of the backup: only their
+/// headers are read (a fraction of a second), so a command that would
+/// need them later (a rollback's restore) refuses before it changes
+/// anything.
+pub fn check_keys(dir: &Path, m: &Manifest, keys: &Keys) -> Result<()> {
+    let all: Vec<&PathEntry> = m.paths.iter().collect();
+    check_keys_given(&all, keys)?;
+    for p in &m.paths {
+        for name in [&p.archive, &p.index]
+            .into_iter()
+            .filter(|n| seal::is_sealed(n))
+        {
+            open_plain(dir, name, keys, |r| r)?;
+        }
+    }
+    Ok(())
+}
+
 /// Decompress one archive, re-index it and compare with what was stored.
 /// The archive is untrusted (see `untrusted`): its names must stay inside
 /// its root and it may not inflate past the declared `tar_bytes`.
-fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter) -> Result<()> {
-    let f = open_in_backup(dir, &p.archive)?;
-    let gz = MultiGzDecoder::new(meter.reader(BufReader::with_capacity(1 << 20, f)));
+fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter, keys: &Keys) -> Result<()> {
+    let plain = open_plain(dir, &p.archive, keys, |r| meter.reader(r))?;
+    let gz = MultiGzDecoder::new(plain);
     let mut tar = HashReader::new(Bounded::new(gz, p.tar_bytes));
     let mut confined = Confined::new(&p.path);
     let mut found: Vec<IndexEntry> = vec![];
@@ -242,7 +290,7 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter) -> Result<()> {
             p.archive, p.tar_bytes, p.tar_sha256
         )));
     }
-    let stored = read_stored_index(dir, p)
+    let stored = read_stored_index(dir, p, keys)
         .map_err(|e| Error::integrity(format!("{}: {}", p.index, e.msg)))?;
     let diffs = compare(&stored, &found);
     if !diffs.is_empty() || stored.len() as u64 != p.entries {
@@ -263,8 +311,8 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter) -> Result<()> {
 /// holds its name (in the tar too), xattrs as hex (twice their bytes in
 /// the tar) and under 300 bytes of fields: three times `tar_bytes` is a
 /// generous bound.
-pub(crate) fn read_stored_index(dir: &Path, p: &PathEntry) -> Result<Vec<IndexEntry>> {
+pub(crate) fn read_stored_index(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<IndexEntry>> {
     let limit = p.tar_bytes.saturating_mul(3).saturating_add(1 << 20);
-    let f = open_in_backup(dir, &p.index)?;
-    read_index_within(BufReader::with_capacity(1 << 16, f), limit)
+    let plain = open_plain(dir, &p.index, keys, |r| r)?;
+    read_index_within(BufReader::with_capacity(1 << 16, plain), limit)
 }

@@ -10,6 +10,7 @@ use berth::progress::human;
 
 use crate::cli::convert;
 use crate::cli::global::Global;
+use crate::cli::keys::EncryptArg;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -31,6 +32,8 @@ pub struct Args {
     /// Run CMD in the container first (before --stop); default: label berth.exec-before-backup.
     #[arg(long, value_name = "'CMD ARG...'")]
     exec_before_backup: Option<String>,
+    #[command(flatten)]
+    encrypt: EncryptArg,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -54,6 +57,7 @@ impl Args {
     pub async fn run(self, g: &Global) -> Result<()> {
         berth::cancel::install();
         let hook = convert::hook(self.exec_before_backup.as_deref())?;
+        let encrypt_to = self.encrypt.recipients()?;
         let d = g.connect().await?;
         hooks::run_for(&d, &self.container, Hook::BeforeBackup, hook).await?;
         let o = backup::Options {
@@ -63,6 +67,7 @@ impl Args {
             stop: self.stop,
             stop_timeout: self.stop_timeout,
             report: g.output().reporter(),
+            encrypt_to,
         };
         let r = backup::backup(&d, &self.container, &o).await?;
         g.output().warnings(&r.warnings);

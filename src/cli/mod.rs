@@ -10,6 +10,7 @@ mod convert;
 mod generate;
 mod global;
 mod inspect;
+mod keys;
 mod output;
 mod prune;
 mod rehearse;

@@ -10,6 +10,7 @@ use berth::progress::human;
 
 use crate::cli::convert;
 use crate::cli::global::Global;
+use crate::cli::keys::IdentityArg;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,12 +27,15 @@ pub struct Args {
     /// Run CMD on the restored data afterwards; default: label berth.exec-after-restore.
     #[arg(long, value_name = "'CMD ARG...'")]
     exec_after_restore: Option<String>,
+    #[command(flatten)]
+    identity: IdentityArg,
 }
 
 impl Args {
     pub async fn run(self, g: &Global) -> Result<()> {
         berth::cancel::install();
         let hook = convert::hook(self.exec_after_restore.as_deref())?;
+        let keys = self.identity.keys()?;
         let d = g.connect().await?;
         let dir = convert::absolute(self.dir);
         let o = restore::Options {
@@ -39,6 +43,7 @@ impl Args {
             paths: self.paths,
             merge: self.merge,
             report: g.output().reporter(),
+            keys,
         };
         let r = restore::restore(&d, &dir, &o).await?;
         hooks::run_for(&d, &r.container, Hook::AfterRestore, hook)

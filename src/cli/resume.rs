@@ -7,11 +7,15 @@ use berth::error::Result;
 use berth::exit::ExitStatus;
 
 use crate::cli::global::Global;
+use crate::cli::keys::IdentityArg;
 use crate::cli::{convert, rehearse, rollout, upgrade};
 
 #[derive(clap::Args)]
 pub struct Args {
     dir: PathBuf,
+    /// Opens an encrypted backup of an upgrade (not needed while the run's own key is there).
+    #[command(flatten)]
+    identity: IdentityArg,
 }
 
 impl Args {
@@ -27,7 +31,8 @@ impl Args {
             let r = berth::rehearse::run::resume(&d, &dir, g.output().say()).await?;
             return Ok(rehearse::show(&r, g.output()));
         }
-        let s = berth::upgrade::flow::resume(&d, &dir, g.output().say()).await?;
+        let keys = self.identity.keys()?;
+        let s = berth::upgrade::flow::resume(&d, &dir, g.output().say(), &keys).await?;
         Ok(upgrade::show(&s, None, g.output()))
     }
 }

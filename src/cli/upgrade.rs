@@ -13,6 +13,7 @@ use berth::upgrade::{self, journal::Outcome, plan::Request, Summary};
 
 use crate::cli::convert;
 use crate::cli::global::Global;
+use crate::cli::keys::EncryptArg;
 use crate::cli::output::Output;
 
 // No argument group of its own: `rollout::Args` (also `Args`) flattens it.
@@ -94,6 +95,8 @@ pub struct Flags {
     /// The network the rehearsal container joins (default: none at all).
     #[arg(long, value_name = "NAME")]
     pub rehearse_network: Option<String>,
+    #[command(flatten)]
+    encrypt: EncryptArg,
 }
 
 impl Args {
@@ -152,6 +155,7 @@ impl Flags {
             force: self.force,
             stop_timeout: self.stop_timeout,
             reuse_backup: None,
+            encrypt_to: self.encrypt.recipients()?,
         })
     }
 }

@@ -8,21 +8,26 @@ use berth::progress::human;
 
 use crate::cli::convert;
 use crate::cli::global::Global;
+use crate::cli::keys::IdentityArg;
 
 #[derive(clap::Args)]
 pub struct Args {
     dir: PathBuf,
     #[arg(long)]
     deep: bool,
+    #[command(flatten)]
+    identity: IdentityArg,
 }
 
 impl Args {
     pub async fn run(self, g: &Global) -> Result<()> {
         let (dir, deep) = (convert::absolute(self.dir), self.deep);
         let report = g.output().reporter();
-        let (m, r) = tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, report))
-            .await
-            .map_err(|e| Error::failed(format!("verify thread failed: {e}")))??;
+        let keys = self.identity.keys()?;
+        let (m, r) =
+            tokio::task::spawn_blocking(move || verify::verify_shown(&dir, deep, report, &keys))
+                .await
+                .map_err(|e| Error::failed(format!("verify thread failed: {e}")))??;
         let doc = serde_json::json!({ "ok": true, "container": m.container.name, "created": m.created, "report": r });
         g.output().show(&doc, || render(&r));
         Ok(())

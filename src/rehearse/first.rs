@@ -50,7 +50,9 @@ pub async fn upgrade(
 /// The rehearsal's backup, when nothing can have changed the data since.
 async fn reusable(d: &Docker, rep: &Report, r: &Request) -> Result<Option<PathBuf>> {
     let rec = Record::load(&rep.run_dir)?;
-    if rec.from_backup.is_some() || rec.at_copy.running {
+    // An encrypted backup is sealed to the rehearsal's own run key, which
+    // the upgrade's run (its verify, its rollback) does not have.
+    if rec.from_backup.is_some() || rec.at_copy.running || !r.encrypt_to.is_empty() {
         return Ok(None);
     }
     let now = Clock::of(&d.container_inspect(&r.container).await?);

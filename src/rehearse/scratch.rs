@@ -12,9 +12,10 @@ use serde_json::{json, Value};
 use super::record::Record;
 use crate::archive::restore;
 use crate::docker::model::ContainerSummary;
+use crate::archive::seal::Keys;
 use crate::docker::Docker;
 use crate::error::Result;
-use crate::upgrade::{waits::remove_and_wait, Say};
+use crate::upgrade::{runkey, waits::remove_and_wait, Say};
 
 /// Create the scratch volumes and restore the backup into them; returns
 /// what was restored (the journal keeps it).
@@ -38,6 +39,9 @@ pub(crate) async fn fill(d: &Docker, r: &Record, say: Say) -> Result<Value> {
         paths: paths.clone(),
         merge: false,
         report: say.report,
+        // The rehearsal's own backup, encrypted (--encrypt-to), is opened
+        // with the run's own key, as an upgrade's rollback does.
+        keys: runkey::keys(&r.plan.run_dir, &Keys::none())?,
     };
     let restored = restore::restore(d, &r.backup_dir(), &o).await;
     let removed = d.container_remove(&id, true, true).await;

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::archive::seal::Keys;
 use crate::clock;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
@@ -301,7 +302,7 @@ async fn upgrade_node(r: &Rollout, i: usize, was: NodeState, say: Say) -> Result
             "{ctx}: resuming its interrupted upgrade {}",
             run.display()
         ));
-        return flow::resume(&d, &run, say)
+        return flow::resume(&d, &run, say, &Keys::none())
             .await
             .map(|s| NodeEnd::Ran(Box::new(s)));
     }

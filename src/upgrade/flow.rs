@@ -16,7 +16,11 @@ use super::decide::{self, Facts, Next};
 use super::journal::{self, step, Journal, Outcome, Phase, Step};
 use super::plan::{self, Plan, Request};
 use super::watch::Verdict;
-use super::{load_plan, reconcile, rollback as undo, save_plan, steps, Say, Summary, BACKUP};
+use super::{
+    load_plan, reconcile, rollback as undo, runkey, save_plan, steps, Say, Summary, BACKUP,
+};
+use crate::archive::seal::Keys;
+use crate::archive::verify;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::hooks::Hook;
@@ -48,13 +52,18 @@ pub async fn upgrade(d: &Docker, r: &Request, dry_run: bool, say: Say) -> Result
         Ok(Verdict::Success(why)) => finish(d, &plan, &mut j, say, why, t0).await,
         Ok(Verdict::Failure(why)) => {
             let v = Some(Verdict::Failure(why.clone()));
-            rollback(d, &plan, &mut j, say, Some(why), v, t0).await
+            rollback(d, &plan, &mut j, say, Some(why), v, t0, &Keys::none()).await
         }
-        Err(e) => rollback(d, &plan, &mut j, say, Some(e.msg.clone()), None, t0).await,
+        Err(e) => {
+            let cause = Some(e.msg.clone());
+            rollback(d, &plan, &mut j, say, cause, None, t0, &Keys::none()).await
+        }
     }
 }
 
-/// Run the undo steps and write the outcome.
+/// Run the undo steps and write the outcome. `given`: the user's keys
+/// (`--identity`); the run's own key is added while it exists.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn rollback(
     d: &Docker,
     p: &Plan,
@@ -63,6 +72,7 @@ pub(crate) async fn rollback(
     cause: Option<String>,
     verdict: Option<Verdict>,
     t0: Instant,
+    given: &Keys,
 ) -> Result<Summary> {
     // A signal may have started this: the rollback itself must run.
     crate::cancel::reset();
@@ -72,7 +82,11 @@ pub(crate) async fn rollback(
     say.step("rolling back");
     let started_new = j.has(Step::StartNew, Phase::Begin);
     let backed_up = j.has(Step::Verify, Phase::Done);
-    match undo::undo(d, p, j, say, started_new).await {
+    let keys = match backup_keys(p, given, started_new) {
+        Ok(k) => k,
+        Err(e) => return Err(undo::incomplete(d, p, cause, backed_up, e).await),
+    };
+    match undo::undo(d, p, j, say, started_new, &keys).await {
         Ok(()) => {
             let outcome = if started_new {
                 Outcome::RolledBack
@@ -80,7 +94,8 @@ pub(crate) async fn rollback(
                 Outcome::Aborted
             };
             j.finish(outcome, json!({ "cause": cause }))?;
-            Ok(Summary::new(p, Some(outcome), verdict, cause, t0))
+            let s = Summary::new(p, Some(outcome), verdict, cause, t0);
+            Ok(ended(p, s))
         }
         // The old container is gone: `undo` said exactly what it did.
         Err(e) if e.kind == Kind::RollbackIncomplete => Err(e.context(format!(
@@ -127,17 +142,41 @@ pub(crate) async fn finish(
         ));
     }
     j.finish(Outcome::Upgraded, json!({ "why": why }))?;
-    Ok(Summary::new(
+    let s = Summary::new(
         p,
         Some(Outcome::Upgraded),
         Some(Verdict::Success(why)),
         None,
         t0,
-    ))
+    );
+    Ok(ended(p, s))
 }
 
-/// `berth rollback DIR`: put the host back to before the upgrade.
-pub async fn rollback_dir(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
+/// The keys that open the run's backup: the user's and the run's own.
+/// When the rollback will restore (`restore`), they must open every
+/// encrypted file of the backup: checked before anything is undone.
+fn backup_keys(p: &Plan, given: &Keys, restore: bool) -> Result<Keys> {
+    let keys = runkey::keys(&p.run_dir, given)?;
+    if restore {
+        let dir = p.run_dir.join(BACKUP);
+        let m = crate::manifest::Manifest::load(&dir)?;
+        verify::check_keys(&dir, &m, &keys)
+            .map_err(|e| e.context(format!("opening the run's backup {}", dir.display())))?;
+    }
+    Ok(keys)
+}
+
+/// The run has ended: its own key goes (see `runkey`).
+fn ended(p: &Plan, mut s: Summary) -> Summary {
+    if let Some(w) = runkey::forget(&p.run_dir) {
+        s.warnings.push(w);
+    }
+    s
+}
+
+/// `berth rollback DIR`: put the host back to before the upgrade; `keys`
+/// open an encrypted backup whose run has ended (`--identity`).
+pub async fn rollback_dir(d: &Docker, run: &Path, say: Say, keys: &Keys) -> Result<Summary> {
     let t0 = Instant::now();
     let p = load_plan(run)?;
     let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
@@ -155,14 +194,19 @@ pub async fn rollback_dir(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
         }
     }
     if matches!(j.outcome(), Some(Outcome::RolledBack | Outcome::Aborted)) {
-        return Ok(Summary::new(
+        let s = Summary::new(
             &p,
             j.outcome(),
             None,
             Some("already rolled back".into()),
             t0,
-        ));
+        );
+        return Ok(ended(&p, s));
     }
+    // A restore that cannot open the backup must be refused before the new
+    // container is removed: nothing has changed yet.
+    let restores = j.has(Step::StartNew, Phase::Begin) || j.outcome() == Some(Outcome::Upgraded);
+    backup_keys(&p, keys, restores)?;
     reconcile::settle(d, &p, &j, say).await?;
     // After a finished upgrade the new container started: restore too.
     if j.outcome() == Some(Outcome::Upgraded) {
@@ -173,11 +217,12 @@ pub async fn rollback_dir(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
         )?;
     }
     let cause = Some("rollback requested".into());
-    rollback(d, &p, &mut j, say, cause, None, t0).await
+    rollback(d, &p, &mut j, say, cause, None, t0, keys).await
 }
 
-/// `berth resume DIR`: finish or roll back, whichever is safe.
-pub async fn resume(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
+/// `berth resume DIR`: finish or roll back, whichever is safe; `keys`
+/// (`--identity`) as for `rollback_dir`.
+pub async fn resume(d: &Docker, run: &Path, say: Say, keys: &Keys) -> Result<Summary> {
     let t0 = Instant::now();
     let p = load_plan(run)?;
     let _locks = journal::lock_container(d.socket(), &p.container_id, &p.container)?;
@@ -186,7 +231,7 @@ pub async fn resume(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
     if let Some(o) = j.outcome() {
         remove_config(&p, &j)?;
         let cause = Some("the run had already ended".into());
-        return Ok(Summary::new(&p, Some(o), None, cause, t0));
+        return Ok(ended(&p, Summary::new(&p, Some(o), None, cause, t0)));
     }
     reconcile::settle(d, &p, &j, say).await?;
     let seen = reconcile::observe(d, &p, &j.events).await?;
@@ -197,20 +242,20 @@ pub async fn resume(d: &Docker, run: &Path, say: Say) -> Result<Summary> {
         Next::Report { outcome } => {
             remove_config(&p, &j)?;
             let cause = Some("the run had already ended".into());
-            Ok(Summary::new(&p, Some(outcome), None, cause, t0))
+            Ok(ended(&p, Summary::new(&p, Some(outcome), None, cause, t0)))
         }
         Next::Finish => finish(d, &p, &mut j, say, SAID_BEFORE.into(), t0).await,
         Next::StartNewThenFinish => match start_new_again(d, &p, &j).await {
             Ok(()) => finish(d, &p, &mut j, say, SAID_BEFORE.into(), t0).await,
             Err(e) => {
                 let v = Some(Verdict::Failure(e.msg.clone()));
-                rollback(d, &p, &mut j, say, Some(e.msg), v, t0).await
+                rollback(d, &p, &mut j, say, Some(e.msg), v, t0, keys).await
             }
         },
-        Next::WatchAgain => watch_again(d, &p, &mut j, say, t0).await,
+        Next::WatchAgain => watch_again(d, &p, &mut j, say, t0, keys).await,
         Next::RollBack { cause, .. } => {
             let verdict = facts.verdict.filter(|v| matches!(v, Verdict::Failure(_)));
-            rollback(d, &p, &mut j, say, Some(cause), verdict, t0).await
+            rollback(d, &p, &mut j, say, Some(cause), verdict, t0, keys).await
         }
     }
 }
@@ -238,10 +283,11 @@ async fn watch_again(
     j: &mut Journal,
     say: Say,
     t0: Instant,
+    keys: &Keys,
 ) -> Result<Summary> {
     let Some(id) = undo::new_container(d, p, &j.events).await? else {
         let cause = Some(decide::NEW_GONE.into());
-        return rollback(d, p, j, say, cause, None, t0).await;
+        return rollback(d, p, j, say, cause, None, t0, keys).await;
     };
     let began = j
         .events
@@ -257,8 +303,8 @@ async fn watch_again(
         Ok(Verdict::Success(why)) => finish(d, p, j, say, why, t0).await,
         Ok(Verdict::Failure(why)) => {
             let v = Some(Verdict::Failure(why.clone()));
-            rollback(d, p, j, say, Some(why), v, t0).await
+            rollback(d, p, j, say, Some(why), v, t0, keys).await
         }
-        Err(e) => rollback(d, p, j, say, Some(e.msg), None, t0).await,
+        Err(e) => rollback(d, p, j, say, Some(e.msg), None, t0, keys).await,
     }
 }

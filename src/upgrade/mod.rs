@@ -3,7 +3,8 @@
 //!
 //! A run directory `<backup-root>/<container>-<stamp>-upgrade/` holds plan.json
 //! (what to do and what to put back), journal.jsonl (every step boundary,
-//! fsynced), backup/ (an ordinary berth backup) and new-container.log.
+//! fsynced), backup/ (an ordinary berth backup), new-container.log and,
+//! while an encrypting run is unfinished, its own key (see `runkey`).
 
 pub mod compose;
 pub(crate) mod configfile;
@@ -18,6 +19,7 @@ pub mod plan;
 pub(crate) mod reconcile;
 pub mod recreate;
 pub mod rollback;
+pub mod runkey;
 pub mod steps;
 pub mod waits;
 pub mod watch;
@@ -159,6 +161,12 @@ pub fn render_plan(p: &Plan) -> String {
         crate::progress::human(p.backup_bytes_estimate as f64),
         crate::progress::human(p.free_bytes as f64)
     );
+    if !p.encrypt_to.is_empty() {
+        s += &format!(
+            "  encrypt    to {} recipient(s) and a key of the run's own, removed when the run ends\n",
+            p.encrypt_to.len()
+        );
+    }
     for (path, ex) in &p.excluded {
         for e in ex {
             s += &format!("  left out   {path}/{e} (another mount)\n");

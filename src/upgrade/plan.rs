@@ -43,6 +43,9 @@ pub struct Request {
     /// when nothing can have changed since: see rehearse/first.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse_backup: Option<PathBuf>,
+    /// age X25519 recipients to encrypt the backup to (`--encrypt-to`).
+    #[serde(default)]
+    pub encrypt_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +78,10 @@ pub struct Plan {
     /// The backup directory copied instead of backing up (Request::reuse_backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse_backup: Option<PathBuf>,
+    /// age recipients the backup is encrypted to, besides the run's own
+    /// key (see `runkey`); empty: a plain backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
     /// The body of the new container's create, without `Env`: see `env_names`.
     pub create: Value,
     /// Networks connected after the create, before the start (API < 1.44).
@@ -208,6 +215,7 @@ pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Resul
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
         reuse_backup: r.reuse_backup.clone(),
+        encrypt_to: r.encrypt_to.clone(),
         create: rc.request,
         connect: rc.connect,
         env_names,

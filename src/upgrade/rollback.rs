@@ -13,6 +13,7 @@ use super::plan::Plan;
 use super::waits::remove_and_wait;
 use super::{Say, BACKUP};
 use crate::archive::restore;
+use crate::archive::seal::Keys;
 use crate::docker::Docker;
 use crate::error::{Error, Kind, Result};
 use crate::hooks::Hook;
@@ -21,13 +22,14 @@ use crate::hooks::Hook;
 const OLD_SETTLE: Duration = Duration::from_secs(3);
 
 /// The undo steps, in order; each looks at the engine first, so running
-/// them again after a crash is safe.
+/// them again after a crash is safe. `keys` open an encrypted backup.
 pub(crate) async fn undo(
     d: &Docker,
     p: &Plan,
     j: &mut Journal,
     say: Say,
     started_new: bool,
+    keys: &Keys,
 ) -> Result<()> {
     step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
     // The secret goes first, before any step that needs the engine: an
@@ -76,7 +78,7 @@ pub(crate) async fn undo(
     if started_new {
         say.step("restoring every volume exactly and comparing it with the backup");
         step(j, Step::Restore, async {
-            let restored = restore_all(d, p, say, old_exists).await?;
+            let restored = restore_all(d, p, say, old_exists, keys).await?;
             let after = p.hooks.after_restore.as_deref().filter(|_| old_exists);
             crate::hooks::run(d, &p.container_id, Hook::AfterRestore, after).await?;
             Ok(restored)
@@ -108,13 +110,19 @@ pub(crate) async fn undo(
 
 /// Put every path back, through the old container, or through a stand-in
 /// for it when someone removed it (its volumes outlive it).
-async fn restore_all(d: &Docker, p: &Plan, say: Say, old_exists: bool) -> Result<Value> {
+async fn restore_all(
+    d: &Docker,
+    p: &Plan,
+    say: Say,
+    old_exists: bool,
+    keys: &Keys,
+) -> Result<Value> {
     if old_exists {
-        return restore_into(d, p, &p.container_id, say).await;
+        return restore_into(d, p, &p.container_id, say, keys).await;
     }
     remove_stale_stand_ins(d, p).await?;
     let stand_in = create_stand_in(d, p).await?;
-    let restored = restore_into(d, p, &stand_in, say).await;
+    let restored = restore_into(d, p, &stand_in, say, keys).await;
     let removed = d
         .container_remove(&stand_in, true, false)
         .await
@@ -220,7 +228,7 @@ fn old_removed(p: &Plan, started_new: bool) -> Error {
 /// Put every path back into `target`. A path the old container mounts
 /// read-only cannot have been changed through it and cannot be written
 /// through it either: it is read back and compared instead.
-async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Value> {
+async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say, keys: &Keys) -> Result<Value> {
     let dir = p.run_dir.join(BACKUP);
     let old = d.container_inspect(target).await?;
     let data = crate::mounts::resolve(d, &old).await?;
@@ -232,6 +240,7 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
             paths: writable.clone(),
             merge: false,
             report: say.report,
+            keys: keys.clone(),
         };
         restore::restore(d, &dir, &o).await?;
     }
@@ -242,7 +251,7 @@ async fn restore_into(d: &Docker, p: &Plan, target: &str, say: Say) -> Result<Va
             let e = m
                 .entry(path)
                 .ok_or_else(|| Error::integrity(format!("the backup has no {path}")))?;
-            restore::read_back_and_compare(d, name, &dir, e, false).await?;
+            restore::read_back_and_compare(d, name, &dir, e, false, keys).await?;
         }
     }
     Ok(json!({ "restored": writable, "compared_read_only": read_only }))

@@ -8,8 +8,10 @@ use serde_json::{json, Value};
 
 use super::journal::{step, Journal, Step};
 use super::plan::Plan;
+use super::runkey;
 use super::watch::{self, Verdict};
 use super::{Say, BACKUP, NEW_LOG};
+use crate::archive::seal::Keys;
 use crate::archive::{backup, verify};
 use crate::docker::model::ContainerInspect;
 use crate::docker::{body, Docker};
@@ -159,6 +161,10 @@ pub async fn backup_and_verify(
     step(j, Step::Backup, async {
         let raw = d.container_inspect_raw(&p.container_id).await?;
         let data = mounts::resolve(d, &ContainerInspect::from_raw(&raw)?).await?;
+        let mut encrypt_to = p.encrypt_to.clone();
+        if !encrypt_to.is_empty() {
+            encrypt_to.push(runkey::ensure(&p.run_dir)?);
+        }
         let o = backup::Options {
             paths: p.paths.clone(),
             out: p.run_dir.clone(),
@@ -166,6 +172,7 @@ pub async fn backup_and_verify(
             stop: false,
             stop_timeout: p.stop_timeout,
             report: say.report,
+            encrypt_to,
         };
         let (dir, m) =
             backup::write_backup(d, &raw, &data, &p.targets(&data), stopped, &o, Some(BACKUP))
@@ -180,9 +187,13 @@ async fn verify_step(j: &mut Journal, say: Say, p: &Plan) -> Result<()> {
     say.step("verifying the backup (every archive re-read)");
     let dir = p.run_dir.join(BACKUP);
     step(j, Step::Verify, async move {
-        tokio::task::spawn_blocking(move || verify::verify(&dir, true))
-            .await
-            .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
+        // An encrypted backup is opened with the run's own key.
+        let keys = runkey::keys(&p.run_dir, &Keys::none())?;
+        tokio::task::spawn_blocking(move || {
+            verify::verify_shown(&dir, true, &crate::report::SILENT, &keys)
+        })
+        .await
+        .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
         Ok(Value::Null)
     })
     .await
