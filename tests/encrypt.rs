@@ -499,3 +499,46 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
     );
     assert_no_secret_key("good upgrade", &g, &[&good_root]);
 }
+
+/// `berth rehearse --encrypt-to`: the rehearsal's own backup is sealed to
+/// the user's key and the run's own, its scratch copy is restored with the
+/// run's key, and that key is gone when the rehearsal ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_rehearsal_seals_its_backup_and_forgets_its_key() {
+    let scope = Scope::new("enc-rehearse").await;
+    let d = scope.docker.clone();
+    let fx = fixtures::ensure(&d).await;
+    let lw = appliance::up(&scope, "6.6.0").await;
+    let before = appliance::data_indexes(&d, &lw.data).await;
+    let (identity, public) = key(&scope.dir("keys"), "ops.key");
+    let root = scope.dir("runs");
+    let secret = scope.dir("secret").join(appliance::CONFIG_NAME);
+    fs::write(&secret, appliance::config_text("standalone")).unwrap();
+    let r = berth(&[
+        "rehearse",
+        &lw.app,
+        "--image-file",
+        s(&fx.good_tarballs.tar),
+        "--profile",
+        "lightwave",
+        "--config-file",
+        s(&secret),
+        "--backup-root",
+        s(&root),
+        "--encrypt-to",
+        &public,
+        "--json",
+    ]);
+    assert_eq!(r.code, Some(0), "{r}");
+    let run = PathBuf::from(r.json()["run_dir"].as_str().expect("run_dir"));
+    assert!(!run.join(RUN_KEY).exists(), "the run's own key is left");
+    assert_no_secret_key("rehearsal", &r, &[&root]);
+    let backup = run.join("backup");
+    let m: Value =
+        serde_json::from_slice(&fs::read(backup.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["encryption"]["recipients"][0], public.as_str());
+    let v = berth(&["verify", s(&backup), "--deep", "--identity", s(&identity)]);
+    assert_eq!(v.code, Some(0), "{v}");
+    // The old container and its data: untouched.
+    assert_eq!(appliance::data_indexes(&d, &lw.data).await, before);
+}

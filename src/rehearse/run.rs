@@ -23,7 +23,7 @@ use crate::hooks::Hook;
 use crate::upgrade::journal::{self, step, Journal, Phase, Step};
 use crate::upgrade::plan::{self, Request};
 use crate::upgrade::watch::Verdict;
-use crate::upgrade::{env, steps, Say};
+use crate::upgrade::{env, runkey, steps, Say};
 use crate::{clock, manifest, mounts};
 
 /// What `berth rehearse` was asked.
@@ -226,8 +226,9 @@ fn write_config(src: &Path, dest: &Path) -> Result<Value> {
     steps::write_config(src, dest)
 }
 
-/// Remove the run's containers, scratch volumes (unless --keep) and the
-/// config directory (always: it holds a secret). Returns what was kept.
+/// Remove the run's containers, scratch volumes (unless --keep), the
+/// config directory and the run's own key of an encrypted backup (always:
+/// they are secrets). Returns what was kept.
 async fn clean_up(d: &Docker, r: &Record, j: &mut Journal, say: Say) -> Result<Vec<String>> {
     say.step(if r.keep {
         "stopping the rehearsal container; keeping it and its scratch volumes (--keep)"
@@ -236,6 +237,9 @@ async fn clean_up(d: &Docker, r: &Record, j: &mut Journal, say: Say) -> Result<V
     });
     let removed = step(j, Step::Finish, async {
         remove_config_dir(r)?;
+        if let Some(e) = runkey::forget(r.run_dir()) {
+            return Err(Error::failed(e));
+        }
         let _ = std::fs::remove_dir_all(
             r.run_dir()
                 .join(format!("{}.partial", crate::upgrade::BACKUP)),
