@@ -325,7 +325,7 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
     .await;
     let changed = index(&d, &app).await;
     assert!(!compare(&before, &changed).is_empty());
-    let id = d.container_inspect(&app).await.unwrap()["Id"].clone();
+    let id = d.container_inspect(&app).await.unwrap().id;
     let sealed = fs::read(dir.join("data.tar.gz.age")).unwrap();
     let mut flipped = sealed.clone();
     let mid = sealed.len() / 2;
@@ -355,8 +355,8 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
             "{what}: the volume changed"
         );
         let c = d.container_inspect(&app).await.unwrap();
-        assert_eq!(c["Id"], id);
-        assert_eq!(c["State"]["Running"], true, "{what}");
+        assert_eq!(c.id, id);
+        assert!(c.state.running, "{what}");
     }
 
     // The right identity: an exact restore, equal by content index.
@@ -384,7 +384,7 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
     let fx = fixtures::ensure(&d).await;
     let lw = appliance::up(&scope, "6.6.0").await;
     let before = appliance::data_indexes(&d, &lw.data).await;
-    let old_id = d.container_inspect(&lw.app).await.unwrap()["Id"].clone();
+    let old_id = d.container_inspect(&lw.app).await.unwrap().id;
     let keys = scope.dir("keys");
     let (identity, public) = key(&keys, "ops.key");
     let root = scope.dir("runs");
@@ -438,8 +438,8 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
 
     // Rolled back with no identity given: the old container, its data.
     let c = d.container_inspect(&lw.app).await.unwrap();
-    assert_eq!(c["Id"], old_id);
-    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(c.id, old_id);
+    assert!(c.state.running);
     assert_eq!(appliance::data_indexes(&d, &lw.data).await, before);
 
     // The run's key: 0600 while it ran, gone after, nowhere else.
@@ -490,7 +490,7 @@ async fn failed_encrypted_upgrade_rolls_back_without_a_key() {
     scope.track_image(plan["rollback_tag"].as_str().unwrap());
     assert_eq!(g.code, Some(0), "{g}");
     assert_eq!(
-        d.container_inspect(&lw.app).await.unwrap()["Image"],
+        d.container_inspect(&lw.app).await.unwrap().image,
         fx.good.id.as_str()
     );
     assert!(

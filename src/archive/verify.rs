@@ -181,7 +181,7 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
 /// written; a signal stops it (Interrupted). One meter for all paths,
 /// through `report`, out of the archives' total size. Encrypted files
 /// are opened with `keys`: none at all is a Usage error, before any read.
-pub(crate) fn deep_check_all(
+pub fn deep_check_all(
     dir: &Path,
     paths: &[&PathEntry],
     report: &'static dyn Reporter,
@@ -311,7 +311,7 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter, keys: &Keys) -> Result<(
 /// holds its name (in the tar too), xattrs as hex (twice their bytes in
 /// the tar) and under 300 bytes of fields: three times `tar_bytes` is a
 /// generous bound.
-pub(crate) fn read_stored_index(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<IndexEntry>> {
+pub fn read_stored_index(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<IndexEntry>> {
     let limit = p.tar_bytes.saturating_mul(3).saturating_add(1 << 20);
     let plain = open_plain(dir, &p.index, keys, |r| r)?;
     read_index_within(BufReader::with_capacity(1 << 16, plain), limit)

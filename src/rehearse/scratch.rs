@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 
 use super::record::Record;
 use crate::archive::restore;
-use crate::docker::model::ContainerSummary;
 use crate::archive::seal::Keys;
+use crate::docker::model::ContainerSummary;
 use crate::docker::Docker;
 use crate::error::Result;
 use crate::upgrade::{runkey, waits::remove_and_wait, Say};
