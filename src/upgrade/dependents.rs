@@ -22,6 +22,9 @@ pub(crate) async fn of(d: &Docker, c: &ContainerInspect) -> Result<Vec<String>> 
             Ok(o) => o,
             // Removed since the list: it uses nothing any more.
             Err(e) if e.is_not_found() => continue,
+            // Podman 4.3 answers 500, not 404, for a container removed
+            // between the list and the inspect: gone if no longer listed.
+            Err(_) if !listed(d, &s.id).await? => continue,
             Err(e) => return Err(e),
         };
         let hows = uses(&o.host_config, &c.id, c.name());
@@ -61,6 +64,12 @@ pub(crate) fn uses(host: &HostConfig, id: &str, name: &str) -> Vec<&'static str>
         hows.push("--link");
     }
     hows
+}
+
+/// Whether the engine still lists the container with this id.
+async fn listed(d: &Docker, id: &str) -> Result<bool> {
+    let rows = d.container_list(&serde_json::json!({ "id": [id] })).await?;
+    Ok(!rows.is_empty())
 }
 
 #[cfg(test)]
