@@ -10,11 +10,13 @@ default:
 build:
     cargo build --workspace
 
-# The static release binary (crt-static, LTO, stripped); prints size and ldd.
+# The static release binary (crt-static, LTO, stripped); prints size and ldd,
+# and fails when the size is more than 2% off the README's figure.
 static:
     cargo build --release -p berth
     @ls -l {{bin}} | awk '{printf "%s: %.2f MiB\n", $9, $5/1048576}'
     @ldd {{bin}} 2>&1 || true
+    scripts/check-size {{bin}}
 
 # The static binary, its manual pages (berth.1, berth-COMMAND.1) and its bash, zsh
 # and fish completions under PREFIX, all generated from the clap definitions by
