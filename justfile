@@ -43,6 +43,12 @@ test: docker-up
     cargo build -q --release -p lightwave-sim
     cargo nextest run --workspace --no-fail-fast
 
+# The engine matrix: the engine-dependent tests on Docker 26.1 and 28.5 and
+# Podman 5, each started on its own socket when it does not answer
+# (BERTH_ENGINES picks, BERTH_SWEEP sets the crash moments; see the script).
+test-engines:
+    scripts/test-engines
+
 # Every test that needs no engine: unit tests of the library and the CLI, the
 # fixture program's tests (tests/sim.rs) and tests/offline.rs (completions, man
 # pages, exit statuses, connection errors). Seconds once built.

@@ -1,19 +1,24 @@
-//! A compose service upgraded by berth, then handed back to compose
-//! (Debian's `docker-compose` 1.29, installed by `.ci/run`): the appliance
-//! (lightwave-sim 6.6.0) as a service with its data in named volumes and
-//! its config directory bind mounted, on compose's default network.
+//! A compose service upgraded by berth, then handed back to compose, with
+//! both compose versions hosts run: Debian's `docker-compose` 1.29 (the
+//! Python v1, installed by `.ci/run`) and Compose v2 (the Go
+//! `docker compose`, sid's docker-compose 2.40, fetched by
+//! `scripts/docker-up --compose-v2`). The appliance (lightwave-sim 6.6.0)
+//! is a service with its data in named volumes and its config directory
+//! bind mounted, on compose's default network.
 //!
-//! After `berth upgrade` to 6.7.0 the service's container keeps compose's
-//! labels, names the new image id in `com.docker.compose.image`, and berth
-//! warns that the compose file still names 6.6.0 (file and line).
-//! `docker-compose up -d` then leaves the 6.7.0 container running; after
-//! the image line is changed as the warning says, `docker-compose up -d`
-//! re-creates it on 6.7.0 with the migrated data. Never the old image.
+//! After `berth upgrade` to 6.7.0 the service's container keeps every
+//! compose label as it was, and berth warns that the compose file still
+//! names 6.6.0 (file and line). `up -d` then leaves the 6.7.0 container
+//! running (v1 compares its config hash, which covers the image the file
+//! names; v2 compares the hash and `com.docker.compose.image` with the id
+//! of the image the file names); after the image line is changed as the
+//! warning says, `up -d` re-creates it on 6.7.0 with the migrated data.
+//! Never the old image.
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use berth::docker::Docker;
@@ -25,6 +30,63 @@ use support::fixtures::{self, DATA_PATHS};
 use support::scene::Scene;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+
+/// One compose program and how it names a service's container.
+struct Compose {
+    program: PathBuf,
+    v2: bool,
+}
+
+impl Compose {
+    fn v1() -> Compose {
+        Compose {
+            program: "docker-compose".into(),
+            v2: false,
+        }
+    }
+
+    /// Compose v2, fetched by `scripts/docker-up --compose-v2` (which
+    /// prints its path) when it is not there yet. No skip.
+    fn v2() -> Compose {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-up");
+        let out = Command::new(script)
+            .arg("--compose-v2")
+            .stdin(Stdio::null())
+            .output()
+            .expect("scripts/docker-up");
+        assert!(
+            out.status.success(),
+            "`scripts/docker-up --compose-v2` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout).unwrap();
+        Compose {
+            program: path.lines().last().expect("its path").into(),
+            v2: true,
+        }
+    }
+
+    /// v1 names it `PROJECT_SERVICE_1`, v2 `PROJECT-SERVICE-1`.
+    fn container(&self, project: &str, service: &str) -> String {
+        let sep = if self.v2 { '-' } else { '_' };
+        format!("{project}{sep}{service}{sep}1")
+    }
+
+    /// `COMPOSE -p PROJECT -f FILE ARGS...` against the engine `d`.
+    fn run(&self, d: &Docker, project: &str, file: &Path, args: &[&str]) -> Run {
+        let t = Instant::now();
+        let out = Command::new(&self.program)
+            .arg("-p")
+            .arg(project)
+            .arg("-f")
+            .arg(file)
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.program.display()));
+        Run::from(out, t.elapsed())
+    }
+}
 
 fn compose_file(image: &str, privileged: bool) -> String {
     let mut s = format!(
@@ -40,21 +102,6 @@ fn compose_file(image: &str, privileged: bool) -> String {
     s
 }
 
-/// `docker-compose -p PROJECT -f FILE ARGS...` against the engine `d`.
-fn compose(d: &Docker, project: &str, file: &Path, args: &[&str]) -> Run {
-    let t = Instant::now();
-    let out = Command::new("docker-compose")
-        .arg("-p")
-        .arg(project)
-        .arg("-f")
-        .arg(file)
-        .args(args)
-        .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
-        .output()
-        .expect("docker-compose (Debian's docker-compose; .ci/run installs it)");
-    Run::from(out, t.elapsed())
-}
-
 async fn inspect(d: &Docker, name: &str) -> Value {
     d.container_inspect_raw(name)
         .await
@@ -66,19 +113,28 @@ fn compose_labels(c: &Value) -> Vec<(String, Value)> {
         .as_object()
         .unwrap()
         .iter()
-        .filter(|(k, _)| k.starts_with("com.docker.compose.") && *k != "com.docker.compose.image")
+        .filter(|(k, _)| k.starts_with("com.docker.compose."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compose_service_upgraded_by_berth_stays_on_the_new_image() {
-    let scene = Scene::on(engine().await, "compose");
+async fn compose_v1_service_upgraded_by_berth_stays_on_the_new_image() {
+    service_upgraded_by_berth_stays_on_the_new_image(Compose::v1(), "compose-v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compose_v2_service_upgraded_by_berth_stays_on_the_new_image() {
+    service_upgraded_by_berth_stays_on_the_new_image(Compose::v2(), "compose-v2").await;
+}
+
+async fn service_upgraded_by_berth_stays_on_the_new_image(compose: Compose, test: &str) {
+    let scene = Scene::on(engine().await, test);
     let scope = &scene.scope;
     let d = &scope.docker;
     let fx = fixtures::ensure(d).await;
     let project = scope.prefix.clone();
-    let app = format!("{project}_lw_1");
+    let app = compose.container(&project, "lw");
     scope.track_container(&app);
     for i in 0..DATA_PATHS.len() {
         scope.track_volume(&format!("{project}_data{i}"));
@@ -90,7 +146,7 @@ async fn compose_service_upgraded_by_berth_stays_on_the_new_image() {
     std::fs::write(&file, compose_file(&fx.old.reference, privileged)).unwrap();
     appliance::write_config_file(&dir.join("config"), &appliance::config_text("standalone"));
 
-    let up = compose(d, &project, &file, &["up", "-d"]);
+    let up = compose.run(d, &project, &file, &["up", "-d"]);
     assert_eq!(up.code, Some(0), "{up}");
     appliance::wait_for_lines(d, &app, &[SETUP_COMPLETE, STARTED], SETUP_TIMEOUT)
         .await
@@ -131,15 +187,11 @@ async fn compose_service_upgraded_by_berth_stays_on_the_new_image() {
     let new = inspect(d, &app).await;
     assert_eq!(new["Image"], fx.good.id.as_str());
     assert_eq!(compose_labels(&new), compose_labels(&old));
-    assert_eq!(
-        new["Config"]["Labels"]["com.docker.compose.image"],
-        fx.good.id.as_str()
-    );
 
     // compose's `up -d` leaves it be: still 6.7.0, still running.
-    let up = compose(d, &project, &file, &["up", "-d"]);
+    let up = compose.run(d, &project, &file, &["up", "-d"]);
     assert_eq!(up.code, Some(0), "{up}");
-    let ps = compose(d, &project, &file, &["ps"]);
+    let ps = compose.run(d, &project, &file, &["ps"]);
     assert!(ps.stdout.contains(&app) && ps.stdout.contains("Up"), "{ps}");
     let now = inspect(d, &app).await;
     assert_eq!(now["Image"], fx.good.id.as_str(), "{up}");
@@ -152,7 +204,7 @@ async fn compose_service_upgraded_by_berth_stays_on_the_new_image() {
     // The image line changed as the warning says: compose re-creates the
     // service on 6.7.0, on the migrated data.
     std::fs::write(&file, compose_file(&fx.good.reference, privileged)).unwrap();
-    let up = compose(d, &project, &file, &["up", "-d"]);
+    let up = compose.run(d, &project, &file, &["up", "-d"]);
     assert_eq!(up.code, Some(0), "{up}");
     let re = inspect(d, &app).await;
     assert_eq!(re["Image"], fx.good.id.as_str(), "{up}");
@@ -160,6 +212,6 @@ async fn compose_service_upgraded_by_berth_stays_on_the_new_image() {
         appliance::installed_version(d, &app).await.as_deref(),
         Some("6.7.0")
     );
-    let down = compose(d, &project, &file, &["down", "-v"]);
+    let down = compose.run(d, &project, &file, &["down", "-v"]);
     assert_eq!(down.code, Some(0), "{down}");
 }

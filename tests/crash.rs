@@ -39,7 +39,7 @@ use support::engine::Scope;
 use support::fakedaemon::{on, FakeDaemon, Fault, When};
 use support::fixtures::Fixtures;
 use support::journal::journal;
-use support::scene::{podman, PODMAN_SOCKET};
+use support::scene::{podman, podman_socket};
 use support::stage::stage;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -58,7 +58,7 @@ impl Engine {
     fn socket(self) -> PathBuf {
         match self {
             Engine::Docker => transport::socket_from(None).expect("DOCKER_HOST"),
-            Engine::Podman => PathBuf::from(PODMAN_SOCKET),
+            Engine::Podman => podman_socket(),
         }
     }
 
@@ -190,7 +190,7 @@ impl App {
         // Rollback tags go with the scope.
         if let Ok(p) = serde_json::from_slice::<Value>(&fs::read(dir.join("plan.json")).unwrap()) {
             if let Some(t) = p["rollback_tag"].as_str() {
-                if self.socket == Path::new(PODMAN_SOCKET) {
+                if self.socket == podman_socket() {
                     self.podman_tags.lock().unwrap().push(t.to_owned());
                 } else {
                     self.scope.track_image(t);

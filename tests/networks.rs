@@ -1,15 +1,16 @@
 //! Network attachments through an upgrade and its rollback, on the real
 //! engines: the appliance (lightwave-sim) on user networks with aliases
-//! and static addresses on Docker 20.10 (API 1.41: the second network is
-//! connected after the create), and on Podman's service on its default
+//! and static addresses on Docker (below API 1.44, Docker 20.10: the second
+//! network is connected after the create; from 1.44, Docker 26 and 28:
+//! every network in the create), and on Podman's service on its default
 //! network, on `--network podman`, and on a user network plus the default.
 //! Each container is upgraded to 6.7.0 (exit 0) and then to 6.8.0-broken
 //! (exit 3, rolled back) with no --force; its attachments (names, aliases
 //! less its own id, static addresses) are the same before and after both.
-//! Also: a connect that fails leaves the old container running under its
-//! name (through the fault-injecting proxy: a real engine does not fail a
-//! connect on demand), and a container another one uses is refused before
-//! anything changes.
+//! Also: an attach that fails (the connect below 1.44, the create from
+//! 1.44) leaves the old container running under its name (through the
+//! fault-injecting proxy: a real engine does not fail one on demand), and
+//! a container another one uses is refused before anything changes.
 
 mod support;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use berth::docker::Docker;
+use berth::docker::{ApiVersion, Docker};
 use hyper::Method;
 use serde_json::{json, Value};
 use support::appliance::Appliance;
@@ -174,7 +175,13 @@ async fn docker_two_user_networks_survive_upgrade_and_rollback() {
     let d = &scene.scope.docker;
     let nets = attachments(&inspect(d, &lw.app).await, false);
     assert_eq!(nets.len(), 2, "{nets:?}");
-    // --dry-run shows by group what is carried, and how each network is.
+    // --dry-run shows by group what is carried, and how each network is:
+    // the second one connected after the create below API 1.44.
+    let second = if all_at_create(d) {
+        "at create"
+    } else {
+        "connected before start"
+    };
     let root = scene.scope.dir("dry");
     let dry = berth(
         &host_of(d),
@@ -197,7 +204,7 @@ async fn docker_two_user_networks_survive_upgrade_and_rollback() {
         dry.stdout.lines().any(|l| l.contains("networks")
             && l.contains(&back)
             && l.contains("db-client")
-            && l.contains("connected before start")),
+            && l.contains(second)),
         "{dry}"
     );
     assert!(
@@ -214,20 +221,31 @@ async fn docker_two_user_networks_survive_upgrade_and_rollback() {
     upgrade_and_roll_back(&scene, &lw, &fx).await;
 }
 
-/// The connect of the second network fails (an engine error the proxy
-/// injects): the half-made container is removed, the rollback renames the
-/// old one back and starts it, on both networks as before (exit 1: the new
-/// container never started, nothing changed).
+/// Whether engine `d` takes every network in the create (API 1.44+).
+fn all_at_create(d: &Docker) -> bool {
+    d.podman().is_none() && d.api() >= ApiVersion(1, 44)
+}
+
+/// Attaching the networks fails (an engine error the proxy injects: the
+/// connect of the second network below API 1.44, the create that carries
+/// both from 1.44): any half-made container is removed, the rollback
+/// renames the old one back and starts it, on both networks as before
+/// (exit 1: the new container never started, nothing changed).
 #[tokio::test(flavor = "multi_thread")]
-async fn docker_failed_connect_leaves_the_old_container_running() {
+async fn docker_failed_attach_leaves_the_old_container_running() {
     let (scene, fx) = docker_scene("net-fail").await;
     let d = &scene.scope.docker;
     let lw = on_two_networks(&scene).await;
     let old = inspect(d, &lw.app).await;
     let before = attachments(&old, false);
     let fake = FakeDaemon::start(d.socket(), &scene.scope.prefix);
+    let attach = if all_at_create(d) {
+        format!(r"^/containers/create\?name={}$", regex::escape(&lw.app))
+    } else {
+        r"^/networks/[^/]+/connect$".to_owned()
+    };
     fake.inject(
-        on(Method::POST, r"^/networks/[^/]+/connect$"),
+        on(Method::POST, &attach),
         Fault::Status(500, "fake: no free address".into()),
     );
 

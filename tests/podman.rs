@@ -24,7 +24,7 @@ use support::appliance::{self, Appliance, DATA_MDB};
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures};
 use support::images::RootFs;
-use support::scene::{podman, PODMAN_SOCKET};
+use support::scene::{podman, podman_socket};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 /// `berth --host unix://<podman> ARGS...`; panics when it cannot run.
@@ -32,7 +32,7 @@ fn berth(args: &[&str]) -> Output {
     let t = Instant::now();
     let out = Command::new(BERTH)
         .arg("--host")
-        .arg(format!("unix://{PODMAN_SOCKET}"))
+        .arg(format!("unix://{}", podman_socket().display()))
         .args(args)
         .env_remove("BERTH_TEST_KILL_AT")
         .output()

@@ -3,8 +3,13 @@
 //!
 //! What is carried per endpoint: aliases (less the old container's own
 //! short id, which the engine adds by itself), static addresses
-//! (IPAMConfig), links, driver options, and a MAC address the user set
-//! (Docker's generated `02:42:...` ones are dropped). How the endpoints
+//! (IPAMConfig), links, driver options, and a MAC address the user set.
+//! Docker says which MAC the user set only for the primary network
+//! (`Config.MacAddress`; since API 1.44 a mirror of that endpoint's own).
+//! For the other endpoints it reports the MAC in use: Docker before 28
+//! generated `02:42:...` ones, which are dropped; Docker 28 generates
+//! random ones, which cannot be told from a user's and are carried, so the
+//! endpoint keeps the address it had. How the endpoints
 //! reach the new container depends on the engine:
 //!
 //! - Docker with API 1.44 or newer takes every endpoint in the create.
@@ -93,9 +98,18 @@ pub(crate) fn carry(old: &Value, engine: Engine) -> Networks {
         return out;
     };
     let primary = primary_of(mode);
+    let primary_mac = old
+        .pointer("/Config/MacAddress")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     for (name, ep) in nets {
         let is_primary = name == primary || names_network(primary, ep);
-        let (e, lost) = endpoint(name, ep, id, engine, is_primary);
+        let role = if is_primary {
+            Role::Primary { mac: primary_mac }
+        } else {
+            Role::Other
+        };
+        let (e, lost) = endpoint(name, ep, id, engine, role);
         out.not_carried.extend(lost);
         if engine.all_at_create() || is_primary {
             // Below 1.44 Docker's default bridge takes nothing but its
@@ -126,15 +140,30 @@ fn names_network(mode: &str, ep: &Value) -> bool {
             .is_some_and(|id| id.starts_with(mode))
 }
 
+/// Which endpoint of the old container: the primary one comes with the MAC
+/// the user set for it (`Config.MacAddress`, empty when none).
+#[derive(Clone, Copy)]
+enum Role<'a> {
+    Primary { mac: &'a str },
+    Other,
+}
+
+/// The MAC of endpoint `ep` the user set, as far as `engine` tells.
+fn user_mac<'a>(ep: &'a Value, engine: Engine, role: Role<'a>) -> Option<&'a str> {
+    let in_use = ep.get("MacAddress").and_then(Value::as_str).unwrap_or("");
+    let mac = match role {
+        // Podman 4.3 says nothing of what was set: the MAC in use is kept.
+        _ if engine.podman => in_use,
+        Role::Primary { mac } => mac,
+        Role::Other if in_use.starts_with("02:42:") => "",
+        Role::Other => in_use,
+    };
+    (!mac.is_empty()).then_some(mac)
+}
+
 /// One endpoint's settings for the create or a connect, and what of it
 /// cannot be carried.
-fn endpoint(
-    name: &str,
-    ep: &Value,
-    id: &str,
-    engine: Engine,
-    primary: bool,
-) -> (Value, Vec<String>) {
+fn endpoint(name: &str, ep: &Value, id: &str, engine: Engine, role: Role) -> (Value, Vec<String>) {
     let mut e = json!({});
     let mut lost = vec![];
     let aliases: Vec<&Value> = ep
@@ -163,12 +192,10 @@ fn endpoint(
             e["IPAMConfig"] = ipam;
         }
     }
-    let mac = ep.get("MacAddress").and_then(Value::as_str).unwrap_or("");
-    let user_mac = !mac.is_empty() && (engine.podman || !mac.starts_with("02:42:"));
-    if user_mac {
+    if let Some(mac) = user_mac(ep, engine, role) {
         if engine.all_at_create() {
             e["MacAddress"] = json!(mac);
-        } else if !primary {
+        } else if matches!(role, Role::Other) {
             // Below 1.44 only Config.MacAddress sets a MAC, and only the
             // primary network's.
             lost.push(format!(
@@ -291,6 +318,30 @@ mod tests {
                 "back": {"Aliases": ["db-client"], "Links": ["cache:c"], "DriverOpts": {"o": "1"},
                          "IPAMConfig": {"IPv6Address": "fd00::9"}, "MacAddress": "92:d0:c6:0a:29:33"}
             })
+        );
+    }
+
+    /// Docker 28.5 as probed: random generated MACs on every endpoint;
+    /// `Config.MacAddress` names the primary's only when the user set it.
+    #[test]
+    fn docker_28_primary_mac_only_when_the_user_set_it() {
+        let engine = docker(ApiVersion(1, 51));
+        let old = json!({"Id": ID, "Config": {"MacAddress": ""}, "HostConfig": {"NetworkMode": "n1"},
+            "NetworkSettings": {"Networks": {
+                "n1": {"Aliases": null, "MacAddress": "9a:c7:d3:bc:f8:c9", "DNSNames": ["m1", "0123456789ab"]},
+                "n2": {"Aliases": [], "MacAddress": "a6:86:29:a5:76:74", "IPAMConfig": {}}}}});
+        let n = carry(&old, engine);
+        assert_eq!(
+            Value::Object(n.at_create),
+            json!({"n1": {}, "n2": {"MacAddress": "a6:86:29:a5:76:74"}})
+        );
+        let mut set = old.clone();
+        set["Config"]["MacAddress"] = json!("02:11:22:33:44:55");
+        set["NetworkSettings"]["Networks"]["n1"]["MacAddress"] = json!("02:11:22:33:44:55");
+        let n = carry(&set, engine);
+        assert_eq!(
+            n.at_create["n1"],
+            json!({"MacAddress": "02:11:22:33:44:55"})
         );
     }
 

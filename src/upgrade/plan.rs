@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::endpoints::{Connect, Engine};
 use super::imagefile::{self, ImageFile};
-use super::recreate::{self, NewImage};
+use super::recreate;
 use super::{compose, dependents};
 use crate::archive::backup::{self, Target};
 use crate::clock;
@@ -158,11 +158,7 @@ pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Resul
         api: d.api(),
         podman: d.podman().is_some(),
     };
-    let new_image = NewImage {
-        reference: &new_image_ref,
-        id: &img.config_digest,
-    };
-    let mut rc = recreate::request(&raw, &old_image, &new_image, &data, engine);
+    let mut rc = recreate::request(&raw, &old_image, &new_image_ref, &data, engine);
     let users = dependents::of(d, &c).await?;
     if !users.is_empty() && !r.force {
         return Err(Error::failed(format!(

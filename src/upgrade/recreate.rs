@@ -16,9 +16,6 @@ use crate::docker::Docker;
 use crate::error::{Error, Result};
 use crate::mounts::DataMap;
 
-/// Compose's label for the image id a service's container runs (compose
-/// v2 compares it with the service's image on its next `up`).
-pub(crate) const COMPOSE_IMAGE: &str = "com.docker.compose.image";
 /// The label compose puts on every container of a project.
 pub(crate) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 
@@ -46,18 +43,12 @@ pub struct Recreate {
     pub(crate) not_carried: Vec<String>,
 }
 
-/// The image the new container runs: the reference it is created from and
-/// the id it resolves to.
-pub struct NewImage<'a> {
-    pub reference: &'a str,
-    pub id: &'a str,
-}
-
-/// `old`: the container's inspect; `old_image`: its image's inspect.
+/// `old`: the container's inspect; `old_image`: its image's inspect;
+/// `new_image`: the reference the new container is created from.
 pub(crate) fn request(
     old: &Value,
     old_image: &Value,
-    new_image: &NewImage,
+    new_image: &str,
     data: &DataMap,
     engine: Engine,
 ) -> Recreate {
@@ -67,7 +58,12 @@ pub(crate) fn request(
         .cloned()
         .unwrap_or_default();
     let img = old_image.get("Config").cloned().unwrap_or(Value::Null);
-    cfg.insert("Image".into(), json!(new_image.reference));
+    cfg.insert("Image".into(), json!(new_image));
+    // Since API 1.44 a MAC is an endpoint's (endpoints.rs carries the
+    // user's there); the container-wide field is deprecated.
+    if !engine.podman && engine.api >= endpoints::MULTI_ENDPOINT_API {
+        cfg.remove("MacAddress");
+    }
     for f in IMAGE_DEFAULTS {
         if cfg.get(*f) == img.get(*f) {
             cfg.remove(*f);
@@ -88,12 +84,11 @@ pub(crate) fn request(
     ) {
         labels.retain(|k, v| il.get(k) != Some(v));
     }
-    // Compose's bookkeeping stays true: the container runs the new image.
-    if let Some(Value::Object(labels)) = cfg.get_mut("Labels") {
-        if labels.contains_key(COMPOSE_PROJECT) {
-            labels.insert(COMPOSE_IMAGE.into(), json!(new_image.id));
-        }
-    }
+    // Compose's labels stay as compose wrote them, com.docker.compose.image
+    // too: v2's `up -d` re-creates a container whose label is not the id of
+    // the image its file names, and the file still names the old one (see
+    // compose.rs), so the new id there would make it start the old image
+    // on the migrated data.
     let mut host = old
         .get("HostConfig")
         .and_then(Value::as_object)
@@ -278,10 +273,7 @@ mod tests {
     use crate::docker::ApiVersion;
     use crate::mounts::classify;
 
-    const NEW: NewImage = NewImage {
-        reference: "app:2",
-        id: "sha256:2222",
-    };
+    const NEW: &str = "app:2";
     const DOCKER_20_10: Engine = Engine {
         api: ApiVersion(1, 41),
         podman: false,
@@ -302,7 +294,7 @@ mod tests {
         });
         let img = json!({"Config": {"Env": ["VERSION=1"], "Cmd": ["run"], "Entrypoint": ["/app"], "Labels": {"from.image": "1"}}});
         let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
-        let r = request(&old, &img, &NEW, &data, DOCKER_20_10);
+        let r = request(&old, &img, NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert_eq!(q["Image"], "app:2");
         assert_eq!(q["Env"], json!(["MINE=x"]));
@@ -327,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn engine_bookkeeping_is_not_copied_and_compose_sees_the_new_image() {
+    fn engine_bookkeeping_is_not_copied_and_compose_labels_stay() {
         let old = json!({
             "Id": "abcdef1234567890",
             "Config": {"Hostname": "abcdef123456", "Image": "app:1",
@@ -338,7 +330,7 @@ mod tests {
             "NetworkSettings": {"Networks": {"bridge": {"Aliases": null, "MacAddress": "02:42:ac:11:00:02"}}}
         });
         let data = classify(&ContainerInspect::from_raw(&old).unwrap(), &[]);
-        let r = request(&old, &json!({}), &NEW, &data, DOCKER_20_10);
+        let r = request(&old, &json!({}), NEW, &data, DOCKER_20_10);
         let q = &r.request;
         assert!(q.get("Hostname").is_none(), "the old id as hostname");
         assert_eq!(
@@ -350,7 +342,7 @@ mod tests {
         assert_eq!(
             q["Labels"],
             json!({"com.docker.compose.project": "p", "com.docker.compose.service": "s",
-                   "com.docker.compose.image": "sha256:2222"})
+                   "com.docker.compose.image": "sha256:1111"})
         );
         assert!(q.get("NetworkingConfig").is_none());
         assert!(r.connect.is_empty() && r.not_carried.is_empty());

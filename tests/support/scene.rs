@@ -3,7 +3,7 @@
 //! container's network attachments as berth must carry them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -15,27 +15,46 @@ use super::engine::Scope;
 use super::fixtures;
 use super::stage;
 
-/// Where `scripts/podman-up` serves Podman's API.
-pub const PODMAN_SOCKET: &str = "/run/berth-podman/podman.sock";
+/// Which Podman the tests use: the host's (Podman 4.3, `scripts/podman-up`)
+/// or, with `BERTH_PODMAN_RELEASE=5`, Podman 5 in its own root filesystem
+/// (`scripts/podman-up --release 5`).
+fn podman_release() -> Option<String> {
+    std::env::var("BERTH_PODMAN_RELEASE")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
+/// Where `scripts/podman-up` serves that Podman's API.
+pub fn podman_socket() -> PathBuf {
+    match podman_release() {
+        None => "/run/berth-podman/podman.sock".into(),
+        Some(r) => format!("/run/berth-podman{r}/podman.sock").into(),
+    }
+}
 
 /// A client for the Podman service, started by `scripts/podman-up` when it
 /// does not answer. No skip: a test that cannot reach it fails.
 pub async fn podman() -> Docker {
-    let sock = Path::new(PODMAN_SOCKET);
-    if let Ok(d) = Docker::connect(sock).await {
+    let sock = podman_socket();
+    if let Ok(d) = Docker::connect(&sock).await {
         return d;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman-up");
-    let status =
-        tokio::task::spawn_blocking(move || Command::new(&script).stdin(Stdio::null()).status())
-            .await
-            .unwrap();
-    if !matches!(&status, Ok(s) if s.success()) {
-        panic!("`scripts/podman-up` failed ({status:?}); these tests need Podman's API on {PODMAN_SOCKET}");
+    let mut script = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/podman-up"));
+    if let Some(r) = podman_release() {
+        script.args(["--release", &r]);
     }
-    Docker::connect(sock)
+    let status = tokio::task::spawn_blocking(move || script.stdin(Stdio::null()).status())
         .await
-        .unwrap_or_else(|e| panic!("Podman on {PODMAN_SOCKET}: {e}"))
+        .unwrap();
+    if !matches!(&status, Ok(s) if s.success()) {
+        panic!(
+            "`scripts/podman-up` failed ({status:?}); these tests need Podman's API on {}",
+            sock.display()
+        );
+    }
+    Docker::connect(&sock)
+        .await
+        .unwrap_or_else(|e| panic!("Podman on {}: {e}", sock.display()))
 }
 
 /// User networks of one test. Declare it after the [`Scope`] in a struct
