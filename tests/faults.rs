@@ -537,7 +537,7 @@ upgrade_matrix! {
         code: 1, failed: &["backup"], said: &["step backup", "version", "nothing for"],
         then: Then::Nothing, upgraded: false,
     }
-    daemon_vanishes_between_verify_and_load {
+    daemon_vanishes_during_the_load {
         good: true,
         fault: |_| (on(Method::POST, r"^/images/load"), Fault::Vanish),
         code: 4, failed: &["load", "rename-back"], said: &["step load", "step rename-back", "rollback incomplete", "berth rollback"],

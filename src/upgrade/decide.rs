@@ -162,10 +162,10 @@ mod tests {
     /// file), each step begin then done.
     const FORWARD: [Step; 11] = [
         Step::TagOld,
+        Step::Load,
         Step::Stop,
         Step::Backup,
         Step::Verify,
-        Step::Load,
         Step::RenameOld,
         Step::CreateNew,
         Step::WriteConfig,

@@ -31,6 +31,11 @@ pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         Ok(json!({ "old_image_id": p.old_image_id }))
     })
     .await?;
+    // The load needs nothing stopped: done while the old version serves, it
+    // is no part of the downtime, and a file the engine refuses changes
+    // nothing.
+    say.step(format!("loading {}", p.image_file.display()));
+    step(j, Step::Load, load(d, p)).await?;
     if p.online_backup {
         backup_and_verify(d, p, j, say, false).await?;
         stop_old(d, p, j, say).await?;
@@ -38,8 +43,6 @@ pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         stop_old(d, p, j, say).await?;
         backup_and_verify(d, p, j, say, p.was_running).await?;
     }
-    say.step(format!("loading {}", p.image_file.display()));
-    step(j, Step::Load, load(d, p)).await?;
     say.step(format!(
         "renaming the old container aside as {}",
         p.aside_name
