@@ -27,25 +27,18 @@ use support::appliance::{self, Appliance, DATA_MDB};
 use support::dockerd::second_engine;
 use support::engine::{engine, Scope};
 use support::fixtures::{self, Fixtures};
+use support::tools::tool_path;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const PLAYBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ansible/upgrade.yml");
 const ANSIBLE_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ansible/ansible.cfg");
-const ANSIBLE_UP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ansible-up");
 
 /// `ansible-playbook` from `scripts/ansible-up` (which installs it when
 /// missing). None (skip) only outside CI.
 fn ansible_playbook() -> Option<PathBuf> {
-    let out = Command::new(ANSIBLE_UP)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
-    let why = match out {
-        Ok(o) if o.status.success() => {
-            return Some(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        }
-        Ok(o) => format!("exited with {}", o.status),
-        Err(e) => e.to_string(),
+    let why = match tool_path("ansible-up", &[]) {
+        Ok(path) => return Some(path),
+        Err(why) => why,
     };
     let msg = format!("scripts/ansible-up: {why}: this test needs ansible-core (python3, PyPI)");
     if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -18,7 +18,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use berth::docker::Docker;
@@ -28,6 +28,7 @@ use support::cli::Run;
 use support::engine::engine;
 use support::fixtures::{self, DATA_PATHS};
 use support::scene::Scene;
+use support::tools::tool_path;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 
@@ -48,22 +49,9 @@ impl Compose {
     /// Compose v2, fetched by `scripts/docker-up --compose-v2` (which
     /// prints its path) when it is not there yet. No skip.
     fn v2() -> Compose {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-up");
-        let out = Command::new(script)
-            .arg("--compose-v2")
-            .stdin(Stdio::null())
-            .output()
-            .expect("scripts/docker-up");
-        assert!(
-            out.status.success(),
-            "`scripts/docker-up --compose-v2` failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8(out.stdout).unwrap();
-        Compose {
-            program: path.lines().last().expect("its path").into(),
-            v2: true,
-        }
+        let program = tool_path("docker-up", &["--compose-v2"])
+            .unwrap_or_else(|why| panic!("`scripts/docker-up --compose-v2`: {why}"));
+        Compose { program, v2: true }
     }
 
     /// v1 names it `PROJECT_SERVICE_1`, v2 `PROJECT-SERVICE-1`.

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use berth::docker::{ApiVersion, Docker};
+use berth::docker::Docker;
+use berth::upgrade::endpoints::Engine;
 use hyper::Method;
 use serde_json::{json, Value};
 use support::appliance::Appliance;
@@ -177,7 +178,7 @@ async fn docker_two_user_networks_survive_upgrade_and_rollback() {
     assert_eq!(nets.len(), 2, "{nets:?}");
     // --dry-run shows by group what is carried, and how each network is:
     // the second one connected after the create below API 1.44.
-    let second = if all_at_create(d) {
+    let second = if Engine::of(d).all_at_create() {
         "at create"
     } else {
         "connected before start"
@@ -221,11 +222,6 @@ async fn docker_two_user_networks_survive_upgrade_and_rollback() {
     upgrade_and_roll_back(&scene, &lw, &fx).await;
 }
 
-/// Whether engine `d` takes every network in the create (API 1.44+).
-fn all_at_create(d: &Docker) -> bool {
-    d.podman().is_none() && d.api() >= ApiVersion(1, 44)
-}
-
 /// Attaching the networks fails (an engine error the proxy injects: the
 /// connect of the second network below API 1.44, the create that carries
 /// both from 1.44): any half-made container is removed, the rollback
@@ -239,7 +235,7 @@ async fn docker_failed_attach_leaves_the_old_container_running() {
     let old = inspect(d, &lw.app).await;
     let before = attachments(&old, false);
     let fake = FakeDaemon::start(d.socket(), &scene.scope.prefix);
-    let attach = if all_at_create(d) {
+    let attach = if Engine::of(d).all_at_create() {
         format!(r"^/containers/create\?name={}$", regex::escape(&lw.app))
     } else {
         r"^/networks/[^/]+/connect$".to_owned()

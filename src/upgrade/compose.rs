@@ -1,10 +1,9 @@
 //! Compose's view of an upgraded container. berth keeps compose's labels
 //! as they were (recreate.rs), but compose re-creates a service from its
-//! file: when the
-//! file (or, unreadable, the image reference the container was made from)
-//! still gives the old image, compose's next re-create would start the old
-//! version on the migrated data. berth cannot edit the file; it says which
-//! line to change.
+//! file: when the file (or, unreadable, the image reference the container
+//! was made from) still gives the old image, compose's next re-create
+//! would start the old version on the migrated data. berth cannot edit the
+//! file; it says which line to change.
 
 use std::collections::BTreeMap;
 

@@ -27,7 +27,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::docker::ApiVersion;
+use crate::docker::{ApiVersion, Docker};
 
 /// The first API version whose create takes more than one endpoint (and a
 /// MAC address per endpoint).
@@ -41,7 +41,17 @@ pub struct Engine {
 }
 
 impl Engine {
-    fn all_at_create(&self) -> bool {
+    /// The engine `d` berth is connected to.
+    pub fn of(d: &Docker) -> Engine {
+        Engine {
+            api: d.api(),
+            podman: d.podman().is_some(),
+        }
+    }
+
+    /// Whether its create takes every endpoint (below 1.44 Docker's takes
+    /// one; the others are connected after it).
+    pub fn all_at_create(&self) -> bool {
         self.podman || self.api >= MULTI_ENDPOINT_API
     }
 }
@@ -152,7 +162,7 @@ enum Role<'a> {
 fn user_mac<'a>(ep: &'a Value, engine: Engine, role: Role<'a>) -> Option<&'a str> {
     let in_use = ep.get("MacAddress").and_then(Value::as_str).unwrap_or("");
     let mac = match role {
-        // Podman 4.3 says nothing of what was set: the MAC in use is kept.
+        // Podman says nothing of what was set: the MAC in use is kept.
         _ if engine.podman => in_use,
         Role::Primary { mac } => mac,
         Role::Other if in_use.starts_with("02:42:") => "",

@@ -154,10 +154,7 @@ pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Resul
     let (settings, hooks) = settings(r, &c)?;
     let targets = backup::targets(&name, &data, &settings.paths)?;
     let config_dest = config_dest(r, &settings, &data)?;
-    let engine = Engine {
-        api: d.api(),
-        podman: d.podman().is_some(),
-    };
+    let engine = Engine::of(d);
     let mut rc = recreate::request(&raw, &old_image, &new_image_ref, &data, engine);
     let users = dependents::of(d, &c).await?;
     if !users.is_empty() && !r.force {

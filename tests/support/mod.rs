@@ -14,3 +14,4 @@ pub mod journal;
 pub mod scene;
 pub mod stage;
 pub mod tmpfs;
+pub mod tools;
