@@ -1,8 +1,8 @@
 //! The new container's networks: every endpoint of the old one, as the
 //! user chose it, not as the engine filled it in.
 //!
-//! What is carried per endpoint: aliases (less the old container's own
-//! short id, which the engine adds by itself), static addresses
+//! What is carried per endpoint: aliases (less the ones the engine adds
+//! by itself: the short id, and on Podman 5 the hostname), static addresses
 //! (IPAMConfig), links, driver options, and a MAC address the user set.
 //! Docker says which MAC the user set only for the primary network
 //! (`Config.MacAddress`; since API 1.44 a mirror of that endpoint's own).
@@ -176,13 +176,7 @@ fn user_mac<'a>(ep: &'a Value, engine: Engine, role: Role<'a>) -> Option<&'a str
 fn endpoint(name: &str, ep: &Value, id: &str, engine: Engine, role: Role) -> (Value, Vec<String>) {
     let mut e = json!({});
     let mut lost = vec![];
-    let aliases: Vec<&Value> = ep
-        .get("Aliases")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|a| !a.as_str().is_some_and(|a| is_own_id(a, id)))
-        .collect();
+    let aliases = user_aliases(ep, id, engine);
     if !aliases.is_empty() {
         e["Aliases"] = json!(aliases);
     }
@@ -215,6 +209,23 @@ fn endpoint(name: &str, ep: &Value, id: &str, engine: Engine, role: Role) -> (Va
         }
     }
     (e, lost)
+}
+
+/// The aliases of endpoint `ep` the user gave. Docker adds the short id
+/// (before API 1.45; DNSNames since). Podman appends what it adds after
+/// the user's: the short id, and from 5.0 the hostname as well, so
+/// everything from the short id on is its own. An alias the user gave
+/// that equals the hostname comes before it and stays; carried blindly,
+/// Podman 5 would list the hostname once more each upgrade.
+fn user_aliases<'a>(ep: &'a Value, id: &str, engine: Engine) -> Vec<&'a Value> {
+    let all = ep.get("Aliases").and_then(Value::as_array);
+    let own = |a: &&Value| a.as_str().is_some_and(|a| is_own_id(a, id));
+    let all = all.into_iter().flatten();
+    if engine.podman {
+        all.take_while(|a| !own(a)).collect()
+    } else {
+        all.filter(|a| !own(a)).collect()
+    }
 }
 
 /// The addresses an endpoint has, as a static IPAMConfig (Podman).
@@ -407,6 +418,27 @@ mod tests {
                 "app-net": {"Aliases": ["x1"], "IPAMConfig": {"IPv4Address": "10.99.7.9"},
                             "MacAddress": "a6:40:aa:31:62:15"}
             })
+        );
+    }
+
+    /// Podman 5.4 as probed: `Hostname: hh`, aliases `["x"]` and `["hh"]`
+    /// in the create list as `[x, <id>, hh]` and `[hh, <id>, hh]`.
+    #[test]
+    fn podman_5_hostname_alias_is_its_own() {
+        for (listed, given) in [
+            (json!(["x", "0123456789ab", "hh"]), json!(["x"])),
+            (json!(["hh", "0123456789ab", "hh"]), json!(["hh"])),
+        ] {
+            let old = json!({"Id": ID, "Config": {"Hostname": "hh"}, "HostConfig": {"NetworkMode": "n"},
+                "NetworkSettings": {"Networks": {"n": {"Aliases": listed}}}});
+            let n = carry(&old, PODMAN);
+            assert_eq!(n.at_create["n"]["Aliases"], given);
+        }
+        let old = json!({"Id": ID, "HostConfig": {"NetworkMode": "n"},
+            "NetworkSettings": {"Networks": {"n": {"Aliases": ["0123456789ab", "hh"]}}}});
+        assert_eq!(
+            Value::Object(carry(&old, PODMAN).at_create),
+            json!({"n": {}})
         );
     }
 
