@@ -2,25 +2,30 @@
 //! made with each: the seam between `pargz` (chunks, threads, one gzip
 //! member) and the compressors.
 //!
-//! Measured on this project's realistic mix (967 MiB: the machine's
-//! executables and libraries plus 20,000 C headers; one thread, 1 MiB
-//! chunks, each its own stream ended by a sync flush; CPU seconds; `just
-//! bench-deflate` repeats it):
+//! Measured on this project's realistic mix (this machine's executables and
+//! libraries plus C headers; one thread, 1 MiB chunks, each its own stream
+//! ended by a sync flush; CPU seconds; `just bench-deflate` repeats it):
+//! 967 MiB on 2026-12-03, then 365 MiB with ISA-L 0 added on 2026-12-06.
 //!
-//! | back end, level | CPU s | size |
-//! |---|---|---|
-//! | zlib-rs 1 | 6.35 | 448.2 MiB |
-//! | zlib-rs 2 | 12.23 | 371.1 MiB |
-//! | zlib-rs 3 | 15.39 | 357.1 MiB |
-//! | zlib-rs 6 | 21.29 | 345.5 MiB |
-//! | ISA-L 1 | 3.04 | 384.5 MiB |
-//! | ISA-L 2 | 3.47 | 379.2 MiB |
-//! | ISA-L 3 | 4.38 | 374.1 MiB |
+//! | back end, level | CPU s (967 MiB) | size | CPU s (365 MiB) | size |
+//! |---|---|---|---|---|
+//! | zlib-rs 1 | 6.35 | 448.2 MiB | 1.26 | 41.7% |
+//! | zlib-rs 2 | 12.23 | 371.1 MiB | 2.35 | 34.3% |
+//! | zlib-rs 3 | 15.39 | 357.1 MiB | 2.90 | 32.7% |
+//! | zlib-rs 6 | 21.29 | 345.5 MiB | 5.00 | 31.4% |
+//! | ISA-L 0 | | | 0.66 | 39.7% |
+//! | ISA-L 1 | 3.04 | 384.5 MiB | 0.70 | 35.5% |
+//! | ISA-L 2 | 3.47 | 379.2 MiB | 0.76 | 35.0% |
+//! | ISA-L 3 | 4.38 | 374.1 MiB | 1.35 | 34.3% |
 //!
-//! So the default is ISA-L 3 (zlib-rs 2's size, 2.8x less CPU), fast is
-//! ISA-L 1 (smaller AND faster than zlib-rs 1), and best stays zlib-rs 9,
-//! which ISA-L has no level for. libdeflate was also tried (previous
-//! session): its whole-buffer API cannot end a run with a sync flush.
+//! So the default is ISA-L 2: within 2% of ISA-L 3's size for 44% less
+//! CPU in the second run (ISA-L 3 is a slower matcher; 1 and 2 differ
+//! only in their hash table). A whole backup of a 967 MiB volume takes
+//! 5.2-5.6 CPU-s at ISA-L 2 against 7.1-8.0 at ISA-L 3, for a 1.4% larger
+//! archive (docs/benchmark.md). Fast is ISA-L 1 (ISA-L 0 is 12% larger for
+//! 6% less CPU), and best stays zlib-rs 9, which ISA-L has no level for.
+//! libdeflate was also tried: its whole-buffer API cannot end a run with a
+//! sync flush.
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
@@ -175,6 +180,7 @@ mod tests {
         let data = machine_bytes(&["/usr/include"], 3 << 20);
         for m in [
             Method::Igzip(1),
+            Method::Igzip(2),
             Method::Igzip(3),
             Method::Zlib(2),
             Method::Zlib(9),
@@ -213,6 +219,7 @@ mod tests {
             Method::Zlib(2),
             Method::Zlib(3),
             Method::Zlib(6),
+            Method::Igzip(0),
             Method::Igzip(1),
             Method::Igzip(2),
             Method::Igzip(3),
