@@ -64,7 +64,8 @@ demo: docker-up
 # Backup/verify/restore benchmark on two data mixes (synthetic, realistic):
 # ratios against docker cp and the gzip -1 pipeline measured in the same run,
 # index size, peak RSS, CPU per thread. BENCH_MIX, BENCH_RUNS, ...: see the script.
-bench: docker-up
+bench:
+    scripts/dev setup bench
     cargo build -q --release -p berth
     scripts/bench.py
 

@@ -18,6 +18,15 @@ writer thread with the tar's sha256, the scan thread, the HTTP runtime) and
 dockerd's CPU in the same interval (from /proc/PID/task/*/stat). dockerd is
 shared with whatever else runs on the engine: its figure is an upper bound.
 
+Peers (issue 27), on the realistic mix: `docker cp` to /dev/null, berth's
+default and fast backups, the zstd -1 -T0, igzip -1 -T2 and pigz -1
+pipelines (each `| tee FILE | sha256sum`) and restic backing up the
+volume's directory into a fresh repository, each with its wall time, CPU
+(the whole pipeline's) and dockerd's CPU meanwhile (docker-tar included).
+Targets: berth <= 4 CPU-s per GiB of tar, dockerd's CPU for berth within
+10% of its CPU for `docker cp`, the backup ahead of every peer. `just
+bench` installs the peers (Debian's zstd, isal, pigz, restic).
+
 Encryption (issue 14): per mix, a default backup with `--encrypt-to` next
 to one without, alternated run by run, and `verify --deep` and `restore`
 of the encrypted backup (with `--identity`) next to those of the plain one;
@@ -83,6 +92,97 @@ def paired(cmd_a, cmd_b, setup=None):
             dt, out[cmd] = timed(cmd)
             times.append(dt)
     return statistics.median(ta), statistics.median(tb), out[cmd_a], out[cmd_b]
+
+
+def dockerd_cpu():
+    """dockerd's CPU seconds so far, with its reaped children (the
+    docker-tar process that writes each archive stream)."""
+    pid = dockerd_pid()
+    if pid is None:
+        return 0.0
+    f = open(f"/proc/{pid}/stat").read()
+    f = f[f.rindex(")") + 2 :].split()
+    return sum(int(x) for x in f[11:15]) / TICK
+
+
+def costed(cmd, setup=None):
+    """Medians over RUNS of one command's wall seconds, its CPU seconds
+    (user + sys of it and every process it waited for: all of a shell
+    pipeline) and dockerd's CPU meanwhile; and the peak RSS (MiB, VmHWM
+    sampled every 20 ms) of the process itself: run a lone command as
+    `exec CMD` so that it is that process (a pipeline's is its shell's)."""
+    walls, cpus, dockerds, rss = [], [], [], 0
+    for _ in range(RUNS):
+        if setup:
+            setup()
+        d0, t = dockerd_cpu(), time.monotonic()
+        p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            rss = max(rss, peak_rss(p.pid) / 1024)
+            time.sleep(0.02)
+        walls.append(time.monotonic() - t)
+        dockerds.append(dockerd_cpu() - d0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"bench: {cmd!r} failed: {p.stderr.read().decode()[-500:]}")
+        cpus.append(ru.ru_utime + ru.ru_stime)
+    return statistics.median(walls), statistics.median(cpus), statistics.median(dockerds), rss
+
+
+def peers(tmp, out, clean_out, raw):
+    """What an operator would use instead, and dockerd's work for berth
+    against its work for `docker cp`, all in this run: prints a table and
+    returns the rows for the summary. Each tool is Debian's own package
+    (`scripts/dev setup bench` installs them)."""
+    src = f"docker cp {NAME}:/data -"
+    mount = subprocess.run(
+        ["docker", "inspect", "-f", '{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}', NAME],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    repo = os.path.join(tmp, "restic")
+
+    def fresh_repo():
+        # A new repository each run: a second backup into the same one
+        # would only find every chunk already stored.
+        shutil.rmtree(repo, ignore_errors=True)
+        sh(f"restic init --repo {repo} >/dev/null")
+
+    os.environ["RESTIC_PASSWORD"] = "berth-bench"
+    rows = [
+        ("docker cp C:/data - > /dev/null", costed(f"exec {src} > /dev/null")),
+        ("berth backup (default level)", costed(f"exec {BERTH} backup {NAME} --out {out}", setup=clean_out)),
+        ("berth backup --compression fast", costed(f"exec {BERTH} backup {NAME} --compression fast --out {out}", setup=clean_out)),
+        ("docker cp | zstd -1 -T0 | tee | sha256sum", costed(f"{src} | zstd -q -1 -T0 | tee {tmp}/peer.zst | sha256sum > /dev/null")),
+        ("docker cp | igzip -1 -T2 | tee | sha256sum", costed(f"{src} | igzip -1 -T2 -c | tee {tmp}/peer.gz | sha256sum > /dev/null")),
+        ("docker cp | pigz -1 | tee | sha256sum", costed(f"{src} | pigz -1 | tee {tmp}/peer.gz | sha256sum > /dev/null")),
+        (f"restic {restic_version()} backup of the volume's directory", costed(f"exec restic --repo {repo} backup -q {mount}", setup=fresh_repo)),
+    ]
+    for f in ("peer.zst", "peer.gz"):
+        if os.path.exists(f"{tmp}/{f}"):
+            os.remove(f"{tmp}/{f}")
+    shutil.rmtree(repo, ignore_errors=True)
+    clean_out()
+    print(f"\n  peers and dockerd ({RUNS} runs each, medians; CPU is the command's and every process it waited for;")
+    print("  RSS is a lone command's peak, a pipeline's shell's):")
+    print(f"    {'what':<52} {'wall s':>7} {'CPU s':>7} {'dockerd':>8} {'RSS MiB':>8}")
+    for name, (w, c, d, r) in rows:
+        shown = "-" if "|" in name else f"{r:.1f}"
+        print(f"    {name:<52} {w:7.2f} {c:7.2f} {d:8.2f} {shown:>8}")
+    cp, berth = rows[0][1], rows[1][1]
+    per_gib = berth[1] / (raw / 2**30)
+    best_peer = min(w for _, (w, _, _, _) in rows[3:])
+    return [
+        ("berth CPU-s per GiB of tar (<= 4)", per_gib, per_gib <= 4),
+        ("dockerd CPU for berth / for docker cp (<= 1.10)", berth[2] / cp[2], berth[2] / cp[2] <= 1.10),
+        ("backup wall / fastest peer's (< 1)", berth[0] / best_peer, berth[0] < best_peer),
+    ]
+
+
+def restic_version():
+    out = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout.split()
+    return out[1] if len(out) > 1 else "?"
 
 
 # ------------------------------------------------------------ an age key
@@ -367,6 +467,8 @@ def run_mix(tmp, mix):
     rs, _ = median(f"{BERTH} restore {bdir} --json > /dev/null")
     rows += [("berth verify", v), ("berth verify --deep", vd), ("docker cp - C:/ < data.tar", up), ("berth restore (deep check, upload, read-back)", rs)]
     sealed = encryption_cost(tmp, out, bdir, clean_out)
+    # The issue-27 rows: on the realistic mix only (the one its targets name).
+    against = peers(tmp, out, clean_out, raw) if mix == "realistic" else []
     pdir = os.path.join(tmp, "profile")
     shutil.rmtree(pdir, ignore_errors=True)
     # One more default backup: its peak RSS and where its CPU goes.
@@ -390,7 +492,7 @@ def run_mix(tmp, mix):
     with open("/proc/loadavg") as f:
         print(f"  load average at the end: {f.read().split()[0]}")
     d = results.get("default", min(results.values()))
-    return sealed + [
+    return sealed + against + [
         ("backup vs gzip -1 pipeline (speedup, >= 4)", gz / d, gz / d >= 4),
         ("backup vs plain docker cp (ratio, <= 1.25)", d / cp, d / cp <= 1.25),
         ("backup peak RSS MiB (<= 32)", rss_kib / 1024, rss_kib / 1024 <= 32),

@@ -21,6 +21,7 @@ berth_probe() {
     gcc) command -v cc ;;
     libtool) command -v libtoolize ;;
     docker.io) command -v dockerd ;;
+    isal) command -v igzip ;;
     busybox-static) [ -x /bin/busybox ] && echo /bin/busybox ;;
     python3-venv) /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null && echo venv ;;
     *) command -v "$1" ;;
