@@ -14,7 +14,7 @@ plain `docker cp` and >= 4x faster than `docker cp | gzip -1 | tee | sha256sum`;
 peak RSS <= 32 MiB; verify >= 1 GB/s; restore (deep check, upload,
 read-back) <= 2x `docker cp` uploading the same tar. Each backup also
 reports where the CPU went, per thread (berth's deflate workers, the gzip
-writer thread with the tar's sha256, the scan thread, the HTTP runtime) and
+writer thread with the file's sha256, the scan thread, the HTTP runtime) and
 dockerd's CPU in the same interval (from /proc/PID/task/*/stat). dockerd is
 shared with whatever else runs on the engine: its figure is an upper bound.
 

@@ -274,14 +274,16 @@ fn reseal(dir: &Path) {
     fs::write(dir.join("SHA256SUMS"), sums).unwrap();
 }
 
-/// The backup rewritten as an older berth wrote it: the archive as one gzip
-/// member per MiB of tar, the index as plain text named `<slug>.index`,
-/// the manifest without `index_bytes`.
+/// The backup rewritten as an older berth wrote it: schema 1, the archive
+/// as one gzip member per MiB of tar, the tar's sha256 in the manifest, the
+/// index as plain text named `<slug>.index`, no `index_bytes`.
 fn to_old_format(dir: &Path) {
     let mut m = manifest(dir);
+    m["schema"] = json!(1);
     let p = &mut m["paths"][0];
     let archive = dir.join(p["archive"].as_str().unwrap());
     let tar = gunzip(&fs::read(&archive).unwrap());
+    p["tar_sha256"] = json!(sha256_hex(&tar));
     let mut z = vec![];
     for chunk in tar.chunks(1 << 20) {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(2));
@@ -367,6 +369,36 @@ async fn standard_tools_read_a_fresh_backup_and_old_backups_still_restore() {
         &berth(&["verify", old.to_str().unwrap(), "--deep"]),
         "verify --deep (old format)",
     );
+    // Its tar_sha256 is still checked; without one it is no schema 1.
+    for (case, value, why) in [
+        (
+            "wrong-tar-sha",
+            json!("0".repeat(64)),
+            "the tar inside differs",
+        ),
+        ("no-tar-sha", Value::Null, "without tar_sha256"),
+    ] {
+        let bad = s.dir(case).join("backup");
+        copy_dir(&old, &bad);
+        let mut m = manifest(&bad);
+        let p = m["paths"][0].as_object_mut().unwrap();
+        match value {
+            Value::Null => p.remove("tar_sha256"),
+            v => p.insert("tar_sha256".into(), v),
+        };
+        fs::write(
+            bad.join("manifest.json"),
+            serde_json::to_vec_pretty(&m).unwrap(),
+        )
+        .unwrap();
+        reseal(&bad);
+        let out = berth(&["verify", bad.to_str().unwrap(), "--deep"]);
+        assert_eq!(out.status.code(), Some(5), "{case}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{case}: {out:?}"
+        );
+    }
     // Change the volume, then restore the old-format backup over it.
     let mut b = tar::Builder::new(Vec::new());
     add_file(&mut b, "data/log.txt", b"overwritten\n");

@@ -447,11 +447,11 @@ async fn hostile_backups_are_refused_before_anything_is_written() {
     for (case, tar, why) in &tars {
         cases.push((case, hostile(&t, case, Some(tar), |_, _| {}), why));
     }
-    let dir = hostile(&t, "schema-3", None, |m, _| m["schema"] = json!(3));
+    let dir = hostile(&t, "schema-4", None, |m, _| m["schema"] = json!(4));
     cases.push((
-        "schema-3",
+        "schema-4",
         dir,
-        "backup format 3 is newer than this berth understands (2); use a newer berth",
+        "backup format 4 is newer than this berth understands (3); use a newer berth",
     ));
     let dir = hostile(&t, "path-dotdot", None, |m, _| {
         m["paths"][0]["path"] = json!("/data/../etc")

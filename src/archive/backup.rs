@@ -294,7 +294,7 @@ async fn fill_dir(
         recipients: o.encrypt_to.clone(),
     });
     let m = Manifest {
-        schema: manifest::schema_for(encryption.is_some()),
+        schema: manifest::SCHEMA,
         berth_version: env!("CARGO_PKG_VERSION").into(),
         created: clock::rfc3339(clock::now_unix()),
         engine: manifest::Engine {
@@ -429,9 +429,9 @@ pub fn stream_to_files(
     let ipath = dir.join(&index);
     let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
-    // hashes the tar (its chunks, in order), seals and hashes the file.
+    // counts the tar, seals and hashes the file.
     let sealed = SealWriter::new(HashWriter::new(file), encrypt_to)?;
-    let mut gz = ParGzWriter::hashing(sealed, method, 0);
+    let mut gz = ParGzWriter::new(sealed, method, 0);
     // The index is gzipped on a thread of its own, off the scan thread: the
     // scan thread only copies each line into a buffer.
     let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
@@ -439,7 +439,7 @@ pub fn stream_to_files(
     let mut idx = ParGzWriter::new(isealed, INDEX_METHOD, 1);
     let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
     let writing = || format!("writing {}", apath.display());
-    let (file, tar_sha256, tar_bytes) = gz.finish_hashed().map_err(|e| e.context(writing()))?;
+    let (file, tar_bytes) = gz.finish_sized().map_err(|e| e.context(writing()))?;
     let (sha256, bytes) = sync_hashed(file).ctx(writing())?;
     let iwriting = || format!("writing {}", ipath.display());
     let ifile = idx.finish().map_err(|e| e.context(iwriting()))?;
@@ -451,7 +451,7 @@ pub fn stream_to_files(
         index,
         sha256,
         bytes,
-        tar_sha256,
+        tar_sha256: None,
         tar_bytes,
         index_sha256,
         index_bytes,

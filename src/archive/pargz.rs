@@ -33,10 +33,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use flate2::Crc;
-use sha2::{Digest, Sha256};
 
 use super::deflate::{Deflater, Method};
-use super::hashio::to_hex;
 use crate::error::{Error, Result};
 
 /// Uncompressed bytes per chunk (one job of a worker).
@@ -82,16 +80,15 @@ impl Spare {
 }
 
 /// What the writer thread gives back: the inner writer and, when asked
-/// for, the sha256 and size of the uncompressed input.
-type Written<W> = (W, Option<(String, u64)>);
+/// for, the size of the uncompressed input.
+type Written<W> = (W, u64);
 
 /// A `Write` that gzips on `threads` worker threads into `inner`.
 ///
 /// Call [`ParGzWriter::finish`] at the end: it compresses the last chunk,
 /// waits for everything to be written and gives `inner` back (or the first
-/// error). Made with [`ParGzWriter::hashing`], the writer thread also hashes
-/// the uncompressed chunks in order (for [`ParGzWriter::finish_hashed`]), so
-/// that the thread feeding the writer does not have to. `flush` does not cut
+/// error), or with [`ParGzWriter::finish_sized`] also the size of the
+/// input. `flush` does not cut
 /// a chunk (that would cost compression); it only reports an error that
 /// already happened. Dropping the writer without `finish` abandons the last
 /// partial chunk and leaves the output without its end.
@@ -110,16 +107,6 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
     /// threads compressing (0: `std::thread::available_parallelism`); one
     /// more thread writes to `inner`.
     pub fn new(inner: W, method: Method, threads: usize) -> Self {
-        Self::make(inner, method, threads, false)
-    }
-
-    /// Like [`ParGzWriter::new`]; the writer thread also computes the sha256
-    /// of the uncompressed input, which [`ParGzWriter::finish_hashed`] returns.
-    pub fn hashing(inner: W, method: Method, threads: usize) -> Self {
-        Self::make(inner, method, threads, true)
-    }
-
-    fn make(inner: W, method: Method, threads: usize, hash_input: bool) -> Self {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -150,7 +137,7 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
             .name("berth-gzip-writer".into())
             .spawn({
                 let spare = Arc::clone(&spare);
-                move || write_member(inner, order_rx, method, hash_input, &spare)
+                move || write_member(inner, order_rx, method, &spare)
             })
             .expect("spawning the gzip writer thread");
         ParGzWriter {
@@ -221,13 +208,9 @@ impl<W: Write + Send + 'static> ParGzWriter<W> {
         self.finish_all().map(|(w, _)| w)
     }
 
-    /// [`ParGzWriter::finish`], and the lowercase hex sha256 and the size of
-    /// the uncompressed input. Only for a writer made with
-    /// [`ParGzWriter::hashing`].
-    pub(crate) fn finish_hashed(self) -> Result<(W, String, u64)> {
-        let (w, hash) = self.finish_all()?;
-        let (sha, n) = hash.expect("a ParGzWriter made with ParGzWriter::hashing");
-        Ok((w, sha, n))
+    /// [`ParGzWriter::finish`], and the size of the uncompressed input.
+    pub(crate) fn finish_sized(self) -> Result<(W, u64)> {
+        self.finish_all()
     }
 
     fn finish_all(mut self) -> Result<Written<W>> {
@@ -310,21 +293,16 @@ fn write_member<W: Write>(
     mut inner: W,
     order: mpsc::Receiver<mpsc::Receiver<Done>>,
     method: Method,
-    hash_input: bool,
     spare: &Spare,
 ) -> Result<Written<W>> {
     let writing = |e: io::Error| Error::from(e).context("writing the compressed archive");
     inner.write_all(&gzip_header(method)).map_err(writing)?;
-    let mut sha = hash_input.then(Sha256::new);
     let mut crc = Crc::new();
     let mut size = 0u64;
     for done in order {
         let done = done
             .recv()
             .map_err(|_| Error::failed("a gzip worker thread died"))?;
-        if let Some(h) = sha.as_mut() {
-            h.update(&done.data);
-        }
         crc.combine(&done.crc);
         size += done.data.len() as u64;
         spare.give(&spare.chunks, done.data);
@@ -338,7 +316,7 @@ fn write_member<W: Write>(
         .write_all(&(size as u32).to_le_bytes())
         .map_err(writing)?;
     inner.flush().map_err(writing)?;
-    Ok((inner, sha.map(|h| (to_hex(&h.finalize()), size))))
+    Ok((inner, size))
 }
 
 /// Bytes judged compressible or not as one unit (see [`incompressible`]).
@@ -549,8 +527,10 @@ fn repeats(b: &[u8], seen: &mut [u32; SEEN]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::archive::hashio::to_hex;
     use flate2::read::MultiGzDecoder;
     use flate2::{Compress, Compression, FlushCompress};
+    use sha2::{Digest, Sha256};
     use std::io::Read;
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -738,15 +718,15 @@ mod tests {
     }
 
     #[test]
-    fn hashing_gives_the_sha256_of_the_input() {
+    fn finish_sized_gives_the_size_of_the_input() {
         for len in [0, 1000, CHUNK_SIZE, 2 * CHUNK_SIZE + 5] {
             let data = sample(len, 4);
-            let mut w = ParGzWriter::hashing(Vec::new(), Method::Zlib(1), 2);
+            let mut w = ParGzWriter::new(Vec::new(), Method::Zlib(1), 2);
             for p in data.chunks(100_000) {
                 w.write_all(p).unwrap();
             }
-            let (z, sha, n) = w.finish_hashed().unwrap();
-            assert_eq!((sha, n), (to_hex(&Sha256::digest(&data)), len as u64));
+            let (z, n) = w.finish_sized().unwrap();
+            assert_eq!(n, len as u64);
             assert_eq!(gunzip(&z), data);
         }
     }

@@ -145,6 +145,11 @@ impl<R: Read> Bounded<R> {
             limit,
         }
     }
+
+    /// Bytes read through it so far.
+    pub fn count(&self) -> u64 {
+        self.limit - self.left
+    }
 }
 
 impl<R: Read> Read for Bounded<R> {

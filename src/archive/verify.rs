@@ -270,24 +270,28 @@ pub fn check_keys(dir: &Path, m: &Manifest, keys: &Keys) -> Result<()> {
 /// its root and it may not inflate past the declared `tar_bytes`.
 fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter, keys: &Keys) -> Result<()> {
     let plain = open_plain(dir, &p.archive, keys, |r| meter.reader(r))?;
-    let gz = MultiGzDecoder::new(plain);
-    let mut tar = HashReader::new(Bounded::new(gz, p.tar_bytes));
-    let mut confined = Confined::new(&p.path);
-    let mut found: Vec<IndexEntry> = vec![];
-    scan(&mut tar, io::sink(), &[], |e| {
-        confined.check(e)?;
-        found.push(e.clone());
-        Ok(())
-    })
-    .map_err(|e| match e.kind {
-        Kind::Interrupted => e,
-        _ => Error::integrity(format!("{}: {}", p.archive, e.msg)),
-    })?;
-    let (_, sha, n) = tar.finish();
+    let tar = Bounded::new(MultiGzDecoder::new(plain), p.tar_bytes);
+    // The tar's own sha256 only where the manifest has one (schemas 1, 2).
+    let (found, n, sha) = match &p.tar_sha256 {
+        Some(_) => {
+            let mut tar = HashReader::new(tar);
+            let found = index_archive(&mut tar, p)?;
+            let (_, sha, n) = tar.finish();
+            (found, n, Some(sha))
+        }
+        None => {
+            let mut tar = tar;
+            let found = index_archive(&mut tar, p)?;
+            (found, tar.count(), None)
+        }
+    };
     if sha != p.tar_sha256 || n != p.tar_bytes {
         return Err(Error::integrity(format!(
-            "{}: the tar inside differs from the one backed up ({n} bytes, sha256 {sha}; expected {} bytes, {})",
-            p.archive, p.tar_bytes, p.tar_sha256
+            "{}: the tar inside differs from the one backed up ({n} bytes, sha256 {}; expected {} bytes, {})",
+            p.archive,
+            sha.as_deref().unwrap_or("not computed"),
+            p.tar_bytes,
+            p.tar_sha256.as_deref().unwrap_or("no sha256 in the manifest")
         )));
     }
     let stored = read_stored_index(dir, p, keys)
@@ -303,6 +307,22 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter, keys: &Keys) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// Every entry of an untrusted tar, each confined to the path's root.
+fn index_archive(tar: &mut impl Read, p: &PathEntry) -> Result<Vec<IndexEntry>> {
+    let mut confined = Confined::new(&p.path);
+    let mut found: Vec<IndexEntry> = vec![];
+    scan(tar, io::sink(), &[], |e| {
+        confined.check(e)?;
+        found.push(e.clone());
+        Ok(())
+    })
+    .map_err(|e| match e.kind {
+        Kind::Interrupted => e,
+        _ => Error::integrity(format!("{}: {}", p.archive, e.msg)),
+    })?;
+    Ok(found)
 }
 
 /// The stored index of a path (gzipped, or plain in older backups), read
