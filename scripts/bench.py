@@ -105,29 +105,45 @@ def dockerd_cpu():
     return sum(int(x) for x in f[11:15]) / TICK
 
 
+def sampled(cmd, every, on_tick):
+    """Runs `cmd` in a shell, calling `on_tick(pid)` every `every` seconds
+    until it exits; exits the bench when it fails. Returns its wall seconds
+    and its rusage (its own and that of every process it waited for)."""
+    t = time.monotonic()
+    p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        on_tick(p.pid)
+        time.sleep(every)
+    dt = time.monotonic() - t
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"bench: {cmd!r} failed ({code}): {p.stderr.read().decode()[-500:]}")
+    return dt, ru
+
+
 def costed(cmd, setup=None):
     """Medians over RUNS of one command's wall seconds, its CPU seconds
     (user + sys of it and every process it waited for: all of a shell
     pipeline) and dockerd's CPU meanwhile; and the peak RSS (MiB, VmHWM
     sampled every 20 ms) of the process itself: run a lone command as
     `exec CMD` so that it is that process (a pipeline's is its shell's)."""
-    walls, cpus, dockerds, rss = [], [], [], 0
+    walls, cpus, dockerds, hwm = [], [], [], [0]
+
+    def tick(pid):
+        hwm[0] = max(hwm[0], peak_rss(pid))
+
     for _ in range(RUNS):
         if setup:
             setup()
-        d0, t = dockerd_cpu(), time.monotonic()
-        p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        while True:
-            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            rss = max(rss, peak_rss(p.pid) / 1024)
-            time.sleep(0.02)
-        walls.append(time.monotonic() - t)
+        d0 = dockerd_cpu()
+        dt, ru = sampled(cmd, 0.02, tick)
+        walls.append(dt)
         dockerds.append(dockerd_cpu() - d0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"bench: {cmd!r} failed: {p.stderr.read().decode()[-500:]}")
         cpus.append(ru.ru_utime + ru.ru_stime)
+    rss = hwm[0] / 1024
     return statistics.median(walls), statistics.median(cpus), statistics.median(dockerds), rss
 
 
@@ -334,21 +350,15 @@ def profile(cmd):
     thread group, dockerd CPU seconds meanwhile, berth's peak RSS in KiB)."""
     dpid = dockerd_pid()
     d0 = sum(s for _, s in cpu_of(dpid).values()) if dpid else 0.0
-    t = time.monotonic()
-    p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen, helpers, hwm = {}, {}, 0
-    while True:
-        pid, status, _ = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        seen.update(cpu_of(p.pid))
+    seen, helpers, hwm = {}, {}, [0]
+
+    def tick(pid):
+        seen.update(cpu_of(pid))
         helpers.update(docker_tar())
-        hwm = max(hwm, peak_rss(p.pid))
-        time.sleep(0.05)
-    dt = time.monotonic() - t
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"bench: {cmd!r} failed ({p.returncode})")
+        hwm[0] = max(hwm[0], peak_rss(pid))
+
+    dt, _ = sampled(cmd, 0.05, tick)
+    hwm = hwm[0]
     d1 = sum(s for _, s in cpu_of(dpid).values()) if dpid else 0.0
     threads = by_name(seen)
     # dockerd writes the tar stream in a child process (re-executed as

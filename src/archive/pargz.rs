@@ -79,8 +79,8 @@ impl Spare {
     }
 }
 
-/// What the writer thread gives back: the inner writer and, when asked
-/// for, the size of the uncompressed input.
+/// What the writer thread gives back: the inner writer and the size of the
+/// uncompressed input.
 type Written<W> = (W, u64);
 
 /// A `Write` that gzips on `threads` worker threads into `inner`.
@@ -88,9 +88,8 @@ type Written<W> = (W, u64);
 /// Call [`ParGzWriter::finish`] at the end: it compresses the last chunk,
 /// waits for everything to be written and gives `inner` back (or the first
 /// error), or with [`ParGzWriter::finish_sized`] also the size of the
-/// input. `flush` does not cut
-/// a chunk (that would cost compression); it only reports an error that
-/// already happened. Dropping the writer without `finish` abandons the last
+/// input. `flush` does not cut a chunk (that would cost compression); it
+/// only reports an error that already happened. Dropping the writer without `finish` abandons the last
 /// partial chunk and leaves the output without its end.
 pub(crate) struct ParGzWriter<W: Write + Send + 'static> {
     buf: Vec<u8>,
