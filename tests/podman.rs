@@ -185,6 +185,7 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     assert_eq!(r.status.code(), Some(0), "{}", show(&r));
     let s = json_of(&r);
     assert_eq!(s["outcome"], "upgraded", "{s}");
+    assert!(s["downtime_s"].as_f64().is_some_and(|t| t > 0.0), "{s}");
     let new = inspect(d, &lw.app).await;
     assert_eq!(new["Image"], fx.good.id.as_str());
     assert!(running(&new), "{}", new["State"]);
@@ -204,6 +205,13 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     assert_eq!(old["Id"], new["Id"], "not the 6.7.0 container");
     assert_eq!(old["Image"], fx.good.id.as_str());
     assert!(running(&old), "{}", old["State"]);
+    // Down from the stop of the 6.7.0 container to its start again.
+    let down = s["downtime_s"].as_f64().expect("the rollback's downtime");
+    let engine = support::engine::engine_downtime(&old, &old);
+    assert!(
+        (down - engine).abs() < 1e-6,
+        "{down} s, the engine's {engine} s"
+    );
     assert_same(&before, &indexes(d, &lw.app).await, "after the rollback");
     assert_eq!(lw.data_mdb(d).await.unwrap(), mdb);
     assert_eq!(lw.installed_version(d).await.as_deref(), Some("6.7.0"));

@@ -489,6 +489,11 @@ async fn good_upgrade(test: &str, keep_old: bool) {
     assert_eq!(s["old_image"], lw.image.as_str());
     assert_eq!(s["new_image"], fixtures::GOOD);
     assert_eq!(s["verdict"]["verdict"], "success", "{s}");
+    // The downtime: from the old container's stop to the new one's start.
+    let down = s["downtime_s"]
+        .as_f64()
+        .expect("a running container's downtime");
+    assert!(down > 0.0 && down < s["seconds"].as_f64().unwrap(), "{s}");
     let run = lw.run_dir();
     assert_eq!(s["run_dir"], run.to_str().unwrap());
     assert_eq!(journal_outcome(&run).as_deref(), Some("upgraded"));
@@ -609,6 +614,11 @@ async fn good_upgrade(test: &str, keep_old: bool) {
         assert!(!running(&c), "the old container runs: {}", c["State"]);
         assert_eq!(c["Image"], lw.fx.old.id.as_str());
         assert_eq!(aside.len(), 1);
+        let engine = support::engine::engine_downtime(&c, &new);
+        assert!(
+            (down - engine).abs() < 1e-6,
+            "{down} s, the engine's {engine} s"
+        );
     } else {
         assert!(gone.is_none(), "the old container was not removed");
         assert!(aside.is_empty());
@@ -675,6 +685,14 @@ async fn broken_upgrade_rolls_back_image_and_data_exactly() {
     );
     let run = lw.run_dir();
     assert_rolled_back(&lw, &before, "broken upgrade").await;
+    // Down from the old container's stop to its start again.
+    let old = lw.inspect(&lw.app_id).await.expect("the old container");
+    let engine = support::engine::engine_downtime(&old, &old);
+    let down = s["downtime_s"].as_f64().expect("the rollback's downtime");
+    assert!(
+        (down - engine).abs() < 1e-6,
+        "{down} s, the engine's {engine} s"
+    );
     // The sim's damage is undone.
     assert_eq!(lw.read(DATA_MDB).await.unwrap(), before.data_mdb);
     assert!(

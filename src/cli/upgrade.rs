@@ -176,11 +176,12 @@ fn render(s: &Summary) -> String {
     match (&s.outcome, &s.plan) {
         (None, Some(p)) => upgrade::render_plan(p),
         (Some(Outcome::Upgraded), _) => format!(
-            "upgraded {}: {} -> {} in {:.1}s\nbackup: {}\n",
+            "upgraded {}: {} -> {} in {:.1}s{}\nbackup: {}\n",
             s.container,
             s.old_image,
             s.new_image,
             s.seconds,
+            down(s),
             s.backup_dir.display()
         ),
         (Some(Outcome::RolledBack), _) => {
@@ -191,11 +192,12 @@ fn render(s: &Summary) -> String {
             };
             format!(
                 "upgrade of {} FAILED: {cause}\n\
-                 rolled back: {} {state} {} with its data restored and verified equal to the backup\n\
+                 rolled back: {} {state} {} with its data restored and verified equal to the backup{}\n\
                  backup and logs: {}\n",
                 s.container,
                 s.container,
                 s.old_image,
+                down(s),
                 s.run_dir.display()
             )
         }
@@ -205,6 +207,13 @@ fn render(s: &Summary) -> String {
         ),
         (None, None) => String::new(),
     }
+}
+
+/// " (down 2.0s)": from the old container's stop to the serving one's start.
+fn down(s: &Summary) -> String {
+    s.downtime_s
+        .map(|d| format!(" (down {d:.1}s)"))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -223,6 +232,7 @@ mod tests {
             verdict: None,
             cause: Some("Upgrade failed.".into()),
             seconds: 12.34,
+            downtime_s: Some(1.96),
             warnings: vec![],
             plan: None,
         }
@@ -233,10 +243,11 @@ mod tests {
         let up = summary(Some(Outcome::Upgraded), true);
         assert_eq!(
             render(&up),
-            "upgraded lw: sts:6.6.0 -> sts:6.8.0 in 12.3s\nbackup: /r/lw-1-upgrade/backup\n"
+            "upgraded lw: sts:6.6.0 -> sts:6.8.0 in 12.3s (down 2.0s)\nbackup: /r/lw-1-upgrade/backup\n"
         );
         assert_eq!(up.exit_status(), ExitStatus::Success);
-        let back = summary(Some(Outcome::RolledBack), false);
+        let mut back = summary(Some(Outcome::RolledBack), false);
+        back.downtime_s = None;
         assert_eq!(
             render(&back),
             "upgrade of lw FAILED: Upgrade failed.\n\
@@ -244,6 +255,11 @@ mod tests {
              backup and logs: /r/lw-1-upgrade\n"
         );
         assert_eq!(back.exit_status().code(), 3);
+        let mut running = summary(Some(Outcome::RolledBack), true);
+        running.downtime_s = Some(31.04);
+        assert!(render(&running).contains(
+            "rolled back: lw runs sts:6.6.0 with its data restored and verified equal to the backup (down 31.0s)\n"
+        ));
         let aborted = summary(Some(Outcome::Aborted), true);
         assert_eq!(
             render(&aborted),

@@ -94,7 +94,8 @@ pub(crate) async fn rollback(
                 Outcome::Aborted
             };
             j.finish(outcome, json!({ "cause": cause }))?;
-            let s = Summary::new(p, Some(outcome), verdict, cause, t0);
+            let mut s = Summary::new(p, Some(outcome), verdict, cause, t0);
+            s.downtime_s = super::downtime::measure(d, p, j, &p.container_id).await;
             Ok(ended(p, s))
         }
         // The old container is gone: `undo` said exactly what it did.
@@ -118,6 +119,12 @@ pub(crate) async fn finish(
     t0: Instant,
 ) -> Result<Summary> {
     say.step(format!("the new version is up: {why}"));
+    // Before the old container can go: its stop time is on it.
+    let new_id = undo::new_container(d, p, &j.events).await.ok().flatten();
+    let downtime = match &new_id {
+        Some(id) => super::downtime::measure(d, p, j, id).await,
+        None => None,
+    };
     let wrote = wrote_config(j);
     let r = step(j, Step::Finish, async move {
         remove_config_if(p, wrote)?;
@@ -142,13 +149,14 @@ pub(crate) async fn finish(
         ));
     }
     j.finish(Outcome::Upgraded, json!({ "why": why }))?;
-    let s = Summary::new(
+    let mut s = Summary::new(
         p,
         Some(Outcome::Upgraded),
         Some(Verdict::Success(why)),
         None,
         t0,
     );
+    s.downtime_s = downtime;
     Ok(ended(p, s))
 }
 

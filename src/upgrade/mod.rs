@@ -10,6 +10,7 @@ pub mod compose;
 pub(crate) mod configfile;
 pub(crate) mod decide;
 pub(crate) mod dependents;
+pub(crate) mod downtime;
 pub mod endpoints;
 pub mod env;
 pub mod flow;
@@ -67,6 +68,9 @@ pub struct Summary {
     /// Why the upgrade failed, when it did.
     pub cause: Option<String>,
     pub seconds: f64,
+    /// From the old container's stop to the start of the one that serves
+    /// now, as the engine recorded them; None when the run stopped nothing.
+    pub downtime_s: Option<f64>,
     /// What the user should know and change (compose files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -101,6 +105,7 @@ impl Summary {
             verdict,
             cause,
             seconds: t0.elapsed().as_secs_f64(),
+            downtime_s: None,
             warnings: plan.warnings.clone(),
             plan: None,
         }

@@ -149,3 +149,13 @@ impl Drop for Scope {
         self.cleanup();
     }
 }
+
+/// Seconds from `stopped`'s last stop to `started`'s last start (two
+/// container inspects, or one twice), as the engine recorded them.
+pub fn engine_downtime(stopped: &Value, started: &Value) -> f64 {
+    let at = |c: &Value, k: &str| {
+        let s = c["State"][k].as_str().unwrap_or_default();
+        berth::clock::parse_rfc3339(s).unwrap_or_else(|| panic!("State.{k} {s:?}"))
+    };
+    (at(started, "StartedAt") - at(stopped, "FinishedAt")) as f64 / 1e9
+}
