@@ -17,7 +17,9 @@
 
 pub mod backup;
 pub mod deflate;
+pub mod delta;
 pub(crate) mod hashio;
+pub(crate) mod helper;
 mod igzip;
 pub mod index;
 pub(crate) mod pargz;

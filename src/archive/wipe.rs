@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::helper::{config, helper_tar};
 use crate::docker::{body, Docker};
 use crate::error::{Context, Error, Result};
-
-const HELPER_BIN: &str = "/.berth-helper";
 
 /// Empty `path` of volume `volume` using image `image`. `keep`: paths
 /// relative to `path` where other mounts sit (see `wipe_local`).
@@ -27,8 +26,6 @@ pub(crate) async fn wipe_volume(
     keep: &[String],
 ) -> Result<()> {
     let doing = format!("emptying volume {volume} ({path}) before the restore");
-    let bin = std::env::current_exe().ctx("finding berth's own binary")?;
-    let bytes = std::fs::read(&bin).ctx(format!("reading {}", bin.display()))?;
     let name = format!(
         "berth-wipe-{}-{}",
         std::process::id(),
@@ -38,19 +35,9 @@ pub(crate) async fn wipe_volume(
     for k in keep {
         cmd.extend(["--keep".to_owned(), k.clone()]);
     }
-    let cfg = json!({
-        "Image": image,
-        "Entrypoint": [HELPER_BIN],
-        "Cmd": cmd,
-        "User": "0:0",
-        "WorkingDir": "/",
-        "Labels": {"berth.helper": "wipe", "berth.volume": volume},
-        "NetworkDisabled": true,
-        "HostConfig": {
-            "NetworkMode": "none",
-            "Mounts": [{"Type": "volume", "Source": volume, "Target": path}],
-        },
-    });
+    let mounts = json!([{"Type": "volume", "Source": volume, "Target": path}]);
+    let labels = json!({"berth.helper": "wipe", "berth.volume": volume});
+    let cfg = config(image, mounts, &cmd, labels);
     remove_stale_helpers(d, volume)
         .await
         .map_err(|e| e.context(&doing))?;
@@ -59,7 +46,7 @@ pub(crate) async fn wipe_volume(
         .await
         .map_err(|e| e.context(&doing))?;
     let run = async {
-        d.archive_put(&id, "/", body::full(helper_tar(&bytes)?))
+        d.archive_put(&id, "/", body::full(helper_tar(&[])?))
             .await?;
         d.container_start(&id).await?;
         let code = d.container_wait(&id).await?;
@@ -92,19 +79,6 @@ async fn remove_stale_helpers(d: &Docker, volume: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A tar holding berth's binary as /.berth-helper.
-fn helper_tar(bin: &[u8]) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::with_capacity(bin.len() + 4096));
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o755);
-    h.set_size(bin.len() as u64);
-    h.set_mtime(0);
-    b.append_data(&mut h, &HELPER_BIN[1..], bin)
-        .ctx("packing the helper")?;
-    b.into_inner().ctx("packing the helper")
 }
 
 /// Inside the helper: remove everything in `path`, keep `path` itself.

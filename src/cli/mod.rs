@@ -7,6 +7,7 @@
 
 mod backup;
 mod convert;
+mod delta;
 mod generate;
 mod global;
 mod inspect;
@@ -79,6 +80,13 @@ enum Cmd {
     /// (internal) Empty a directory: run by berth inside a helper container.
     #[command(hide = true)]
     Wipe(wipe::Args),
+    /// (internal) The entries of a volume changed since a moment: run by
+    /// berth inside a helper container.
+    #[command(hide = true)]
+    Delta(delta::Args),
+    /// (internal) Wait to be killed: a helper container's main process.
+    #[command(hide = true)]
+    Idle,
 }
 
 /// Run the parsed command line; its exit status (an error is shown here).
@@ -114,6 +122,8 @@ async fn dispatch(cli: Cli) -> Result<ExitStatus> {
         Cmd::Completions(a) => done(a.run(Cli::command())),
         Cmd::Man(a) => done(a.run(Cli::command())),
         Cmd::Wipe(a) => done(a.run()),
+        Cmd::Delta(a) => done(a.run()),
+        Cmd::Idle => delta::idle(),
     }
 }
 

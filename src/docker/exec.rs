@@ -40,6 +40,27 @@ impl Docker {
 
     /// Start an exec and read its multiplexed output to the end.
     pub(crate) async fn exec_start(&self, exec_id: &str) -> Result<ExecOutput> {
+        let mut out = ExecOutput::default();
+        let mut stdout = Vec::new();
+        self.exec_stream(exec_id, &mut out.stderr, |b| {
+            if stdout.len() < MAX_OUTPUT {
+                stdout.extend_from_slice(b);
+            }
+            Ok(())
+        })
+        .await?;
+        out.stdout = stdout;
+        Ok(out)
+    }
+
+    /// Start an exec: its stdout to `on_stdout` as it comes, its stderr
+    /// into `stderr` (up to 64 MiB).
+    pub(crate) async fn exec_stream(
+        &self,
+        exec_id: &str,
+        stderr: &mut Vec<u8>,
+        mut on_stdout: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
         let doing = format!("running exec {exec_id}");
         let cfg = json!({ "Detach": false, "Tty": false });
         let resp = self
@@ -53,22 +74,18 @@ impl Docker {
             .await?;
         let mut reader = self.reader(resp, &doing);
         let mut frames = FrameDecoder::new(false);
-        let mut out = ExecOutput::default();
         loop {
             while let Some((ch, b)) = frames.next_frame()? {
-                let sink = match ch {
-                    Channel::Stdout => &mut out.stdout,
-                    Channel::Stderr => &mut out.stderr,
+                match ch {
+                    Channel::Stdout => on_stdout(&b)?,
+                    Channel::Stderr if stderr.len() < MAX_OUTPUT => stderr.extend_from_slice(&b),
+                    Channel::Stderr | Channel::Stdin => {}
                     Channel::System => {
                         return Err(Error::failed(format!(
                             "{doing}: {}",
                             String::from_utf8_lossy(&b).trim()
                         )))
                     }
-                    Channel::Stdin => continue,
-                };
-                if sink.len() < MAX_OUTPUT {
-                    sink.extend_from_slice(&b);
                 }
             }
             match reader.chunk().await? {
@@ -76,8 +93,7 @@ impl Docker {
                 None => break,
             }
         }
-        frames.finish()?;
-        Ok(out)
+        frames.finish()
     }
 
     pub(crate) async fn exec_inspect(&self, exec_id: &str) -> Result<Value> {

@@ -1,0 +1,52 @@
+//! A helper container that berth runs its own code in: a short-lived
+//! container of the target's own image (so nothing is pulled), with the
+//! volumes it needs, as root and without a network, berth's static binary
+//! copied in through the archive API as `/.berth-helper`. Images without a
+//! shell (FROM scratch) work as well as any.
+//!
+//! `wipe` runs one command as the helper's main process. The pre-copy's
+//! delta (being built) will run `berth idle` as the main process and exec
+//! `berth delta` once per path: exec output streams, multiplexed, without
+//! the lossy log driver in between.
+
+use serde_json::{json, Value};
+
+use crate::error::{Context, Result};
+
+pub(crate) const HELPER_BIN: &str = "/.berth-helper";
+
+/// Berth's binary as `/.berth-helper` and `files` (absolute names, mode
+/// 0600), as one tar for the archive PUT into the helper's `/`.
+pub(crate) fn helper_tar(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let path = std::env::current_exe().ctx("finding berth's own binary")?;
+    let bin = std::fs::read(&path).ctx(format!("reading {}", path.display()))?;
+    let size = bin.len() + files.iter().map(|f| f.1.len()).sum::<usize>();
+    let mut b = tar::Builder::new(Vec::with_capacity(size + 4096));
+    let all = std::iter::once((HELPER_BIN, &bin[..], 0o755))
+        .chain(files.iter().map(|(n, data)| (*n, *data, 0o600)));
+    for (name, data, mode) in all {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, &name[1..], data)
+            .ctx("packing the helper")?;
+    }
+    b.into_inner().ctx("packing the helper")
+}
+
+/// The create request of a helper of `image` with `mounts` (the engine's
+/// `HostConfig.Mounts` form) running `cmd`.
+pub(crate) fn config(image: &str, mounts: Value, cmd: &[String], labels: Value) -> Value {
+    json!({
+        "Image": image,
+        "Entrypoint": [HELPER_BIN],
+        "Cmd": cmd,
+        "User": "0:0",
+        "WorkingDir": "/",
+        "Labels": labels,
+        "NetworkDisabled": true,
+        "HostConfig": { "NetworkMode": "none", "Mounts": mounts },
+    })
+}

@@ -1,0 +1,68 @@
+//! `berth delta PATH` and `berth idle` (internal, hidden): run by berth
+//! inside a helper container (see archive::delta and archive::helper).
+//! `delta` writes the entries changed since a moment as a tar to stdout
+//! and each removed path as a JSON line to stderr; `idle` keeps the helper
+//! running so that berth can exec `delta` in it, once per path.
+
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+
+use berth::archive::delta::{self, Since, Xattrs};
+use berth::archive::index::read_index;
+use berth::error::{Context, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the volume is mounted.
+    path: PathBuf,
+    /// The root entry's name in the engine's archive ("vmware"; "" on Podman).
+    #[arg(long, allow_hyphen_values = true)]
+    name: String,
+    /// Nanoseconds since the epoch: entries whose ctime is at or after it.
+    #[arg(long)]
+    since: i128,
+    /// The pre-copy's content index (gzip or plain JSON lines).
+    #[arg(long)]
+    index: PathBuf,
+    /// A mountpoint (relative to PATH) the engine's archive left out (repeatable).
+    #[arg(long)]
+    exclude: Vec<PathBuf>,
+    /// Archive every extended attribute, as Podman does (default: only
+    /// security.capability, as Docker does).
+    #[arg(long)]
+    all_xattrs: bool,
+}
+
+impl Args {
+    pub fn run(self) -> Result<()> {
+        let f =
+            std::fs::File::open(&self.index).ctx(format!("opening {}", self.index.display()))?;
+        let before = read_index(BufReader::new(f))?;
+        let o = Since {
+            root: self.path,
+            name: self.name,
+            since_ns: self.since,
+            exclude: self.exclude,
+            xattrs: if self.all_xattrs {
+                Xattrs::All
+            } else {
+                Xattrs::Capability
+            },
+        };
+        let mut err = std::io::stderr().lock();
+        let c = delta::changes(&o, &before, std::io::stdout().lock(), |p| {
+            let line = serde_json::json!({ "removed": p });
+            writeln!(err, "{line}").ctx("writing to stderr")
+        })?;
+        let line =
+            serde_json::json!({ "walked": c.walked, "changed": c.changed, "bytes": c.bytes });
+        writeln!(err, "{line}").ctx("writing to stderr")
+    }
+}
+
+/// `berth idle`: wait to be killed.
+pub fn idle() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
