@@ -1,4 +1,4 @@
-//! The backup manifest (schema 3, documented in docs/backup-format.md) and
+//! The backup manifest (schema 4, documented in docs/backup-format.md) and
 //! the SHA256SUMS file beside it.
 //!
 //! A backup directory holds manifest.json, one `<slug>.tar.gz` and one
@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::archive::index::ContentHash;
 use crate::error::{Context, Error, Result};
 use crate::mounts::{Excluded, Mount};
 use crate::secrets::json_problem;
@@ -23,8 +24,11 @@ use crate::secrets::json_problem;
 /// encryption said it was too old instead of failing on `.age` files); 3
 /// has no `tar_sha256` (a SHA-256 pass over every byte of the tar that no
 /// check needs: see [`PathEntry::tar_sha256`]), so berths that require it
-/// say they are too old instead of failing on the missing field.
-pub(crate) const SCHEMA: u32 = 3;
+/// say they are too old instead of failing on the missing field; 4 hashes
+/// each file's content in the index with BLAKE3 instead of SHA-256
+/// ([`PathEntry::content_hash`]), so berths that only know SHA-256 say they
+/// are too old instead of finding every file's content "missing".
+pub(crate) const SCHEMA: u32 = 4;
 pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
 
@@ -121,6 +125,11 @@ pub struct PathEntry {
     /// Size of the index file (0 in manifests written before it was kept).
     #[serde(default)]
     pub index_bytes: u64,
+    /// The hash of each file's content in the index: "blake3" from schema
+    /// 4 on; absent (SHA-256) before. Every check of the index (verify
+    /// --deep, a restore's read-back) hashes with it.
+    #[serde(default)]
+    pub content_hash: ContentHash,
     pub entries: u64,
     /// Paths relative to `path` cut out of the archive (nested mounts).
     pub excluded: Vec<String>,

@@ -107,6 +107,8 @@ struct Ent {
     size: u64,
     link: Option<Vec<u8>>,
     sha256: Option<String>,
+    /// What the index holds (schema 4).
+    blake3: Option<String>,
     xattrs: BTreeMap<String, Vec<u8>>,
 }
 
@@ -147,11 +149,13 @@ fn read_tar<R: Read>(mut r: R) -> (Vec<Vec<u8>>, Tree) {
                 other => panic!("unexpected entry type {other:?}"),
             };
             let link = e.link_name_bytes().map(|l| l.into_owned());
-            let (sha256, size) = if kind == 'f' {
-                let (sha, n) = sha256_read(&mut e);
-                (Some(sha), n)
+            let (sha256, blake3, size) = if kind == 'f' {
+                let mut content = vec![];
+                e.read_to_end(&mut content).unwrap();
+                let b3 = blake3::hash(&content).to_hex().to_string();
+                (Some(sha256_hex(&content)), Some(b3), content.len() as u64)
             } else {
-                (None, 0)
+                (None, None, 0)
             };
             let h = e.header();
             let ent = Ent {
@@ -162,6 +166,7 @@ fn read_tar<R: Read>(mut r: R) -> (Vec<Vec<u8>>, Tree) {
                 size,
                 link,
                 sha256,
+                blake3,
                 xattrs,
             };
             assert!(
@@ -261,7 +266,7 @@ fn assert_index_matches(index: &[Value], order: &[Vec<u8>], tree: &Tree) {
             e.get("link")
                 .and_then(Value::as_str)
                 .map(|l| l.as_bytes().to_vec()),
-            e.get("sha256").and_then(Value::as_str).map(str::to_owned),
+            e.get("blake3").and_then(Value::as_str).map(str::to_owned),
             xattrs,
         );
         let want = (
@@ -271,7 +276,7 @@ fn assert_index_matches(index: &[Value], order: &[Vec<u8>], tree: &Tree) {
             t.gid,
             t.size,
             t.link.clone(),
-            t.sha256.clone(),
+            t.blake3.clone(),
             want_x,
         );
         assert_eq!(got, want, "index line for {path:?}");
@@ -1103,8 +1108,10 @@ async fn json_report_matches_the_files() {
         let (_, tbytes) = sha256_read(MultiGzDecoder::new(BufReader::new(
             fs::File::open(&archive).unwrap(),
         )));
-        // Schema 3: no sha256 of the tar (the index proves its content).
-        assert_eq!(r["manifest"]["schema"], 3);
+        // Schema 4: no sha256 of the tar (the index proves its content),
+        // each file's content under BLAKE3.
+        assert_eq!(r["manifest"]["schema"], 4);
+        assert_eq!(p["content_hash"], "blake3", "{p}");
         assert!(p.get("tar_sha256").is_none(), "{p}");
         assert_eq!(p["tar_bytes"].as_u64(), Some(tbytes), "{p}");
         assert_eq!(tbytes % 512, 0);

@@ -288,7 +288,7 @@ async fn encrypted_backup_verify_and_restore_round_trip() {
         );
     }
     let m: Value = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["schema"], 3);
+    assert_eq!(m["schema"], 4);
     assert_eq!(
         m["encryption"],
         json!({"format": "age", "recipients": [public]})

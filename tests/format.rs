@@ -274,13 +274,42 @@ fn reseal(dir: &Path) {
     fs::write(dir.join("SHA256SUMS"), sums).unwrap();
 }
 
+/// Each line of a BLAKE3 index with the SHA-256 of the file's content
+/// instead, as berths before schema 4 wrote it.
+fn sha256_index(plain: &[u8], tar: &[u8]) -> Vec<u8> {
+    let mut sums = BTreeMap::new();
+    let mut a = tar::Archive::new(tar);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = String::from_utf8(e.path_bytes().to_vec()).unwrap();
+        let mut content = vec![];
+        e.read_to_end(&mut content).unwrap();
+        sums.insert(path.trim_end_matches('/').to_owned(), sha256_hex(&content));
+    }
+    let mut out = vec![];
+    for line in String::from_utf8(plain.to_vec()).unwrap().lines() {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        if o.remove("blake3").is_some() {
+            let sum = &sums[o["path"].as_str().unwrap()];
+            o.insert("sha256".into(), json!(sum));
+        }
+        out.extend(serde_json::to_vec(&v).unwrap());
+        out.push(b'\n');
+    }
+    out
+}
+
 /// The backup rewritten as an older berth wrote it: schema 1, the archive
 /// as one gzip member per MiB of tar, the tar's sha256 in the manifest, the
-/// index as plain text named `<slug>.index`, no `index_bytes`.
+/// index as plain text named `<slug>.index` with each file's SHA-256, no
+/// `index_bytes`, no `content_hash`.
 fn to_old_format(dir: &Path) {
     let mut m = manifest(dir);
     m["schema"] = json!(1);
     let p = &mut m["paths"][0];
+    assert_eq!(p["content_hash"], "blake3");
+    p.as_object_mut().unwrap().remove("content_hash");
     let archive = dir.join(p["archive"].as_str().unwrap());
     let tar = gunzip(&fs::read(&archive).unwrap());
     p["tar_sha256"] = json!(sha256_hex(&tar));
@@ -293,7 +322,8 @@ fn to_old_format(dir: &Path) {
     assert!(members(&z) >= 5, "{} members", members(&z));
     fs::write(&archive, &z).unwrap();
     let index_gz = dir.join(p["index"].as_str().unwrap());
-    let plain = gunzip(&fs::read(&index_gz).unwrap());
+    let plain = sha256_index(&gunzip(&fs::read(&index_gz).unwrap()), &tar);
+    assert!(!plain.is_empty());
     fs::remove_file(&index_gz).unwrap();
     let index = p["archive"].as_str().unwrap().replace(".tar.gz", ".index");
     fs::write(dir.join(&index), &plain).unwrap();
@@ -353,6 +383,15 @@ async fn standard_tools_read_a_fresh_backup_and_old_backups_still_restore() {
     let text = ok(&run(Command::new("zcat").arg(&index)), "zcat");
     assert_eq!(text.lines().count(), entries);
     assert!(text.contains(r#""path":"data/random.bin""#), "{text}");
+    // Schema 4: each file's content under BLAKE3, none under SHA-256.
+    assert_eq!(
+        (m["schema"].as_u64(), p["content_hash"].as_str()),
+        (Some(4), Some("blake3"))
+    );
+    assert!(
+        text.contains(r#""blake3":""#) && !text.contains(r#""sha256""#),
+        "{text}"
+    );
     assert_eq!(p["index_bytes"].as_u64(), Some(iz.len() as u64));
     assert!(stdout.contains("index"), "{stdout}");
     ok(

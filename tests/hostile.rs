@@ -447,12 +447,16 @@ async fn hostile_backups_are_refused_before_anything_is_written() {
     for (case, tar, why) in &tars {
         cases.push((case, hostile(&t, case, Some(tar), |_, _| {}), why));
     }
-    let dir = hostile(&t, "schema-4", None, |m, _| m["schema"] = json!(4));
+    let dir = hostile(&t, "schema-5", None, |m, _| m["schema"] = json!(5));
     cases.push((
-        "schema-4",
+        "schema-5",
         dir,
-        "backup format 4 is newer than this berth understands (3); use a newer berth",
+        "backup format 5 is newer than this berth understands (4); use a newer berth",
     ));
+    let dir = hostile(&t, "content-hash-md5", None, |m, _| {
+        m["paths"][0]["content_hash"] = json!("md5")
+    });
+    cases.push(("content-hash-md5", dir, "not a berth manifest"));
     let dir = hostile(&t, "path-dotdot", None, |m, _| {
         m["paths"][0]["path"] = json!("/data/../etc")
     });

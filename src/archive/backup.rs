@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::deflate::Method;
 use super::hashio::HashWriter;
-use super::index::write_line;
+use super::index::{write_line, ContentHash};
 use super::pargz::ParGzWriter;
 use super::seal::{self, SealWriter};
 use super::tarscan::scan;
@@ -437,7 +437,9 @@ pub fn stream_to_files(
     let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
     let isealed = SealWriter::new(HashWriter::new(ifile), encrypt_to)?;
     let mut idx = ParGzWriter::new(isealed, INDEX_METHOD, 1);
-    let summary = scan(input, &mut gz, roots, |e| write_line(&mut idx, e))?;
+    let summary = scan(input, &mut gz, roots, ContentHash::NEW, |e| {
+        write_line(&mut idx, e)
+    })?;
     let writing = || format!("writing {}", apath.display());
     let (file, tar_bytes) = gz.finish_sized().map_err(|e| e.context(writing()))?;
     let (sha256, bytes) = sync_hashed(file).ctx(writing())?;
@@ -455,6 +457,7 @@ pub fn stream_to_files(
         tar_bytes,
         index_sha256,
         index_bytes,
+        content_hash: ContentHash::NEW,
         entries: summary.entries,
         excluded: vec![],
         seconds: 0.0,

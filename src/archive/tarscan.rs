@@ -21,10 +21,8 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
-use sha2::{Digest, Sha256};
-
 use super::hashio::to_hex;
-use super::index::{path_from_bytes, path_to_bytes, EntryKind, IndexEntry};
+use super::index::{path_from_bytes, path_to_bytes, ContentHash, EntryKind, IndexEntry};
 use crate::error::{Context, Error, Result};
 use crate::tarheader::{self as th, checksum_ok, cstr, field, parse_numeric, BLOCK};
 const BUF_SIZE: usize = 256 * 1024;
@@ -68,6 +66,7 @@ pub(crate) fn scan(
     input: impl Read,
     out: impl Write,
     exclude: &[String],
+    hash: ContentHash,
     mut on_entry: impl FnMut(&IndexEntry) -> Result<()>,
 ) -> Result<ScanSummary> {
     let roots = exclude
@@ -88,6 +87,7 @@ pub(crate) fn scan(
         input: Input::new(input),
         out,
         roots,
+        hash,
         root_seen: vec![false; exclude.len()],
         globals: BTreeMap::new(),
         pending: Pending::default(),
@@ -223,6 +223,8 @@ struct Scanner<R, W> {
     input: Input<R>,
     out: W,
     roots: Vec<Vec<u8>>,
+    /// How each kept file's content is hashed into its entry.
+    hash: ContentHash,
     root_seen: Vec<bool>,
     /// PAX global records in force.
     globals: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -605,13 +607,14 @@ impl<R: Read, W: Write> Scanner<R, W> {
             link: link.map(|l| path_from_bytes(&l)),
             xattrs,
             sha256: None,
+            blake3: None,
             dev,
         };
 
         // The data and its padding, hashed and copied in large slices.
         let place = || format!("inside entry {number} {shown}");
         let padded = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
-        let mut hasher = (keep && kind == EntryKind::File).then(Sha256::new);
+        let mut hasher = (keep && kind == EntryKind::File).then(|| self.hash.hasher());
         let mut left = padded;
         while left > 0 {
             let avail = match self.input.fill() {
@@ -639,7 +642,9 @@ impl<R: Read, W: Write> Scanner<R, W> {
         }
         self.last = Some((number, shown));
         if keep {
-            entry.sha256 = hasher.map(|h| to_hex(&h.finalize()));
+            if let Some(h) = hasher {
+                h.finish(&mut entry);
+            }
             self.entries += 1;
             on_entry(&entry)?;
         }
@@ -705,6 +710,7 @@ mod tests {
     use super::*;
     use crate::archive::hashio::sha256_file;
     use crate::error::Kind;
+    use sha2::{Digest, Sha256};
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -717,7 +723,7 @@ mod tests {
         let mut out = Vec::new();
         let mut idx = Vec::new();
         let ex: Vec<String> = exclude.iter().map(|s| s.to_string()).collect();
-        let sum = scan(data, &mut out, &ex, |e| {
+        let sum = scan(data, &mut out, &ex, ContentHash::Sha256, |e| {
             idx.push(e.clone());
             Ok(())
         })?;
@@ -1450,6 +1456,45 @@ mod tests {
     }
 
     #[test]
+    fn blake3_index_holds_blake3_only() {
+        let data = builder_archive();
+        let (mut sha, mut b3) = (vec![], vec![]);
+        scan(&data[..], io::sink(), &[], ContentHash::Sha256, |e| {
+            sha.push(e.clone());
+            Ok(())
+        })
+        .unwrap();
+        scan(&data[..], io::sink(), &[], ContentHash::Blake3, |e| {
+            b3.push(e.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sha.len(), b3.len());
+        let mut files = 0;
+        for (s, b) in sha.iter().zip(&b3) {
+            assert_eq!(b.sha256, None);
+            assert_eq!(s.blake3, None);
+            assert_eq!(s.sha256.is_some(), b.blake3.is_some(), "{}", s.path);
+            files += usize::from(b.blake3.is_some());
+            // Everything but the hash is the same.
+            let mut t = s.clone();
+            t.sha256 = None;
+            t.blake3.clone_from(&b.blake3);
+            assert_eq!(&t, b);
+        }
+        assert!(files > 0);
+        // The published test vector.
+        let mut h = ContentHash::Blake3.hasher();
+        h.update(b"abc");
+        let mut e = sha[0].clone();
+        h.finish(&mut e);
+        assert_eq!(
+            e.blake3.as_deref(),
+            Some("6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85")
+        );
+    }
+
+    #[test]
     fn input_errors_keep_their_kind_and_callback_errors_propagate() {
         let data = builder_archive();
         for fail_at in [0, 100, 512, 2000, 200_000, data.len() - 10] {
@@ -1460,6 +1505,7 @@ mod tests {
                 },
                 io::sink(),
                 &[],
+                ContentHash::Sha256,
                 |_| Ok(()),
             );
             let e = r.unwrap_err();
@@ -1467,7 +1513,7 @@ mod tests {
             assert!(e.msg.contains("the daemon hung up"), "{e}");
             assert!(e.msg.contains(&format!("at byte {fail_at}")), "{e}");
         }
-        let e = scan(&data[..], io::sink(), &[], |e| {
+        let e = scan(&data[..], io::sink(), &[], ContentHash::Sha256, |e| {
             if e.path == "d/f.bin" {
                 Err(Error::failed("stop"))
             } else {
@@ -1486,7 +1532,7 @@ mod tests {
                 Ok(())
             }
         }
-        let e = scan(&data[..], Full, &[], |_| Ok(())).unwrap_err();
+        let e = scan(&data[..], Full, &[], ContentHash::Sha256, |_| Ok(())).unwrap_err();
         assert!(e.msg.contains("No space left"), "{e}");
     }
 
@@ -1567,7 +1613,7 @@ mod tests {
             };
             let t = std::time::Instant::now();
             let mut n = 0;
-            let sum = scan(synth, io::sink(), &[], |e| {
+            let sum = scan(synth, io::sink(), &[], ContentHash::NEW, |e| {
                 assert_eq!(e.size, size);
                 n += 1;
                 Ok(())

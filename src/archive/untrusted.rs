@@ -189,6 +189,7 @@ mod tests {
             link: link.map(String::from),
             xattrs: Default::default(),
             sha256: None,
+            blake3: None,
             dev: None,
         }
     }

@@ -313,7 +313,7 @@ fn deep_check(dir: &Path, p: &PathEntry, meter: &Meter, keys: &Keys) -> Result<(
 fn index_archive(tar: &mut impl Read, p: &PathEntry) -> Result<Vec<IndexEntry>> {
     let mut confined = Confined::new(&p.path);
     let mut found: Vec<IndexEntry> = vec![];
-    scan(tar, io::sink(), &[], |e| {
+    scan(tar, io::sink(), &[], p.content_hash, |e| {
         confined.check(e)?;
         found.push(e.clone());
         Ok(())
