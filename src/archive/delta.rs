@@ -31,7 +31,7 @@
 //! "vmware/..." on Docker, "/..." on Podman), and the extended attributes
 //! are those the engine archives (`Xattrs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 use super::index::{path_from_bytes, EntryKind, IndexEntry};
 use crate::error::{Context, Error, Result};
-use crate::tarheader::{pax_record, BLOCK};
+use crate::tarheader::{padded, pax_record, BLOCK};
 
 /// Which extended attributes the engine puts in its archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub fn changes(
         o,
         before: &before,
         out: io::BufWriter::with_capacity(256 * 1024, out),
-        seen: HashMap::new(),
+        seen: HashSet::new(),
         inodes: HashMap::new(),
         counts: Counts::default(),
     };
@@ -123,7 +123,7 @@ pub fn changes(
     let mut gone: Vec<&str> = before
         .keys()
         .copied()
-        .filter(|p| !seen.contains_key(*p))
+        .filter(|p| !seen.contains(*p))
         .collect();
     gone.sort_unstable();
     for p in gone {
@@ -142,7 +142,7 @@ struct Walk<'a, W: Write> {
     before: &'a HashMap<&'a str, &'a IndexEntry>,
     out: io::BufWriter<W>,
     /// Index paths walked (to find what was removed).
-    seen: HashMap<String, ()>,
+    seen: HashSet<String>,
     /// (device, inode) of files with more than one name: the first name.
     inodes: HashMap<(u64, u64), Vec<u8>>,
     counts: Counts,
@@ -212,7 +212,7 @@ impl<W: Write> Walk<'_, W> {
             None => true,
             Some(e) => ctime_ns(md) >= self.o.since_ns || !same(e, md, kind, link.as_deref()),
         };
-        self.seen.insert(index_path, ());
+        self.seen.insert(index_path);
         if !changed {
             return Ok(());
         }
@@ -310,11 +310,7 @@ fn header(name: &[u8], t: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 fn pad(out: &mut impl Write, size: u64) -> io::Result<()> {
-    let rem = (size % BLOCK as u64) as usize;
-    if rem != 0 {
-        out.write_all(&[0; BLOCK][..BLOCK - rem])?;
-    }
-    Ok(())
+    out.write_all(&[0; BLOCK][..(padded(size) - size) as usize])
 }
 
 fn kind_of(md: &Metadata, linked: bool) -> EntryKind {
