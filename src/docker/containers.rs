@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::body::{self, BodyReader, ReqBody};
+use super::direct;
 use super::model::{ContainerInspect, ContainerSummary};
 use super::podman::{self, Rename};
 use super::stream::{Channel, FrameDecoder};
@@ -294,17 +295,28 @@ impl Docker {
     /// path's last component) as a blocking reader.
     pub async fn archive_get(&self, id: &str, path: &str) -> Result<(PathStat, ArchiveReader)> {
         let doing = format!("reading the archive of {id}:{path}");
-        let resp = self
-            .send(
-                Method::GET,
-                &archive_path(id, path),
-                body::empty(),
-                None,
-                &doing,
-            )
-            .await?;
-        let stat = path_stat(resp.headers(), &doing)?;
-        let reader = self.reader(resp, &doing);
+        // Read on the consuming thread, off the runtime (see direct.rs).
+        let (socket, full) = (
+            self.socket().to_owned(),
+            format!("/v{}{}", self.api(), archive_path(id, path)),
+        );
+        let (answer, idle) = (self.call_timeout, self.idle_timeout);
+        let call = {
+            let doing = doing.clone();
+            move || {
+                direct::get(&direct::Call {
+                    socket: &socket,
+                    path: &full,
+                    answer,
+                    idle,
+                    doing: &doing,
+                })
+            }
+        };
+        let (head, reader) = tokio::task::spawn_blocking(call)
+            .await
+            .map_err(|e| Error::failed(format!("{doing}: the request thread failed: {e}")))??;
+        let stat = path_stat(&head.headers, &doing)?;
         if self.podman().is_some() {
             // Podman names a stopped container's volume root `/`: renamed
             // as Docker names it.

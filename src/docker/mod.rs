@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod containers;
+pub mod direct;
 pub mod exec;
 pub mod images;
 pub mod model;
