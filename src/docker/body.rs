@@ -5,7 +5,8 @@
 //! blocking thread, so memory stays flat whatever the size.
 //!
 //! Responses: [`BodyReader`] turns a hyper response body into a blocking
-//! `std::io::Read` for the synchronous archive code. A pump task copies
+//! `std::io::Read` (image saves, exec output, logs; the archive of a path,
+//! the longest stream, is read off the socket by direct.rs instead). A pump task copies
 //! frames into batches of up to 512 KiB and passes them through a small
 //! bounded channel (a few MiB at most); a stall longer than the idle
 //! timeout or a broken connection surfaces as a read error, never as a
