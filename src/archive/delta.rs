@@ -43,13 +43,25 @@ use super::index::{path_from_bytes, EntryKind, IndexEntry};
 use crate::error::{Context, Error, Result};
 use crate::tarheader::{padded, pax_record, BLOCK};
 
-/// Which extended attributes the engine puts in its archive.
+/// Whose archive the delta must index as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Xattrs {
-    /// Docker: `security.capability` only.
-    Capability,
-    /// Podman: every attribute it can read.
-    All,
+pub enum Engine {
+    /// Docker: `security.capability` is the only extended attribute, and
+    /// mtimes are cut to the second.
+    Docker,
+    /// Podman: every extended attribute it can read, and mtimes rounded
+    /// to the nearest second (Go's tar writer does that).
+    Podman,
+}
+
+impl Engine {
+    /// An entry's mtime, in seconds, as this engine's archive names it.
+    fn mtime(self, md: &Metadata) -> i64 {
+        match self {
+            Engine::Docker => md.mtime(),
+            Engine::Podman => md.mtime() + i64::from(md.mtime_nsec() >= 500_000_000),
+        }
+    }
 }
 
 /// What to look for.
@@ -58,7 +70,8 @@ pub struct Since {
     /// Where the volume is mounted (in the helper).
     pub root: PathBuf,
     /// The root entry's name in the engine's archive of this path, without
-    /// a trailing `/` (escaped as in the index: "vmware", or "" on Podman).
+    /// a trailing `/`, escaped as in the index: "vmware" (berth names
+    /// Podman's archive as Docker names it).
     pub name: String,
     /// Nanoseconds since the epoch: entries whose ctime is at or after it
     /// are written.
@@ -66,7 +79,11 @@ pub struct Since {
     /// Paths relative to `root` where other mounts sit: the engine's
     /// archive left them out (`tarscan`'s exclusions), so does this.
     pub exclude: Vec<PathBuf>,
-    pub xattrs: Xattrs,
+    pub engine: Engine,
+    /// The owner (uid, gid) the engine's archive gives every entry, when
+    /// it does not name the real one: Podman's names each entry as owned
+    /// by the container's user (docs/podman.md). None: the real owner.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// The `since` for a pre-copy whose first read came at `t_ns`: the start
@@ -210,13 +227,23 @@ impl<W: Write> Walk<'_, W> {
         let prev = self.before.get(index_path.as_str()).copied();
         let changed = match prev {
             None => true,
-            Some(e) => ctime_ns(md) >= self.o.since_ns || !same(e, md, kind, link.as_deref()),
+            Some(e) => {
+                let owner = self.o.owner.unwrap_or((md.uid(), md.gid()));
+                ctime_ns(md) >= self.o.since_ns
+                    || !same(
+                        e,
+                        md,
+                        (owner, self.o.engine.mtime(md)),
+                        kind,
+                        link.as_deref(),
+                    )
+            }
         };
         self.seen.insert(index_path);
         if !changed {
             return Ok(());
         }
-        let xattrs = read_xattrs(p, self.o.xattrs)?;
+        let xattrs = read_xattrs(p, self.o.engine)?;
         self.write(p, name, md, kind, link.as_deref(), &xattrs)
             .ctx(format!("writing {} to the delta", p.display()))?;
         self.counts.changed += 1;
@@ -266,9 +293,10 @@ impl<W: Write> Walk<'_, W> {
             pad(&mut self.out, pax.len() as u64)?;
         }
         let mut h = header(&name, entry_type(kind), md.mode() & 0o7777, size);
-        h.set_uid(u64::from(md.uid()));
-        h.set_gid(u64::from(md.gid()));
-        h.set_mtime(md.mtime().max(0) as u64);
+        let (uid, gid) = self.o.owner.unwrap_or((md.uid(), md.gid()));
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
+        h.set_mtime(self.o.engine.mtime(md).max(0) as u64);
         if let Some(l) = link {
             let n = l.len().min(100);
             h.as_old_mut().linkname[..n].copy_from_slice(&l[..n]);
@@ -350,7 +378,13 @@ fn ctime_ns(md: &Metadata) -> i128 {
 
 /// Whether the index's entry still describes the file as the metadata
 /// shows it (the content is the ctime's to vouch for).
-fn same(e: &IndexEntry, md: &Metadata, kind: EntryKind, link: Option<&[u8]>) -> bool {
+fn same(
+    e: &IndexEntry,
+    md: &Metadata,
+    ((uid, gid), mtime): ((u32, u32), i64),
+    kind: EntryKind,
+    link: Option<&[u8]>,
+) -> bool {
     let size = if kind == EntryKind::File {
         md.size()
     } else {
@@ -358,19 +392,21 @@ fn same(e: &IndexEntry, md: &Metadata, kind: EntryKind, link: Option<&[u8]>) -> 
     };
     e.kind == kind
         && e.mode == md.mode() & 0o7777
-        && e.uid == u64::from(md.uid())
-        && e.gid == u64::from(md.gid())
-        && e.mtime == md.mtime()
+        && e.uid == u64::from(uid)
+        && e.gid == u64::from(gid)
+        && e.mtime == mtime
         && (kind == EntryKind::Dir || e.size == size)
         && e.link.as_deref() == link.map(path_from_bytes).as_deref()
 }
 
 /// The entry's extended attributes the engine would archive, by name.
-fn read_xattrs(p: &Path, which: Xattrs) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+fn read_xattrs(p: &Path, which: Engine) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::usage("a NUL in a path"))?;
     let names = match which {
-        Xattrs::Capability => vec![b"security.capability".to_vec()],
-        Xattrs::All => list_xattrs(&c).ctx(format!("listing the attributes of {}", p.display()))?,
+        Engine::Docker => vec![b"security.capability".to_vec()],
+        Engine::Podman => {
+            list_xattrs(&c).ctx(format!("listing the attributes of {}", p.display()))?
+        }
     };
     let mut out = Vec::new();
     for n in names {
@@ -464,7 +500,8 @@ mod tests {
             name: "vol".into(),
             since_ns,
             exclude: vec![PathBuf::from("mnt")],
-            xattrs: Xattrs::All,
+            engine: Engine::Podman,
+            owner: None,
         }
     }
 

@@ -5,9 +5,11 @@
 //! shell (FROM scratch) work as well as any.
 //!
 //! `wipe` runs one command as the helper's main process. The pre-copy's
-//! delta (being built) will run `berth idle` as the main process and exec
+//! delta (`delta_helper`) runs `berth idle` as the main process and execs
 //! `berth delta` once per path: exec output streams, multiplexed, without
 //! the lossy log driver in between.
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -15,11 +17,15 @@ use crate::error::{Context, Result};
 
 pub(crate) const HELPER_BIN: &str = "/.berth-helper";
 
-/// Berth's binary as `/.berth-helper` and `files` (absolute names, mode
-/// 0600), as one tar for the archive PUT into the helper's `/`.
-pub(crate) fn helper_tar(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
-    let path = std::env::current_exe().ctx("finding berth's own binary")?;
-    let bin = std::fs::read(&path).ctx(format!("reading {}", path.display()))?;
+/// The binary running now: what a helper runs.
+pub(crate) fn own_binary() -> Result<PathBuf> {
+    std::env::current_exe().ctx("finding berth's own binary")
+}
+
+/// Berth's static binary `berth` as `/.berth-helper` and `files` (absolute
+/// names, mode 0600), as one tar for the archive PUT into the helper's `/`.
+pub(crate) fn helper_tar(berth: &Path, files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
+    let bin = std::fs::read(berth).ctx(format!("reading {}", berth.display()))?;
     let size = bin.len() + files.iter().map(|f| f.1.len()).sum::<usize>();
     let mut b = tar::Builder::new(Vec::with_capacity(size + 4096));
     let all = std::iter::once((HELPER_BIN, &bin[..], 0o755))

@@ -18,6 +18,7 @@
 pub mod backup;
 pub mod deflate;
 pub mod delta;
+pub mod delta_helper;
 pub(crate) mod hashio;
 pub(crate) mod helper;
 mod igzip;
@@ -34,6 +35,12 @@ pub mod wipe;
 /// archive of `/var/lib/vmware` names its entries `vmware/...`, so the
 /// nested mount `config` is `vmware/config`.
 pub(crate) fn tar_roots(path: &str, excluded: &[String]) -> Vec<String> {
-    let base = path.rsplit('/').find(|b| !b.is_empty()).unwrap_or(".");
+    let base = tar_base(path);
     excluded.iter().map(|r| format!("{base}/{r}")).collect()
+}
+
+/// The name of the top entry of GET archive of `path` (`vmware` for
+/// `/var/lib/vmware`).
+pub(crate) fn tar_base(path: &str) -> &str {
+    path.rsplit('/').find(|b| !b.is_empty()).unwrap_or(".")
 }

@@ -277,6 +277,17 @@ pub async fn read_index_of(
     read_index_hashed(d, name, path, excluded, ContentHash::NEW).await
 }
 
+/// The content index of a tar (the delta helper's, say), hashed as new
+/// backups hash the engine's archive.
+pub fn index_of_tar(tar: impl io::Read) -> Result<Vec<IndexEntry>> {
+    let mut found = vec![];
+    scan(tar, io::sink(), &[], ContentHash::NEW, |x| {
+        found.push(x.clone());
+        Ok(())
+    })?;
+    Ok(found)
+}
+
 /// [`read_index_of`] with the content hash of the index it is compared
 /// with.
 pub async fn read_index_hashed(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::helper::{config, helper_tar};
+use super::helper::{config, helper_tar, own_binary};
 use crate::docker::{body, Docker};
 use crate::error::{Context, Error, Result};
 
@@ -46,7 +46,7 @@ pub(crate) async fn wipe_volume(
         .await
         .map_err(|e| e.context(&doing))?;
     let run = async {
-        d.archive_put(&id, "/", body::full(helper_tar(&[])?))
+        d.archive_put(&id, "/", body::full(helper_tar(&own_binary()?, &[])?))
             .await?;
         d.container_start(&id).await?;
         let code = d.container_wait(&id).await?;

@@ -7,7 +7,7 @@
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 
-use berth::archive::delta::{self, Since, Xattrs};
+use berth::archive::delta::{self, Engine, Since};
 use berth::archive::index::read_index;
 use berth::error::{Context, Result};
 
@@ -15,7 +15,7 @@ use berth::error::{Context, Result};
 pub struct Args {
     /// Where the volume is mounted.
     path: PathBuf,
-    /// The root entry's name in the engine's archive ("vmware"; "" on Podman).
+    /// The root entry's name in the engine's archive ("vmware").
     #[arg(long, allow_hyphen_values = true)]
     name: String,
     /// Nanoseconds since the epoch: entries whose ctime is at or after it.
@@ -27,10 +27,19 @@ pub struct Args {
     /// A mountpoint (relative to PATH) the engine's archive left out (repeatable).
     #[arg(long)]
     exclude: Vec<PathBuf>,
-    /// Archive every extended attribute, as Podman does (default: only
-    /// security.capability, as Docker does).
+    /// Write the entries as Podman's archive names them (every extended
+    /// attribute, mtimes rounded) rather than as Docker's.
     #[arg(long)]
-    all_xattrs: bool,
+    podman: bool,
+    /// Name every entry as owned by UID:GID, as Podman's archive does.
+    #[arg(long, value_parser = parse_owner)]
+    owner: Option<(u32, u32)>,
+}
+
+fn parse_owner(s: &str) -> std::result::Result<(u32, u32), String> {
+    let bad = || format!("{s:?} is not UID:GID");
+    let (u, g) = s.split_once(':').ok_or_else(bad)?;
+    Ok((u.parse().map_err(|_| bad())?, g.parse().map_err(|_| bad())?))
 }
 
 impl Args {
@@ -43,11 +52,12 @@ impl Args {
             name: self.name,
             since_ns: self.since,
             exclude: self.exclude,
-            xattrs: if self.all_xattrs {
-                Xattrs::All
+            engine: if self.podman {
+                Engine::Podman
             } else {
-                Xattrs::Capability
+                Engine::Docker
             },
+            owner: self.owner,
         };
         let mut err = std::io::stderr().lock();
         let c = delta::changes(&o, &before, std::io::stdout().lock(), |p| {

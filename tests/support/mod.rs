@@ -15,3 +15,4 @@ pub mod scene;
 pub mod stage;
 pub mod tmpfs;
 pub mod tools;
+pub mod tree;
