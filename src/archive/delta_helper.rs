@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::delta::Counts;
-use super::helper::{config, helper_tar, HELPER_BIN};
+use super::helper::{config, helper_tar, remove_helpers, HELPER_BIN};
 use super::index::{write_line, IndexEntry};
 use crate::docker::{body, Docker};
 use crate::error::{Error, Result};
@@ -88,6 +88,11 @@ impl<'d> DeltaHelper<'d> {
         );
         let labels = json!({"berth.helper": "delta", "berth.container": label});
         let cfg = config(image, mounts, &["idle".to_owned()], labels);
+        // One upgrade of a container at a time (its lock): a delta helper
+        // found on it now was left by a berth that was killed.
+        remove_helpers(d, "delta", ("berth.container", label))
+            .await
+            .map_err(|e| e.context(doing))?;
         let id = d
             .container_create(&name, &cfg)
             .await

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+use crate::docker::Docker;
 use crate::error::{Context, Result};
 
 pub(crate) const HELPER_BIN: &str = "/.berth-helper";
@@ -55,4 +56,22 @@ pub(crate) fn config(image: &str, mounts: Value, cmd: &[String], labels: Value) 
         "NetworkDisabled": true,
         "HostConfig": { "NetworkMode": "none", "Mounts": mounts },
     })
+}
+
+/// Remove the helpers of kind `kind` (`wipe`, `delta`) whose label `key`
+/// is `value`: those a berth that was killed, or lost its engine, left
+/// behind.
+pub(crate) async fn remove_helpers(
+    d: &Docker,
+    kind: &str,
+    (key, value): (&str, &str),
+) -> Result<()> {
+    let filters = json!({"label": [format!("berth.helper={kind}"), format!("{key}={value}")]});
+    for c in d.container_list(&filters).await? {
+        match d.container_remove(&c.id, true, false).await {
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::helper::{config, helper_tar, own_binary};
+use super::helper::{config, helper_tar, own_binary, remove_helpers};
 use crate::docker::{body, Docker};
 use crate::error::{Context, Error, Result};
 
@@ -38,7 +38,11 @@ pub(crate) async fn wipe_volume(
     let mounts = json!([{"Type": "volume", "Source": volume, "Target": path}]);
     let labels = json!({"berth.helper": "wipe", "berth.volume": volume});
     let cfg = config(image, mounts, &cmd, labels);
-    remove_stale_helpers(d, volume)
+    // A helper whose berth died, or lost its engine, in the middle of a
+    // wipe is left behind holding the volume. Two berths never empty one
+    // volume at once (that would be a broken restore anyway), so a helper
+    // found on it now is stale.
+    remove_helpers(d, "wipe", ("berth.volume", volume))
         .await
         .map_err(|e| e.context(&doing))?;
     let id = d
@@ -64,21 +68,6 @@ pub(crate) async fn wipe_volume(
     let removed = d.container_remove(&id, true, false).await;
     result?;
     removed.map_err(|e| e.context(&doing))
-}
-
-/// A helper whose berth died, or lost its engine, in the middle of a wipe
-/// is left behind holding the volume. Two berths never empty one volume at
-/// once (that would be a broken restore anyway), so a helper found on it
-/// now is stale.
-async fn remove_stale_helpers(d: &Docker, volume: &str) -> Result<()> {
-    let filters = json!({"label": ["berth.helper=wipe", format!("berth.volume={volume}")]});
-    for c in d.container_list(&filters).await? {
-        match d.container_remove(&c.id, true, false).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Inside the helper: remove everything in `path`, keep `path` itself.
