@@ -14,14 +14,17 @@
 
 mod support;
 
+use std::io::BufReader;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use berth::archive::backup::Level;
 use berth::archive::delta::{merged, since_of};
-use berth::archive::delta_helper::{DeltaHelper, DeltaOf};
-use berth::archive::index::{compare, IndexEntry};
+use berth::archive::delta_helper::{DeltaFiles, DeltaHelper, DeltaOf};
+use berth::archive::index::{compare, read_index, IndexEntry};
 use berth::archive::restore::{index_of_tar, read_index_of};
-use berth::docker::{body, Docker};
+use berth::docker::body;
+use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use support::engine::Scope;
 use support::images::busybox;
@@ -54,16 +57,18 @@ fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
-/// The helper's delta of /data since `since_ns` against `before`: its
-/// index, the removed paths and the counts' entries written.
+/// The helper's delta of /data since `since_ns` against `before`, written
+/// as a backup writes an archive: the index it wrote (which must be the
+/// archive's own), the removed paths and the entries walked.
 async fn delta(
-    d: &Docker,
+    s: &Scope,
     img: &str,
     vol: &str,
     c: &str,
     before: &[IndexEntry],
     since_ns: i128,
 ) -> (Vec<IndexEntry>, Vec<String>, u64) {
+    let d = &s.docker;
     let v = DeltaOf {
         path: "/data",
         before,
@@ -72,20 +77,27 @@ async fn delta(
         // user (root here); Docker's names the real owners.
         owner: d.podman().map(|_| (0, 0)),
     };
+    let dir = s.dir(&format!("delta-{since_ns}"));
     let h = DeltaHelper::start(d, Path::new(BERTH), img, mounts(vol), &[v], c)
         .await
         .unwrap();
-    let mut tar = Vec::new();
-    let r = h
-        .changes(0, &v, since_ns, |b| {
-            tar.extend_from_slice(b);
-            Ok(())
-        })
-        .await;
+    let to = DeltaFiles {
+        dir: dir.clone(),
+        slug: "data.delta".into(),
+        method: Level::Default.method(),
+        encrypt_to: vec![],
+    };
+    let r = h.write_delta(0, &v, since_ns, to).await;
     h.remove().await.unwrap();
-    let r = r.unwrap();
-    let idx = index_of_tar(&tar[..]).unwrap();
-    assert_eq!(r.counts.changed, idx.len() as u64);
+    let (entry, r) = r.unwrap();
+    let open = |name: &str| std::fs::File::open(dir.join(name)).unwrap();
+    let idx = read_index(BufReader::new(open(&entry.index))).unwrap();
+    let archived = index_of_tar(GzDecoder::new(open(&entry.archive))).unwrap();
+    assert_eq!(archived, idx, "the index file is the archive's");
+    assert_eq!(
+        (r.counts.changed, entry.entries),
+        (idx.len() as u64, idx.len() as u64)
+    );
     (idx, r.removed, r.counts.walked)
 }
 
@@ -124,7 +136,7 @@ async fn delta_matches_the_engine(s: Scope) {
     let since = since_of(now_ns());
 
     let engine = read_index_of(d, &c, "/data", &[]).await.unwrap();
-    let (full, removed, walked) = delta(d, &img, &vol, &c, &[], 0).await;
+    let (full, removed, walked) = delta(&s, &img, &vol, &c, &[], 0).await;
     assert_eq!(compare(&engine, &full), vec![], "a full walk");
     assert_eq!(paths(&full), paths(&engine), "the walk's order");
     assert_eq!((removed.len(), walked), (0, engine.len() as u64));
@@ -132,7 +144,7 @@ async fn delta_matches_the_engine(s: Scope) {
     run_in(&s, &c, MUTATE).await;
     run_in(&s, &c, HIDDEN).await;
     let after = read_index_of(d, &c, "/data", &[]).await.unwrap();
-    let (changed, removed, walked) = delta(d, &img, &vol, &c, &engine, since).await;
+    let (changed, removed, walked) = delta(&s, &img, &vol, &c, &engine, since).await;
     assert_eq!(walked, after.len() as u64);
     assert!(changed.len() < after.len(), "the delta is not everything");
     let inside = changed.iter().find(|e| e.path == "data/setgid-dir/inside");
@@ -160,4 +172,51 @@ async fn helper_delta_indexes_as_the_engines_archive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_helper_delta_indexes_as_the_engines_archive() {
     delta_matches_the_engine(Scope::on(podman().await, "delta-podman")).await;
+}
+
+/// A delta that cannot be taken is one error naming the volume, and no
+/// helper outlives it: neither the one that failed nor one a killed berth
+/// left (found by its label on the next start).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_delta_is_one_error_and_leaves_no_helper() {
+    let s = Scope::new("delta-fail").await;
+    let d = &s.docker;
+    let img = busybox(d).await;
+    let vol = s.name("vol");
+    s.track_volume(&vol);
+    d.volume_create(&json!({ "Name": vol })).await.unwrap();
+    let c = s.name("app");
+    let v = DeltaOf {
+        path: "/no/such/dir",
+        before: &[],
+        excluded: &[],
+        owner: None,
+    };
+    let helpers = || async {
+        let f = json!({"label": ["berth.helper=delta", format!("berth.container={c}")]});
+        d.container_list(&f).await.unwrap().len()
+    };
+    let left = DeltaHelper::start(d, Path::new(BERTH), &img, mounts(&vol), &[v], &c)
+        .await
+        .unwrap();
+    // As if berth had been killed here: the next start removes it.
+    std::mem::forget(left);
+    assert_eq!(helpers().await, 1);
+    let h = DeltaHelper::start(d, Path::new(BERTH), &img, mounts(&vol), &[v], &c)
+        .await
+        .unwrap();
+    assert_eq!(helpers().await, 1, "the stale helper is gone");
+    let to = DeltaFiles {
+        dir: s.dir("out"),
+        slug: "x.delta".into(),
+        method: Level::Default.method(),
+        encrypt_to: vec![],
+    };
+    let e = h.write_delta(0, &v, 0, to).await.unwrap_err().to_string();
+    h.remove().await.unwrap();
+    assert!(
+        e.contains("finding what changed in /no/such/dir") && e.contains("exited with"),
+        "{e}"
+    );
+    assert_eq!(helpers().await, 0);
 }

@@ -9,16 +9,23 @@
 //! lines. The pre-copy's index of each volume is copied in beside berth's
 //! binary when the helper is created, before anything is stopped.
 
-use std::path::Path;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::backup::stream_to_files;
+use super::deflate::Method;
 use super::delta::Counts;
 use super::helper::{config, helper_tar, remove_helpers, HELPER_BIN};
 use super::index::{write_line, IndexEntry};
+use crate::docker::exec::Stdout;
 use crate::docker::{body, Docker};
 use crate::error::{Error, Result};
+use crate::manifest::PathEntry;
 
 /// One volume to look at: where it is mounted and what the pre-copy saw.
 #[derive(Clone, Copy)]
@@ -40,6 +47,36 @@ pub struct DeltaReport {
     /// The pre-copy's paths that are gone, in index form.
     pub removed: Vec<String>,
     pub counts: Counts,
+}
+
+/// Where [`DeltaHelper::write_delta`] writes.
+pub struct DeltaFiles {
+    pub dir: PathBuf,
+    /// The files' stem: `<slug>.tar.gz`, `<slug>.index.gz`.
+    pub slug: String,
+    pub method: Method,
+    /// age recipients, as for a backup; empty: plain files.
+    pub encrypt_to: Vec<String>,
+}
+
+/// The exec's stdout, read on the scan thread.
+struct ChannelRead {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for ChannelRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
 }
 
 /// A running helper; [`DeltaHelper::remove`] ends it.
@@ -116,14 +153,51 @@ impl<'d> DeltaHelper<'d> {
     }
 
     /// Run `berth delta` on the `i`th volume of those given to
-    /// [`DeltaHelper::start`]: the tar of what changed since `since_ns`
-    /// goes to `on_tar` as it comes.
-    pub async fn changes(
+    /// [`DeltaHelper::start`] and write what changed since `since_ns` as
+    /// `<slug>.tar.gz` and `<slug>.index.gz` in `dir`, as a backup writes
+    /// an archive and its index (the tar is scanned and checked on the
+    /// way). The entry's `path` is left empty.
+    pub async fn write_delta(
         &self,
         i: usize,
         v: &DeltaOf<'_>,
         since_ns: i128,
-        on_tar: impl FnMut(&[u8]) -> Result<()>,
+        to: DeltaFiles,
+    ) -> Result<(PathEntry, DeltaReport)> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let scan = tokio::task::spawn_blocking(move || {
+            let input = ChannelRead {
+                rx,
+                cur: Bytes::new(),
+            };
+            stream_to_files(input, &to.dir, &to.slug, &[], to.method, &to.encrypt_to)
+        });
+        let mut tx = tx;
+        let report = self.changes(i, v, since_ns, &mut tx).await;
+        // The scan waits for the stream's end, so it has only stopped by
+        // now if it failed first (a full disk, a tar it refused): then its
+        // error is the cause. Otherwise a helper that failed is, and the
+        // scan's "ended early" follows from it.
+        let scan_stopped = tx.is_closed();
+        drop(tx);
+        let scanned = scan
+            .await
+            .map_err(|e| Error::failed(format!("the delta's scan thread failed: {e}")))
+            .and_then(|r| r);
+        match (report, scanned) {
+            (Ok(r), Ok(entry)) => Ok((entry, r)),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+            (Err(e), Err(scan)) => Err(if scan_stopped { scan } else { e }),
+        }
+    }
+
+    /// Run `berth delta` in the helper: the tar goes to `tar` as it comes.
+    async fn changes(
+        &self,
+        i: usize,
+        v: &DeltaOf<'_>,
+        since_ns: i128,
+        tar: &mut impl Stdout,
     ) -> Result<DeltaReport> {
         let doing = format!("finding what changed in {} since the pre-copy", v.path);
         let mut cmd = vec![
@@ -144,7 +218,7 @@ impl<'d> DeltaHelper<'d> {
         let run = async {
             let exec = self.d.exec_create(&self.id, &cmd, None).await?;
             let mut stderr = Vec::new();
-            let streamed = self.d.exec_stream(&exec, &mut stderr, on_tar).await;
+            let streamed = self.d.exec_stream(&exec, &mut stderr, tar).await;
             let code = self
                 .d
                 .exec_inspect(&exec)

@@ -1,6 +1,7 @@
 //! Exec: run a command inside a running container and collect its output
 //! and exit code (used to watch an application through e.g. `journalctl`).
 
+use bytes::Bytes;
 use hyper::Method;
 use serde_json::{json, Value};
 
@@ -17,6 +18,30 @@ pub struct ExecOutput {
     pub exit_code: i64,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+/// Where an exec's stdout goes, piece by piece as it comes.
+pub(crate) trait Stdout {
+    async fn put(&mut self, b: Bytes) -> Result<()>;
+}
+
+/// Kept in memory, up to 64 MiB.
+impl Stdout for Vec<u8> {
+    async fn put(&mut self, b: Bytes) -> Result<()> {
+        if self.len() < MAX_OUTPUT {
+            self.extend_from_slice(&b);
+        }
+        Ok(())
+    }
+}
+
+/// Handed to a reader on another thread (bounded: the exec waits for it).
+impl Stdout for tokio::sync::mpsc::Sender<Bytes> {
+    async fn put(&mut self, b: Bytes) -> Result<()> {
+        self.send(b)
+            .await
+            .map_err(|_| Error::failed("the reader of the exec's output stopped"))
+    }
 }
 
 impl Docker {
@@ -41,25 +66,18 @@ impl Docker {
     /// Start an exec and read its multiplexed output to the end.
     pub(crate) async fn exec_start(&self, exec_id: &str) -> Result<ExecOutput> {
         let mut out = ExecOutput::default();
-        let mut stdout = Vec::new();
-        self.exec_stream(exec_id, &mut out.stderr, |b| {
-            if stdout.len() < MAX_OUTPUT {
-                stdout.extend_from_slice(b);
-            }
-            Ok(())
-        })
-        .await?;
-        out.stdout = stdout;
+        self.exec_stream(exec_id, &mut out.stderr, &mut out.stdout)
+            .await?;
         Ok(out)
     }
 
-    /// Start an exec: its stdout to `on_stdout` as it comes, its stderr
-    /// into `stderr` (up to 64 MiB).
+    /// Start an exec: its stdout to `stdout` as it comes, its stderr into
+    /// `stderr` (up to 64 MiB).
     pub(crate) async fn exec_stream(
         &self,
         exec_id: &str,
         stderr: &mut Vec<u8>,
-        mut on_stdout: impl FnMut(&[u8]) -> Result<()>,
+        stdout: &mut impl Stdout,
     ) -> Result<()> {
         let doing = format!("running exec {exec_id}");
         let cfg = json!({ "Detach": false, "Tty": false });
@@ -77,7 +95,7 @@ impl Docker {
         loop {
             while let Some((ch, b)) = frames.next_frame()? {
                 match ch {
-                    Channel::Stdout => on_stdout(&b)?,
+                    Channel::Stdout => stdout.put(b).await?,
                     Channel::Stderr if stderr.len() < MAX_OUTPUT => stderr.extend_from_slice(&b),
                     Channel::Stderr | Channel::Stdin => {}
                     Channel::System => {
