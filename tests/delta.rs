@@ -19,9 +19,10 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use berth::archive::backup::Level;
-use berth::archive::delta::{merged, since_of};
+use berth::archive::delta::since_of;
 use berth::archive::delta_helper::{DeltaFiles, DeltaHelper, DeltaOf};
 use berth::archive::index::{compare, read_index, IndexEntry};
+use berth::archive::merge::merged;
 use berth::archive::restore::{index_of_tar, read_index_of};
 use berth::docker::body;
 use flate2::read::GzDecoder;
@@ -158,7 +159,10 @@ async fn delta_matches_the_engine(s: Scope) {
         "{removed:?}"
     );
     assert_eq!(
-        compare(&after, &merged(&engine, &changed, &removed)),
+        compare(
+            &after,
+            &merged("data", &engine, &changed, &removed).unwrap()
+        ),
         vec![],
         "the pre-copy with the delta on top"
     );

@@ -462,27 +462,11 @@ fn get_xattr(c: &CString, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// The final state's index: `before` (the pre-copy's) without the removed
-/// paths and those the delta wrote again, then the delta's entries, in the
-/// order a restore writes them.
-pub fn merged(before: &[IndexEntry], delta: &[IndexEntry], removed: &[String]) -> Vec<IndexEntry> {
-    let gone: std::collections::HashSet<&str> = removed
-        .iter()
-        .map(String::as_str)
-        .chain(delta.iter().map(|e| e.path.as_str()))
-        .collect();
-    before
-        .iter()
-        .filter(|e| !gone.contains(e.path.as_str()))
-        .chain(delta)
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::archive::index::{compare, ContentHash};
+    use crate::archive::merge::merged;
     use crate::archive::tarscan::scan;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -671,7 +655,7 @@ mod tests {
         assert_eq!((c.changed, c.removed), (11, 2));
         // The pre-copy, then the delta, less the removed: the final state.
         let (now, _, _) = delta(&opts(&root, 0), &[]);
-        let diffs = compare(&now, &merged(&pre, &d, &gone));
+        let diffs = compare(&now, &merged("vol", &pre, &d, &gone).unwrap());
         assert!(diffs.is_empty(), "{diffs:?}");
         // Nothing changed since: an empty delta.
         let (d, gone, c) = delta(&opts(&root, now_ns() + 1_000_000_000), &now);

@@ -23,6 +23,7 @@ pub(crate) mod hashio;
 pub(crate) mod helper;
 mod igzip;
 pub mod index;
+pub mod merge;
 pub(crate) mod pargz;
 pub mod restore;
 pub mod seal;

@@ -1,0 +1,180 @@
+//! The final state of a volume from its pre-copy and its delta (issue 25):
+//! the pre-copy's index without the removed paths and those the delta
+//! wrote again, then the delta's entries, in the order a restore writes
+//! them (the pre-copy's archive, then the delta's, then the removals).
+//!
+//! A delta comes from a helper, or later from a backup on disk that may
+//! have been tampered with, so it is checked before anything is written:
+//! every path it names lies inside the volume and is well formed, a
+//! removal names something the pre-copy had, and the result hangs
+//! together (each entry's directory is in it, nothing is left under a
+//! removed directory).
+
+use std::collections::{HashMap, HashSet};
+
+use super::index::{path_to_bytes, EntryKind, IndexEntry};
+use crate::error::{Error, Result};
+
+/// The final index: `before` merged with `delta` and `removed` (paths in
+/// index form), for the volume whose archive's top entry is `root`
+/// (`vmware`). A delta that names a path outside `root`, a path with `.`,
+/// `..` or empty components, the same path twice, a removal of something
+/// the pre-copy lacks (or of `root`, or of what the delta writes), or that
+/// leaves an entry without its directory, is refused: an integrity error
+/// naming the first such path.
+pub fn merged(
+    root: &str,
+    before: &[IndexEntry],
+    delta: &[IndexEntry],
+    removed: &[String],
+) -> Result<Vec<IndexEntry>> {
+    let refuse = |p: &str, why: &str| {
+        Err(Error::integrity(format!(
+            "the delta of {root} is refused: {p:?} {why}"
+        )))
+    };
+    let had: HashSet<&str> = before.iter().map(|e| e.path.as_str()).collect();
+    let mut written = HashSet::with_capacity(delta.len());
+    for e in delta {
+        if let Some(why) = outside(root, &e.path) {
+            return refuse(&e.path, why);
+        }
+        if !written.insert(e.path.as_str()) {
+            return refuse(&e.path, "is written twice");
+        }
+    }
+    let mut gone = HashSet::with_capacity(removed.len());
+    for p in removed {
+        if let Some(why) = outside(root, p) {
+            return refuse(p, why);
+        }
+        if p == root {
+            return refuse(p, "is the volume itself");
+        }
+        if !had.contains(p.as_str()) {
+            return refuse(p, "is removed but the pre-copy did not have it");
+        }
+        if written.contains(p.as_str()) {
+            return refuse(p, "is both removed and written");
+        }
+        gone.insert(p.as_str());
+    }
+    let out: Vec<IndexEntry> = before
+        .iter()
+        .filter(|e| !gone.contains(e.path.as_str()) && !written.contains(e.path.as_str()))
+        .chain(delta)
+        .cloned()
+        .collect();
+    let kinds: HashMap<&str, EntryKind> = out.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    for e in &out {
+        let Some((dir, _)) = e.path.rsplit_once('/') else {
+            continue;
+        };
+        if kinds.get(dir) != Some(&EntryKind::Dir) {
+            let why = if gone.iter().any(|g| under(&e.path, g)) {
+                "is left under a removed path"
+            } else {
+                "has no directory to go in"
+            };
+            return refuse(&e.path, why);
+        }
+    }
+    Ok(out)
+}
+
+/// Why index path `p` is not a path inside the volume `root`, if it is not.
+fn outside(root: &str, p: &str) -> Option<&'static str> {
+    if path_to_bytes(p).is_err() {
+        return Some("is not an index path");
+    }
+    let Some(rest) = p.strip_prefix(root) else {
+        return Some("is outside the volume");
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Some("is outside the volume");
+    };
+    if rest
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Some("has an empty, `.` or `..` component");
+    }
+    None
+}
+
+fn under(p: &str, dir: &str) -> bool {
+    p.len() > dir.len() && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, kind: EntryKind) -> IndexEntry {
+        serde_json::from_value(serde_json::json!({
+            "path": path, "type": kind.as_str(), "mode": 0o644, "uid": 0, "gid": 0,
+            "size": 0, "mtime": 0,
+        }))
+        .unwrap()
+    }
+
+    fn before() -> Vec<IndexEntry> {
+        vec![
+            e("v", EntryKind::Dir),
+            e("v/a", EntryKind::Dir),
+            e("v/a/x", EntryKind::File),
+            e("v/b", EntryKind::File),
+        ]
+    }
+
+    fn paths(i: &[IndexEntry]) -> Vec<&str> {
+        i.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn the_pre_copy_less_removals_then_the_delta() {
+        let delta = [e("v/b", EntryKind::Dir), e("v/b/new", EntryKind::File)];
+        let gone = ["v/a/x".to_owned(), "v/a".to_owned()];
+        let m = merged("v", &before(), &delta, &gone).unwrap();
+        assert_eq!(paths(&m), ["v", "v/b", "v/b/new"]);
+        assert_eq!(m[1].kind, EntryKind::Dir);
+        assert_eq!(
+            paths(&merged("v", &before(), &[], &[]).unwrap()),
+            paths(&before())
+        );
+    }
+
+    #[test]
+    fn a_hostile_or_inconsistent_delta_is_refused() {
+        let f = |p: &str| e(p, EntryKind::File);
+        let cases: Vec<(Vec<IndexEntry>, Vec<&str>, &str)> = vec![
+            (vec![f("w/x")], vec![], "outside the volume"),
+            (vec![f("vx")], vec![], "outside the volume"),
+            (vec![f("v/../etc/passwd")], vec![], "component"),
+            (vec![f("v/a/./x")], vec![], "component"),
+            (vec![f("v//x")], vec![], "component"),
+            (vec![f("v/")], vec![], "component"),
+            (vec![f("v/n"), f("v/n")], vec![], "written twice"),
+            (vec![], vec!["../v/b"], "outside the volume"),
+            (vec![], vec!["v"], "the volume itself"),
+            (vec![], vec!["v/never"], "did not have it"),
+            (vec![f("v/b")], vec!["v/b"], "both removed and written"),
+            (vec![], vec!["v/a"], "left under a removed path"),
+            (vec![f("v/q/r")], vec![], "no directory to go in"),
+            (vec![f("v/b/under-a-file")], vec![], "no directory to go in"),
+        ];
+        for (delta, gone, want) in cases {
+            let gone: Vec<String> = gone.into_iter().map(String::from).collect();
+            let err = merged("v", &before(), &delta, &gone).unwrap_err();
+            assert!(
+                err.to_string().contains(want),
+                "{:?} {gone:?}: {err}",
+                paths(&delta)
+            );
+            assert_eq!(err.kind, crate::error::Kind::Integrity);
+        }
+    }
+}
