@@ -565,24 +565,29 @@ fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container>
             owned,
             note,
         };
-        if helper == "wipe" {
-            let pid = wipe_pid(name);
-            // A running one is emptying a volume now, whoever started it
-            // (a berth in another pid namespace has a pid we cannot see).
-            let live = pid.is_some_and(pid_alive) || state == "running";
-            let note = match pid {
-                Some(p) if live => format!("emptying a volume for berth (pid {p})"),
-                Some(p) => format!("left by a berth that is gone (pid {p})"),
-                None => "a wipe helper whose berth cannot be told".into(),
+        if helper == "wipe" || helper == "delta" {
+            let pid = helper_pid(helper, name);
+            let doing = if helper == "wipe" {
+                "emptying a volume"
+            } else {
+                "finding what changed since a pre-copy"
             };
+            // A wipe helper runs only while it works; a running delta
+            // helper idles until its berth removes it, so only the pid
+            // tells. A berth in another pid namespace has a pid we cannot
+            // see: a running wipe helper counts as live whoever started it.
+            let live = pid.is_some_and(pid_alive) || (helper == "wipe" && state == "running");
+            let note = match pid {
+                Some(p) if live => format!("{doing} for berth (pid {p})"),
+                Some(p) => format!("left by a berth that is gone (pid {p})"),
+                None => format!("a {helper} helper whose berth cannot be told"),
+            };
+            let owner = c
+                .labels
+                .get("berth.container")
+                .map_or(NO_CONTAINER, String::as_str);
             // One whose pid cannot be read counts as owned: never remove on a doubt.
-            out.push(entry(
-                "wipe",
-                NO_CONTAINER,
-                None,
-                live || pid.is_none(),
-                note,
-            ));
+            out.push(entry(helper, owner, None, live || pid.is_none(), note));
         } else if helper == crate::rehearse::record::ROLE {
             let label = |k: &str| c.labels.get(k).map_or("", String::as_str);
             let owner = label("berth.container");
@@ -640,9 +645,11 @@ fn containers(inv: &Inventory, engine: &Engine, socket: &Path) -> Vec<Container>
     out
 }
 
-/// `berth-wipe-<pid>-<unix time>` -> pid.
-fn wipe_pid(name: &str) -> Option<i32> {
-    name.strip_prefix("berth-wipe-")?
+/// `berth-<kind>-<pid>-<unix time>` (wipe and delta helpers) -> pid.
+fn helper_pid(kind: &str, name: &str) -> Option<i32> {
+    name.strip_prefix("berth-")?
+        .strip_prefix(kind)?
+        .strip_prefix('-')?
         .split('-')
         .next()?
         .parse()
@@ -804,8 +811,10 @@ mod tests {
     }
 
     #[test]
-    fn wipe_helper_pids() {
-        assert_eq!(wipe_pid("berth-wipe-4242-1795467909"), Some(4242));
-        assert_eq!(wipe_pid("lw-berth-restore-1"), None);
+    fn helper_pids() {
+        assert_eq!(helper_pid("wipe", "berth-wipe-4242-1795467909"), Some(4242));
+        assert_eq!(helper_pid("delta", "berth-delta-17-1795467909"), Some(17));
+        assert_eq!(helper_pid("wipe", "berth-delta-17-1795467909"), None);
+        assert_eq!(helper_pid("wipe", "lw-berth-restore-1"), None);
     }
 }

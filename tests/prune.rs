@@ -7,8 +7,9 @@
 //! it watched the new version.
 //! Beside them: a `.partial` a killed backup left, one a running writer
 //! holds locked, directories that are not berth's, a stale and a live wipe
-//! helper, and a stale restore stand-in (these last are made as berth
-//! makes them: a berth killed in the middle of a wipe cannot be timed).
+//! helper, the same for a pre-copy's delta helper, and a stale restore
+//! stand-in (these last are made as berth makes them: a berth killed in
+//! the middle of a wipe cannot be timed).
 //!
 //! The assertions are on the engine (which tags, containers and images
 //! exist) and on the directories left, not only on what berth printed.
@@ -316,6 +317,17 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     for n in [&stale_wipe, &live_wipe] {
         helper(&s, n, json!({"berth.helper": "wipe", "berth.volume": vol})).await;
     }
+    // Pre-copy delta helpers of the app, one stale and one live.
+    let stale_delta = format!("berth-delta-{gone}-{now}");
+    let live_delta = format!("berth-delta-{}-{now}", std::process::id());
+    for n in [&stale_delta, &live_delta] {
+        helper(
+            &s,
+            n,
+            json!({"berth.helper": "delta", "berth.container": s.app}),
+        )
+        .await;
+    }
     helper(&s, &stand_in, json!({"berth.helper": "restore"})).await;
 
     // ------------------------------------------------------------ status
@@ -375,7 +387,14 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     }
     assert_eq!(
         names(app, "containers", "name"),
-        [aside(&p1), aside(&p2), stand_in.clone()].into(),
+        [
+            aside(&p1),
+            aside(&p2),
+            stand_in.clone(),
+            stale_delta.clone(),
+            live_delta.clone()
+        ]
+        .into(),
         "{app}"
     );
     let other = &st["by_container"][&s.other];
@@ -425,6 +444,7 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
         tag(&p1),
         aside(&p1),
         stale_wipe.clone(),
+        stale_delta.clone(),
         stand_in.clone(),
     ]
     .into();
@@ -432,12 +452,14 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     assert!(would.is_superset(&expected), "{would:?}");
     for extra in would.difference(&expected) {
         assert!(
-            extra.contains("berth-wipe-") || extra.contains("-berth-restore-"),
+            extra.contains("berth-wipe-")
+                || extra.contains("berth-delta-")
+                || extra.contains("-berth-restore-"),
             "{extra}"
         );
     }
     assert_eq!(dirs(&s.root), before, "--dry-run removed a directory");
-    for c in [&aside(&p1), &stale_wipe, &stand_in] {
+    for c in [&aside(&p1), &stale_wipe, &stale_delta, &stand_in] {
         assert!(s.exists(c).await, "--dry-run removed {c}");
     }
     assert!(s.image(&tag(&p1)).await, "--dry-run removed {}", tag(&p1));
@@ -475,10 +497,16 @@ async fn status_lists_leftovers_and_prune_removes_exactly_the_safe_ones() {
     for t in [tag(&p2), tag(&pk)] {
         assert!(s.image(&t).await, "{t} was removed");
     }
-    for c in [aside(&p2), aside(&pk), s.other.clone(), live_wipe.clone()] {
+    for c in [
+        aside(&p2),
+        aside(&pk),
+        s.other.clone(),
+        live_wipe.clone(),
+        live_delta.clone(),
+    ] {
         assert!(s.exists(&c).await, "{c} was removed");
     }
-    for c in [&stale_wipe, &stand_in] {
+    for c in [&stale_wipe, &stale_delta, &stand_in] {
         assert!(!s.exists(c).await, "{c} stayed");
     }
     // The failed run went, but not the tag that is now the only name of
