@@ -123,9 +123,7 @@ async fn run_in(s: &Scope, c: &str, script: &str) {
 async fn delta_matches_the_engine(s: Scope) {
     let d = &s.docker;
     let img = busybox(d).await;
-    let vol = s.name("vol");
-    s.track_volume(&vol);
-    d.volume_create(&json!({ "Name": vol })).await.unwrap();
+    let vol = s.volume("vol").await;
     let cfg =
         json!({"Image": img, "Cmd": ["sh", "-c", IDLE], "HostConfig": {"Mounts": mounts(&vol)}});
     let c = s.run("app", cfg).await;
@@ -186,9 +184,7 @@ async fn a_failing_delta_is_one_error_and_leaves_no_helper() {
     let s = Scope::new("delta-fail").await;
     let d = &s.docker;
     let img = busybox(d).await;
-    let vol = s.name("vol");
-    s.track_volume(&vol);
-    d.volume_create(&json!({ "Name": vol })).await.unwrap();
+    let vol = s.volume("vol").await;
     let c = s.name("app");
     let v = DeltaOf {
         path: "/no/such/dir",

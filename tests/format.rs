@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::engine::Scope;
 use support::images::busybox;
+use support::tree::noise;
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
 const MTIME: u64 = 1_600_000_000;
@@ -191,19 +192,6 @@ fn add_dir(b: &mut tar::Builder<Vec<u8>>, p: &str) {
 fn add_file(b: &mut tar::Builder<Vec<u8>>, p: &str, data: &[u8]) {
     let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
     b.append_data(&mut h, p, data).unwrap();
-}
-
-/// Deterministic incompressible bytes.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Several MiB of both kinds (stored and deflated runs, many chunks),

@@ -203,17 +203,6 @@ fn without(t: &Tree, root: &[u8]) -> Tree {
 
 // ------------------------------------------------------------- the engine
 
-/// A named volume of the scope.
-async fn volume(s: &Scope, what: &str) -> String {
-    let name = s.name(what);
-    s.track_volume(&name);
-    s.docker
-        .volume_create(&json!({ "Name": name }))
-        .await
-        .unwrap();
-    name
-}
-
 fn with_volume(image: &str, vol: &str, cmd: Value) -> Value {
     json!({
         "Image": image,
@@ -227,7 +216,7 @@ fn with_volume(image: &str, vol: &str, cmd: Value) -> Value {
 async fn app(s: &Scope, what: &str, running: bool) -> (String, String) {
     let d = &s.docker;
     let img = busybox(d).await;
-    let vol = volume(s, &format!("{what}-vol")).await;
+    let vol = s.volume(&format!("{what}-vol")).await;
     let cfg = with_volume(&img, &vol, json!(["sh", "-c", IDLE]));
     let c = if running {
         s.run(what, cfg).await
@@ -404,7 +393,7 @@ async fn restore_into_another_container_with_the_same_path() {
 
     // Another container, its own volume at /data with other content.
     let img = busybox(d).await;
-    let vol2 = volume(&s, "other-vol").await;
+    let vol2 = s.volume("other-vol").await;
     let other = s
         .create("other", with_volume(&img, &vol2, json!(["sh", "-c", IDLE])))
         .await;
@@ -435,7 +424,7 @@ async fn exact_restore_keeps_a_nested_bind_mount() {
     let s = Scope::new("restore-bind").await;
     let d = &s.docker;
     let img = busybox(d).await;
-    let vol = volume(&s, "vol").await;
+    let vol = s.volume("vol").await;
     let host = s.dir("conf");
     let secret = host.join("secret.cfg");
     std::fs::write(&secret, b"password=hunter2\n").unwrap();
@@ -519,7 +508,7 @@ async fn exact_restore_into_an_image_without_a_shell() {
         "{image} has a shell"
     );
 
-    let vol = volume(&s, "vol").await;
+    let vol = s.volume("vol").await;
     let c = s
         .create(
             "app",

@@ -84,6 +84,17 @@ impl Scope {
         p
     }
 
+    /// Create a named volume `<prefix>-<what>`, removed with the scope.
+    pub async fn volume(&self, what: &str) -> String {
+        let name = self.name(what);
+        self.track_volume(&name);
+        self.docker
+            .volume_create(&json!({ "Name": name }))
+            .await
+            .unwrap();
+        name
+    }
+
     /// Create (not start) a container named `<prefix>-<what>`.
     pub async fn create(&self, what: &str, config: Value) -> String {
         let name = self.name(what);
