@@ -164,7 +164,7 @@ impl<'d> DeltaHelper<'d> {
         since_ns: i128,
         to: DeltaFiles,
     ) -> Result<(PathEntry, DeltaReport)> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let (mut tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let scan = tokio::task::spawn_blocking(move || {
             let input = ChannelRead {
                 rx,
@@ -172,7 +172,6 @@ impl<'d> DeltaHelper<'d> {
             };
             stream_to_files(input, &to.dir, &to.slug, &[], to.method, &to.encrypt_to)
         });
-        let mut tx = tx;
         let report = self.changes(i, v, since_ns, &mut tx).await;
         // The scan waits for the stream's end, so it has only stopped by
         // now if it failed first (a full disk, a tar it refused): then its

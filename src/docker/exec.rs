@@ -96,8 +96,8 @@ impl Docker {
             while let Some((ch, b)) = frames.next_frame()? {
                 match ch {
                     Channel::Stdout => stdout.put(b).await?,
-                    Channel::Stderr if stderr.len() < MAX_OUTPUT => stderr.extend_from_slice(&b),
-                    Channel::Stderr | Channel::Stdin => {}
+                    Channel::Stderr => stderr.put(b).await?,
+                    Channel::Stdin => {}
                     Channel::System => {
                         return Err(Error::failed(format!(
                             "{doing}: {}",
