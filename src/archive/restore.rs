@@ -280,8 +280,13 @@ pub async fn read_index_of(
 /// The content index of a tar (the delta helper's, say), hashed as new
 /// backups hash the engine's archive.
 pub fn index_of_tar(tar: impl io::Read) -> Result<Vec<IndexEntry>> {
+    indexed(tar, &[], ContentHash::NEW)
+}
+
+/// Every entry of `tar` but those under `roots`, hashed with `hash`.
+fn indexed(tar: impl io::Read, roots: &[String], hash: ContentHash) -> Result<Vec<IndexEntry>> {
     let mut found = vec![];
-    scan(tar, io::sink(), &[], ContentHash::NEW, |x| {
+    scan(tar, io::sink(), roots, hash, |x| {
         found.push(x.clone());
         Ok(())
     })?;
@@ -300,15 +305,8 @@ pub async fn read_index_hashed(
     let (_, reader) = d.archive_get(name, path).await?;
     let roots = super::tar_roots(path, excluded);
     let doing = format!("reading {name}:{path} back");
-    tokio::task::spawn_blocking(move || {
-        let mut found = vec![];
-        scan(reader, io::sink(), &roots, hash, |x| {
-            found.push(x.clone());
-            Ok(())
-        })?;
-        Ok(found)
-    })
-    .await
-    .map_err(|e| Error::failed(format!("{doing}: {e}")))?
-    .map_err(|e: Error| e.context(doing))
+    tokio::task::spawn_blocking(move || indexed(reader, &roots, hash))
+        .await
+        .map_err(|e| Error::failed(format!("{doing}: {e}")))?
+        .map_err(|e: Error| e.context(doing))
 }
