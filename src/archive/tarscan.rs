@@ -18,7 +18,7 @@
 //! Malformed or truncated archives are [`Kind::Integrity`](crate::error::Kind::Integrity)
 //! errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 
 use super::hashio::to_hex;
@@ -67,9 +67,23 @@ pub(crate) fn scan(
     out: impl Write,
     exclude: &[String],
     hash: ContentHash,
+    on_entry: impl FnMut(&IndexEntry) -> Result<()>,
+) -> Result<ScanSummary> {
+    scan_with(input, out, exclude, hash, true, on_entry)
+}
+
+/// [`scan`], writing everything but the end-of-archive marker (and the
+/// padding after it) when `trailer` is false: what a restore sends before
+/// the delta's tar, so that the engine extracts both as one archive.
+pub(crate) fn scan_with(
+    input: impl Read,
+    out: impl Write,
+    exclude: &[String],
+    hash: ContentHash,
+    trailer: bool,
     mut on_entry: impl FnMut(&IndexEntry) -> Result<()>,
 ) -> Result<ScanSummary> {
-    let roots = exclude
+    let list = exclude
         .iter()
         .map(|r| {
             let bytes = path_to_bytes(r).ctx(format_args!("excluding {r:?}"))?;
@@ -83,10 +97,17 @@ pub(crate) fn scan(
             }
         })
         .collect::<Result<Vec<_>>>()?;
+    // Looked up by each entry's ancestors: a restore drops every path the
+    // delta removed, which may be many.
+    let mut roots = HashMap::with_capacity(list.len());
+    for (i, r) in list.into_iter().enumerate() {
+        roots.entry(r).or_insert(i);
+    }
     let mut s = Scanner {
         input: Input::new(input),
         out,
         roots,
+        trailer,
         hash,
         root_seen: vec![false; exclude.len()],
         globals: BTreeMap::new(),
@@ -126,11 +147,6 @@ fn normalise(mut p: &[u8]) -> &[u8] {
     } else {
         p
     }
-}
-
-/// Whether the normalised path `p` is `root` or below it.
-fn below(p: &[u8], root: &[u8]) -> bool {
-    p.starts_with(root) && (p.len() == root.len() || p[root.len()] == b'/')
 }
 
 /// The input, read through a large buffer, with the count of bytes consumed.
@@ -222,7 +238,10 @@ impl Pending {
 struct Scanner<R, W> {
     input: Input<R>,
     out: W,
-    roots: Vec<Vec<u8>>,
+    /// Each exclusion root (normalised) and its place in `root_seen`.
+    roots: HashMap<Vec<u8>, usize>,
+    /// Whether the end-of-archive marker is written out.
+    trailer: bool,
     /// How each kept file's content is hashed into its entry.
     hash: ContentHash,
     root_seen: Vec<bool>,
@@ -566,18 +585,16 @@ impl<R: Read, W: Write> Scanner<R, W> {
 
         let index_path = name.strip_suffix(b"/").unwrap_or(&name);
         let norm = normalise(&name);
-        let mut keep = true;
-        for (root, seen) in self.roots.iter().zip(self.root_seen.iter_mut()) {
-            if below(norm, root) {
-                keep = false;
-                *seen = true;
-            }
+        let seen: Vec<usize> = self.roots_of(norm).map(|(_, i)| i).collect();
+        for &i in &seen {
+            self.root_seen[i] = true;
         }
+        let keep = seen.is_empty();
         if keep && kind == EntryKind::Hardlink {
             // The target came earlier in the stream; if it was dropped, the
             // copy could not be extracted.
             let target = normalise(link.as_deref().unwrap_or_default());
-            if let Some(root) = self.roots.iter().find(|root| below(target, root)) {
+            if let Some((root, _)) = self.roots_of(target).next() {
                 return Err(Error::usage(format!(
                     "cannot exclude {}: the hard link {} (kept) points to {} inside it",
                     path_from_bytes(root),
@@ -651,6 +668,16 @@ impl<R: Read, W: Write> Scanner<R, W> {
         Ok(())
     }
 
+    /// The exclusion roots that `p` (normalised) is or lies below, with
+    /// their places in `root_seen`: `p` and each of its ancestors, looked up.
+    fn roots_of<'p>(&'p self, p: &'p [u8]) -> impl Iterator<Item = (&'p [u8], usize)> + 'p {
+        let ancestors = p.iter().enumerate().filter(|(_, &b)| b == b'/');
+        ancestors
+            .map(|(i, _)| &p[..i])
+            .chain([p])
+            .filter_map(|a| Some((a, *self.roots.get(a)?)))
+    }
+
     /// After the first zero block: the second, then zero padding to EOF.
     fn finish_trailer(&mut self, first: &[u8; BLOCK], offset: u64) -> Result<()> {
         if !self.pending.is_empty() {
@@ -678,8 +705,10 @@ impl<R: Read, W: Write> Scanner<R, W> {
                 self.place()
             )));
         }
-        self.write_out(first)?;
-        self.write_out(&second)?;
+        if self.trailer {
+            self.write_out(first)?;
+            self.write_out(&second)?;
+        }
         loop {
             let at = self.input.offset;
             let avail = match self.input.fill() {
@@ -696,9 +725,11 @@ impl<R: Read, W: Write> Scanner<R, W> {
                 )));
             }
             let n = avail.len();
-            self.out
-                .write_all(&self.input.buf[self.input.pos..self.input.pos + n])
-                .ctx("writing the archive copy")?;
+            if self.trailer {
+                self.out
+                    .write_all(&self.input.buf[self.input.pos..self.input.pos + n])
+                    .ctx("writing the archive copy")?;
+            }
             self.input.consume(n);
         }
         Ok(())
