@@ -27,8 +27,13 @@ use crate::secrets::json_problem;
 /// say they are too old instead of failing on the missing field; 4 hashes
 /// each file's content in the index with BLAKE3 instead of SHA-256
 /// ([`PathEntry::content_hash`]), so berths that only know SHA-256 say they
-/// are too old instead of finding every file's content "missing".
-pub(crate) const SCHEMA: u32 = 4;
+/// are too old instead of finding every file's content "missing"; 5 is a
+/// backup with a pre-copy's delta in it ([`PathEntry::delta`]), so that
+/// berths without it say they are too old instead of restoring the
+/// pre-copy alone. A backup without a delta is still written as 4.
+pub(crate) const SCHEMA: u32 = 5;
+/// What a backup without a delta is written as.
+pub(crate) const SCHEMA_PLAIN: u32 = 4;
 pub const MANIFEST: &str = "manifest.json";
 pub const SUMS: &str = "SHA256SUMS";
 
@@ -134,6 +139,71 @@ pub struct PathEntry {
     /// Paths relative to `path` cut out of the archive (nested mounts).
     pub excluded: Vec<String>,
     pub seconds: f64,
+    /// Schema 5: the archive above is a pre-copy, taken while the
+    /// container ran; this is what changed from its start to the stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Box<Delta>>,
+}
+
+/// What changed in a path between the start of its pre-copy and the stop
+/// (see docs/backup-format.md). The path's state at the stop is the
+/// pre-copy's archive less the `removed` paths, then the delta's archive;
+/// `final_index` is its content index, which every check proves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delta {
+    /// The changed and new entries: their archive and its own index, as a
+    /// path's (`<slug>.delta.tar.gz`, `<slug>.delta.index.gz`; the same
+    /// `path`, no delta of its own).
+    pub changes: PathEntry,
+    /// `<slug>.removed`: the tar names of the pre-copy's entries that are
+    /// gone, each ended by a NUL byte (`xargs -0 rm -rf --` reads it).
+    pub removed: String,
+    pub removed_sha256: String,
+    pub removed_bytes: u64,
+    /// How many names `removed` holds.
+    pub removed_count: u64,
+    /// `<slug>.final.index.gz`: the content index of the path at the stop.
+    pub final_index: String,
+    pub final_index_sha256: String,
+    pub final_index_bytes: u64,
+    pub final_entries: u64,
+    /// Entries changed at or after this instant (ns since the epoch, the
+    /// start of the second before the pre-copy's first read) were taken
+    /// again.
+    pub since_ns: i64,
+}
+
+impl PathEntry {
+    /// Every file of the path in the backup directory, with its sha256:
+    /// what SHA256SUMS lists for it.
+    pub fn files(&self) -> Vec<(&str, &str)> {
+        let mut out = vec![
+            (self.archive.as_str(), self.sha256.as_str()),
+            (self.index.as_str(), self.index_sha256.as_str()),
+        ];
+        if let Some(d) = &self.delta {
+            out.extend(d.changes.files());
+            out.push((&d.removed, &d.removed_sha256));
+            out.push((&d.final_index, &d.final_index_sha256));
+        }
+        out
+    }
+
+    /// The content index of the path's state in the backup, its sha256 and
+    /// size: the final index when there is a delta, the archive's own
+    /// otherwise.
+    pub fn state_index(&self) -> (&str, u64) {
+        match &self.delta {
+            Some(d) => (&d.final_index, d.final_entries),
+            None => (&self.index, self.entries),
+        }
+    }
+
+    /// The archives' whole size in the backup (the pre-copy's and the
+    /// delta's).
+    pub fn all_bytes(&self) -> u64 {
+        self.bytes + self.delta.as_ref().map_or(0, |d| d.changes.bytes)
+    }
 }
 
 impl Manifest {
@@ -165,8 +235,18 @@ impl Manifest {
                     m.schema
                 )));
             }
-            plain_name(&e.archive)?;
-            plain_name(&e.index)?;
+            for (name, _) in e.files() {
+                plain_name(name)?;
+            }
+            if let Some(d) = &e.delta {
+                if m.schema < 5 || d.changes.delta.is_some() || d.changes.path != e.path {
+                    return Err(Error::integrity(format!(
+                        "{}: not a berth manifest: the delta of {:?} is not one of schema 5",
+                        p.display(),
+                        e.path
+                    )));
+                }
+            }
             if !clean_absolute(&e.path) {
                 return Err(Error::integrity(format!(
                     "{}: path {:?} is not a clean absolute path (no `.`, `..` or empty components)",

@@ -294,7 +294,7 @@ async fn fill_dir(
         recipients: o.encrypt_to.clone(),
     });
     let m = Manifest {
-        schema: manifest::SCHEMA,
+        schema: manifest::SCHEMA_PLAIN,
         berth_version: env!("CARGO_PKG_VERSION").into(),
         created: clock::rfc3339(clock::now_unix()),
         engine: manifest::Engine {
@@ -331,8 +331,9 @@ async fn fill_dir(
     let (msha, _) = write_file(&dir.join(manifest::MANIFEST), &bytes)?;
     let mut sums = vec![];
     for p in &m.paths {
-        sums.push((p.archive.clone(), p.sha256.clone()));
-        sums.push((p.index.clone(), p.index_sha256.clone()));
+        for (name, sha) in p.files() {
+            sums.push((name.to_owned(), sha.to_owned()));
+        }
     }
     sums.push((manifest::MANIFEST.to_owned(), msha));
     write_file(
@@ -461,6 +462,7 @@ pub fn stream_to_files(
         entries: summary.entries,
         excluded: vec![],
         seconds: 0.0,
+        delta: None,
     })
 }
 
@@ -469,11 +471,11 @@ pub fn stream_to_files(
 /// (each line's sha256 is 32 random bytes: no level does much better than 4.6x);
 /// level 3 deflates text several times faster than 6, on a thread of its
 /// own, so the scan thread only copies lines.
-const INDEX_METHOD: Method = Method::Zlib(3);
+pub(crate) const INDEX_METHOD: Method = Method::Zlib(3);
 
 /// Ends the sealing, flushes, fsyncs and closes a file written through a
 /// [`HashWriter`]; its sha256 and size.
-fn sync_hashed(w: SealWriter<HashWriter<BufWriter<NamedFile>>>) -> io::Result<(String, u64)> {
+pub(crate) fn sync_hashed(w: SealWriter<HashWriter<BufWriter<NamedFile>>>) -> io::Result<(String, u64)> {
     let (file, sha, n) = w.finish()?.finish();
     file.into_inner()
         .map_err(|e| e.into_error())

@@ -82,6 +82,76 @@ pub fn merged(
     Ok(out)
 }
 
+/// What a restore leaves out of the pre-copy's archive, so that the
+/// engine, extracting it and then the delta's as one archive, ends in the
+/// final state: each removed path, and each path the delta writes as
+/// another kind of entry (a directory become a file, a file become a hard
+/// link), with what lies below it; only the topmost of such paths. Call
+/// after [`merged`] accepted the same inputs.
+///
+/// A hard link is written as a link to a path extracted before it, and it
+/// must stay one: a link kept from the pre-copy (and not written again)
+/// whose target is dropped or written again by the delta (a new file, no
+/// longer the same inode), or a
+/// link in the delta to a path not written before it, is refused, as an
+/// integrity error naming the link, before anything is written.
+pub fn dropped(
+    root: &str,
+    before: &[IndexEntry],
+    delta: &[IndexEntry],
+    removed: &[String],
+) -> Result<Vec<String>> {
+    let refuse = |p: &str, why: &str| {
+        Err(Error::integrity(format!(
+            "the delta of {root} is refused: the hard link {p:?} {why}"
+        )))
+    };
+    let kinds: HashMap<&str, EntryKind> = before.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    let mut cut: HashSet<&str> = removed.iter().map(String::as_str).collect();
+    for e in delta {
+        if kinds.get(e.path.as_str()).is_some_and(|k| *k != e.kind) {
+            cut.insert(&e.path);
+        }
+    }
+    let is_cut = |p: &str| cut.contains(p) || ancestors(p).any(|a| cut.contains(a));
+    let rewritten: HashSet<&str> = delta.iter().map(|e| e.path.as_str()).collect();
+    let mut written: HashSet<&str> = HashSet::with_capacity(before.len() + delta.len());
+    for e in before.iter().filter(|e| !is_cut(&e.path)) {
+        if let Some(t) = hard_link(e) {
+            let relinked = rewritten.contains(e.path.as_str());
+            if !written.contains(t) || (rewritten.contains(t) && !relinked) {
+                return refuse(&e.path, "kept from the pre-copy would not keep its target");
+            }
+        }
+        written.insert(&e.path);
+    }
+    for e in delta {
+        if let Some(t) = hard_link(e) {
+            if !written.contains(t) {
+                return refuse(&e.path, "points to a path not written before it");
+            }
+        }
+        written.insert(&e.path);
+    }
+    let mut out: Vec<String> = cut
+        .iter()
+        .filter(|p| !ancestors(p).any(|a| cut.contains(a)))
+        .map(|p| (*p).to_owned())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// A hard link's target, in index form.
+fn hard_link(e: &IndexEntry) -> Option<&str> {
+    (e.kind == EntryKind::Hardlink).then(|| e.link.as_deref().unwrap_or_default())
+}
+
+/// `a/b/c` -> `a`, `a/b`.
+fn ancestors(p: &str) -> impl Iterator<Item = &str> {
+    p.match_indices('/').map(move |(i, _)| &p[..i])
+}
+
 /// Why index path `p` is not a path inside the volume `root`, if it is not.
 fn outside(root: &str, p: &str) -> Option<&'static str> {
     if path_to_bytes(p).is_err() {
@@ -145,6 +215,44 @@ mod tests {
             paths(&merged("v", &before(), &[], &[]).unwrap()),
             paths(&before())
         );
+    }
+
+    fn link(path: &str, to: &str) -> IndexEntry {
+        let mut l = e(path, EntryKind::Hardlink);
+        l.link = Some(to.into());
+        l
+    }
+
+    #[test]
+    fn a_restore_drops_removals_and_changed_kinds_topmost_only() {
+        let delta = [e("v/b", EntryKind::Dir), e("v/b/new", EntryKind::File)];
+        let gone = ["v/a/x".to_owned(), "v/a".to_owned()];
+        assert_eq!(dropped("v", &before(), &delta, &gone).unwrap(), ["v/a", "v/b"]);
+        // Same kinds are written over, not dropped.
+        let same = [e("v/a", EntryKind::Dir), e("v/b", EntryKind::File)];
+        assert!(dropped("v", &before(), &same, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_hard_link_that_would_not_stay_one_is_refused() {
+        let mut with_link = before();
+        with_link.push(link("v/l", "v/b"));
+        // Kept link, target written again by the delta: a new inode.
+        let delta = [e("v/b", EntryKind::File)];
+        let err = dropped("v", &with_link, &delta, &[]).unwrap_err();
+        assert!(err.to_string().contains("would not keep its target"), "{err}");
+        // Both written again: fine.
+        let both = [e("v/b", EntryKind::File), link("v/l", "v/b")];
+        assert!(dropped("v", &with_link, &both, &[]).unwrap().is_empty());
+        // A link in the delta to a removed path, or to one written later.
+        for (delta, gone) in [
+            (vec![link("v/n", "v/a/x")], vec!["v/a/x".to_owned()]),
+            (vec![link("v/n", "v/z"), e("v/z", EntryKind::File)], vec![]),
+        ] {
+            let err = dropped("v", &before(), &delta, &gone).unwrap_err();
+            assert!(err.to_string().contains("not written before it"), "{err}");
+            assert_eq!(err.kind, crate::error::Kind::Integrity);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod backup;
 pub mod deflate;
 pub mod delta;
 pub mod delta_helper;
+pub mod deltafiles;
 pub(crate) mod hashio;
 pub(crate) mod helper;
 mod igzip;

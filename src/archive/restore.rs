@@ -9,16 +9,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
 use super::index::{compare, ContentHash, IndexEntry};
 use super::seal::Keys;
-use super::tarscan::scan;
+use super::tarscan::{scan, scan_with};
 use super::untrusted::Bounded;
 use super::{verify, wipe};
 use crate::cancel;
 use crate::docker::Docker;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Context, Error, Kind, Result};
 use crate::manifest::{Manifest, PathEntry};
 use crate::mounts::{self, Mount};
 use crate::progress::Meter;
@@ -100,13 +101,13 @@ pub async fn restore(d: &Docker, dir: &Path, o: &Options) -> Result<Report> {
         };
         let label = format!("restoring {name}:{}", e.path);
         // The meter counts the archive file as it is read.
-        let meter = Meter::with_total(label, o.report, e.bytes);
+        let meter = Meter::with_total(label, o.report, e.all_bytes());
         let bytes = upload(d, &name, dir, e, &meter, &o.keys).await?;
         drop(meter);
         read_back_and_compare(d, &name, dir, e, o.merge, &o.keys).await?;
         paths.push(PathReport {
             path: e.path.clone(),
-            entries: e.entries,
+            entries: e.state_index().1,
             bytes,
             emptied,
             seconds: t.elapsed().as_secs_f64(),
@@ -213,11 +214,19 @@ async fn upload(
     meter: &Meter,
     keys: &Keys,
 ) -> Result<u64> {
-    let plain = verify::open_plain(dir, &e.archive, keys, |r| meter.reader(r))?;
-    // Checked before, bounded again: the file may have changed since.
-    let reader = Bounded::new(flate2::read::MultiGzDecoder::new(plain), e.tar_bytes);
-    d.archive_put_at(name, &e.path, reader)
-        .await
+    let put = match &e.delta {
+        None => {
+            let plain = verify::open_plain(dir, &e.archive, keys, |r| meter.reader(r))?;
+            // Checked before, bounded again: the file may have changed since.
+            let reader = Bounded::new(MultiGzDecoder::new(plain), e.tar_bytes);
+            d.archive_put_at(name, &e.path, reader).await
+        }
+        Some(_) => {
+            let reader = with_delta(dir, e, meter, keys)?;
+            d.archive_put_at(name, &e.path, reader).await
+        }
+    };
+    put
         .map_err(|err| {
             // The engine only sees a broken upload; say why it broke.
             let err = if cancel::is_cancelled() {
@@ -236,6 +245,103 @@ async fn upload(
     Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// The tar of a pre-copy's path with its delta, as one archive: the
+/// pre-copy's entries less those the delta removed or turned into another
+/// kind (see `merge::dropped`), without its end-of-archive marker, then
+/// the delta's. One archive, because the engine sets each directory's
+/// times once it has extracted everything: a second upload would leave
+/// the mtime of each directory it writes into as of the restore.
+/// Produced on a thread of its own; a failure there fails the upload,
+/// never ends it early as if it were complete.
+fn with_delta(dir: &Path, e: &PathEntry, meter: &Meter, keys: &Keys) -> Result<impl io::Read> {
+    let d = e.delta.as_ref().expect("a delta");
+    let drops = verify::restore_drops(dir, e, keys)?;
+    let precopy = verify::open_plain(dir, &e.archive, keys, |r| meter.reader(r))?;
+    let precopy = Bounded::new(MultiGzDecoder::new(precopy), e.tar_bytes);
+    let delta = verify::open_plain(dir, &d.changes.archive, keys, |r| meter.reader(r))?;
+    let mut delta = Bounded::new(MultiGzDecoder::new(delta), d.changes.tar_bytes);
+    let hash = e.content_hash;
+    Ok(Produced::spawn(move |out| {
+        scan_with(precopy, &mut *out, &drops, hash, false, |_| Ok(()))?;
+        io::copy(&mut delta, out).ctx("reading the delta's archive")?;
+        Ok(())
+    }))
+}
+
+/// A reader of what a thread writes, in pieces through a bounded channel;
+/// the thread's error is the reader's.
+struct Produced {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: io::Cursor<Vec<u8>>,
+}
+
+/// The thread's side of [`Produced`].
+struct Pieces {
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+const PIECE: usize = 256 << 10;
+
+impl Produced {
+    fn spawn(f: impl FnOnce(&mut Pieces) -> Result<()> + Send + 'static) -> Produced {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        std::thread::spawn(move || {
+            let mut w = Pieces {
+                tx,
+                buf: Vec::with_capacity(PIECE),
+            };
+            let sent = match f(&mut w).and_then(|()| io::Write::flush(&mut w).ctx("sending the archive")) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::other(e.to_string())),
+            };
+            if let Err(e) = sent {
+                let _ = w.tx.send(Err(e));
+            }
+        });
+        Produced {
+            rx,
+            cur: io::Cursor::new(vec![]),
+        }
+    }
+}
+
+impl io::Read for Produced {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = io::Read::read(&mut self.cur, buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.rx.recv() {
+                Ok(piece) => self.cur = io::Cursor::new(piece?),
+                // The thread ended after its last piece.
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+impl io::Write for Pieces {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .send(Ok(piece))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped reading"))
+    }
+}
+
 /// GET the path back, index it (cutting out the same nested mounts) and
 /// compare with the backup's index. After a merge, entries the backup does
 /// not have are expected; everything the backup has must read back equal.
@@ -248,7 +354,7 @@ pub(crate) async fn read_back_and_compare(
     keys: &Keys,
 ) -> Result<()> {
     let found = read_index_hashed(d, name, &e.path, &e.excluded, e.content_hash).await?;
-    let stored = verify::read_stored_index(dir, e, keys)?;
+    let stored = verify::read_state_index(dir, e, keys)?;
     let mut diffs = compare(&stored, &found);
     if merge {
         diffs.retain(|d| !d.is_extra());

@@ -18,6 +18,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
 use super::hashio::{sha256_file, HashReader};
+use super::{deltafiles, merge};
 use super::index::{compare, read_index_within, IndexEntry};
 use super::seal::{self, Keys};
 use super::tarscan::scan;
@@ -86,8 +87,8 @@ pub fn verify_shown(
     fail_if(dir, &problems)?;
     let m = Manifest::load(dir)?;
     for p in &m.paths {
-        for (file, sha) in [(&p.archive, &p.sha256), (&p.index, &p.index_sha256)] {
-            if listed(file) != Some(sha.as_str()) {
+        for (file, sha) in p.files() {
+            if listed(file) != Some(sha) {
                 problems.push(format!(
                     "{file}: the manifest and {} disagree on its checksum",
                     manifest::SUMS
@@ -188,6 +189,13 @@ pub fn deep_check_all(
     keys: &Keys,
 ) -> Result<()> {
     check_keys_given(paths, keys)?;
+    // A pre-copy's delta is an archive with an index of its own, checked
+    // as one; then the two must give the final index.
+    let whole = paths;
+    let paths: Vec<&PathEntry> = whole
+        .iter()
+        .flat_map(|p| std::iter::once(*p).chain(p.delta.as_ref().map(|d| &d.changes)))
+        .collect();
     let total = paths.iter().map(|p| p.bytes).sum();
     let label = format!("checking {}", dir.display());
     // Also the readers' one place to notice a signal.
@@ -212,7 +220,62 @@ pub fn deep_check_all(
             Ok(()) => {}
         }
     }
+    fail_if(dir, &problems)?;
+    for p in whole.iter().filter(|p| p.delta.is_some()) {
+        if let Err(e) = restore_drops(dir, p, keys) {
+            problems.push(e.msg);
+        }
+    }
     fail_if(dir, &problems)
+}
+
+/// For a path with a pre-copy's delta: the paths a restore leaves out of
+/// the pre-copy's archive (see [`merge::dropped`]), once the pre-copy's
+/// index, the delta's and the removed names are proven to give the final
+/// index, entry for entry. Nothing else is read; the archives are checked
+/// against their own indexes apart.
+pub fn restore_drops(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<String>> {
+    let Some(d) = &p.delta else {
+        return Ok(vec![]);
+    };
+    let before = read_stored_index(dir, p, keys)?;
+    let delta = read_stored_index(dir, &d.changes, keys)?;
+    let removed = read_removed(dir, d, p.tar_bytes, keys)?;
+    let root = super::tar_base(&p.path);
+    let merged = merge::merged(root, &before, &delta, &removed)?;
+    let drops = merge::dropped(root, &before, &delta, &removed)?;
+    let stored = read_state_index(dir, p, keys)?;
+    let diffs = compare(&stored, &merged);
+    if !diffs.is_empty() || stored.len() != merged.len() || stored.len() as u64 != d.final_entries {
+        let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
+        return Err(Error::integrity(format!(
+            "{}: the pre-copy and its delta do not give this final state ({} differences: {})",
+            d.final_index,
+            diffs.len(),
+            shown.join(", ")
+        )));
+    }
+    Ok(drops)
+}
+
+/// The removed names of a delta; each took a tar header in the pre-copy's
+/// `tar_bytes`, which bounds the list.
+fn read_removed(dir: &Path, d: &manifest::Delta, tar_bytes: u64, keys: &Keys) -> Result<Vec<String>> {
+    let plain = open_plain(dir, &d.removed, keys, |r| r)?;
+    let mut bytes = vec![];
+    Bounded::new(plain, tar_bytes)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::integrity(format!("{}: {e}", d.removed)))?;
+    let names = deltafiles::parse_removed(&d.removed, &bytes)?;
+    if names.len() as u64 != d.removed_count {
+        return Err(Error::integrity(format!(
+            "{}: {} names, the manifest says {}",
+            d.removed,
+            names.len(),
+            d.removed_count
+        )));
+    }
+    Ok(names)
 }
 
 /// Open a file of the backup directory, never through a symlink: the
@@ -255,10 +318,7 @@ pub fn check_keys(dir: &Path, m: &Manifest, keys: &Keys) -> Result<()> {
     let all: Vec<&PathEntry> = m.paths.iter().collect();
     check_keys_given(&all, keys)?;
     for p in &m.paths {
-        for name in [&p.archive, &p.index]
-            .into_iter()
-            .filter(|n| seal::is_sealed(n))
-        {
+        for (name, _) in p.files().into_iter().filter(|(n, _)| seal::is_sealed(n)) {
             open_plain(dir, name, keys, |r| r)?;
         }
     }
@@ -332,7 +392,20 @@ fn index_archive(tar: &mut impl Read, p: &PathEntry) -> Result<Vec<IndexEntry>> 
 /// the tar) and under 300 bytes of fields: three times `tar_bytes` is a
 /// generous bound.
 pub fn read_stored_index(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<IndexEntry>> {
-    let limit = p.tar_bytes.saturating_mul(3).saturating_add(1 << 20);
-    let plain = open_plain(dir, &p.index, keys, |r| r)?;
+    read_index_file(dir, &p.index, p.tar_bytes, keys)
+}
+
+/// The content index of the path's state in the backup: the final index
+/// of a pre-copy with a delta (bounded by both archives), the archive's
+/// own otherwise.
+pub fn read_state_index(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<IndexEntry>> {
+    let (name, _) = p.state_index();
+    let tar_bytes = p.tar_bytes + p.delta.as_ref().map_or(0, |d| d.changes.tar_bytes);
+    read_index_file(dir, name, tar_bytes, keys)
+}
+
+fn read_index_file(dir: &Path, name: &str, tar_bytes: u64, keys: &Keys) -> Result<Vec<IndexEntry>> {
+    let limit = tar_bytes.saturating_mul(3).saturating_add(1 << 20);
+    let plain = open_plain(dir, name, keys, |r| r)?;
     read_index_within(BufReader::with_capacity(1 << 16, plain), limit)
 }
