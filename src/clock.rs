@@ -9,6 +9,14 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
 /// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
 /// civil_from_days).
 fn civil(days: i64) -> (i64, u32, u32) {

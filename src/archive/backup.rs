@@ -327,7 +327,14 @@ async fn fill_dir(
             .cloned()
             .collect(),
     };
-    let bytes = serde_json::to_vec_pretty(&m).expect("serializable");
+    write_manifest(dir, &m)?;
+    Ok(m)
+}
+
+/// manifest.json and SHA256SUMS over it and every file of its paths,
+/// durably: the last files of a backup directory.
+pub(crate) fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(m).expect("serializable");
     let (msha, _) = write_file(&dir.join(manifest::MANIFEST), &bytes)?;
     let mut sums = vec![];
     for p in &m.paths {
@@ -340,8 +347,7 @@ async fn fill_dir(
         &dir.join(manifest::SUMS),
         manifest::sums_text(&sums).as_bytes(),
     )?;
-    sync_dir(dir)?;
-    Ok(m)
+    sync_dir(dir)
 }
 
 /// The engine's sizes of its volumes (bytes of their files), for the
@@ -475,7 +481,9 @@ pub(crate) const INDEX_METHOD: Method = Method::Zlib(3);
 
 /// Ends the sealing, flushes, fsyncs and closes a file written through a
 /// [`HashWriter`]; its sha256 and size.
-pub(crate) fn sync_hashed(w: SealWriter<HashWriter<BufWriter<NamedFile>>>) -> io::Result<(String, u64)> {
+pub(crate) fn sync_hashed(
+    w: SealWriter<HashWriter<BufWriter<NamedFile>>>,
+) -> io::Result<(String, u64)> {
     let (file, sha, n) = w.finish()?.finish();
     file.into_inner()
         .map_err(|e| e.into_error())

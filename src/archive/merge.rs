@@ -106,7 +106,8 @@ pub fn dropped(
             "the delta of {root} is refused: the hard link {p:?} {why}"
         )))
     };
-    let kinds: HashMap<&str, EntryKind> = before.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    let kinds: HashMap<&str, EntryKind> =
+        before.iter().map(|e| (e.path.as_str(), e.kind)).collect();
     let mut cut: HashSet<&str> = removed.iter().map(String::as_str).collect();
     for e in delta {
         if kinds.get(e.path.as_str()).is_some_and(|k| *k != e.kind) {
@@ -227,7 +228,10 @@ mod tests {
     fn a_restore_drops_removals_and_changed_kinds_topmost_only() {
         let delta = [e("v/b", EntryKind::Dir), e("v/b/new", EntryKind::File)];
         let gone = ["v/a/x".to_owned(), "v/a".to_owned()];
-        assert_eq!(dropped("v", &before(), &delta, &gone).unwrap(), ["v/a", "v/b"]);
+        assert_eq!(
+            dropped("v", &before(), &delta, &gone).unwrap(),
+            ["v/a", "v/b"]
+        );
         // Same kinds are written over, not dropped.
         let same = [e("v/a", EntryKind::Dir), e("v/b", EntryKind::File)];
         assert!(dropped("v", &before(), &same, &[]).unwrap().is_empty());
@@ -240,7 +244,10 @@ mod tests {
         // Kept link, target written again by the delta: a new inode.
         let delta = [e("v/b", EntryKind::File)];
         let err = dropped("v", &with_link, &delta, &[]).unwrap_err();
-        assert!(err.to_string().contains("would not keep its target"), "{err}");
+        assert!(
+            err.to_string().contains("would not keep its target"),
+            "{err}"
+        );
         // Both written again: fine.
         let both = [e("v/b", EntryKind::File), link("v/l", "v/b")];
         assert!(dropped("v", &with_link, &both, &[]).unwrap().is_empty());

@@ -26,6 +26,7 @@ mod igzip;
 pub mod index;
 pub mod merge;
 pub(crate) mod pargz;
+pub mod precopy;
 pub mod restore;
 pub mod seal;
 pub(crate) mod tarscan;

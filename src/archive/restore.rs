@@ -226,22 +226,21 @@ async fn upload(
             d.archive_put_at(name, &e.path, reader).await
         }
     };
-    put
-        .map_err(|err| {
-            // The engine only sees a broken upload; say why it broke.
-            let err = if cancel::is_cancelled() {
-                Error::new(
-                    Kind::Interrupted,
-                    "interrupted by a signal during the upload",
-                )
-            } else {
-                err
-            };
-            err.context(format!(
-                "restoring {name}:{} (it may be partly written: run the restore again)",
-                e.path
-            ))
-        })?;
+    put.map_err(|err| {
+        // The engine only sees a broken upload; say why it broke.
+        let err = if cancel::is_cancelled() {
+            Error::new(
+                Kind::Interrupted,
+                "interrupted by a signal during the upload",
+            )
+        } else {
+            err
+        };
+        err.context(format!(
+            "restoring {name}:{} (it may be partly written: run the restore again)",
+            e.path
+        ))
+    })?;
     Ok(meter.bytes.load(std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -291,7 +290,9 @@ impl Produced {
                 tx,
                 buf: Vec::with_capacity(PIECE),
             };
-            let sent = match f(&mut w).and_then(|()| io::Write::flush(&mut w).ctx("sending the archive")) {
+            let sent = match f(&mut w)
+                .and_then(|()| io::Write::flush(&mut w).ctx("sending the archive"))
+            {
                 Ok(()) => Ok(()),
                 Err(e) => Err(io::Error::other(e.to_string())),
             };

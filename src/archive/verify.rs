@@ -18,11 +18,11 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
 use super::hashio::{sha256_file, HashReader};
-use super::{deltafiles, merge};
 use super::index::{compare, read_index_within, IndexEntry};
 use super::seal::{self, Keys};
 use super::tarscan::scan;
 use super::untrusted::{Bounded, Confined};
+use super::{deltafiles, merge};
 use crate::error::{Error, Kind, Result};
 use crate::manifest::{self, Manifest, PathEntry};
 use crate::progress::Meter;
@@ -229,6 +229,30 @@ pub fn deep_check_all(
     fail_if(dir, &problems)
 }
 
+/// The check of a backup assembled from a pre-copy that was deep-checked
+/// while the container ran: every file's checksum (the pre-copy's
+/// archives are the same files, hard-linked), the deltas' archives against
+/// their indexes, and each path's final index against its pre-copy and
+/// delta. What the stop window needs, without re-reading the pre-copy.
+pub fn verify_deltas(dir: &Path, keys: &Keys) -> Result<Manifest> {
+    let (m, _) = verify_shown(dir, false, &SILENT, keys)?;
+    let deltas: Vec<&PathEntry> = m
+        .paths
+        .iter()
+        .filter_map(|p| p.delta.as_ref())
+        .map(|d| &d.changes)
+        .collect();
+    deep_check_all(dir, &deltas, &SILENT, keys)?;
+    let mut problems = vec![];
+    for p in m.paths.iter().filter(|p| p.delta.is_some()) {
+        if let Err(e) = restore_drops(dir, p, keys) {
+            problems.push(e.msg);
+        }
+    }
+    fail_if(dir, &problems)?;
+    Ok(m)
+}
+
 /// For a path with a pre-copy's delta: the paths a restore leaves out of
 /// the pre-copy's archive (see [`merge::dropped`]), once the pre-copy's
 /// index, the delta's and the removed names are proven to give the final
@@ -260,7 +284,12 @@ pub fn restore_drops(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<Strin
 
 /// The removed names of a delta; each took a tar header in the pre-copy's
 /// `tar_bytes`, which bounds the list.
-fn read_removed(dir: &Path, d: &manifest::Delta, tar_bytes: u64, keys: &Keys) -> Result<Vec<String>> {
+fn read_removed(
+    dir: &Path,
+    d: &manifest::Delta,
+    tar_bytes: u64,
+    keys: &Keys,
+) -> Result<Vec<String>> {
     let plain = open_plain(dir, &d.removed, keys, |r| r)?;
     let mut bytes = vec![];
     Bounded::new(plain, tar_bytes)

@@ -83,6 +83,9 @@ pub struct Flags {
     /// Back up while the old container still runs (as the reference procedure does).
     #[arg(long)]
     online_backup: bool,
+    /// Take the whole backup after the stop instead of a pre-copy while it runs and only what changed after the stop.
+    #[arg(long)]
+    no_precopy: bool,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -151,6 +154,7 @@ impl Flags {
             flags,
             backup_root: convert::absolute(self.backup_root),
             online_backup: self.online_backup,
+            no_precopy: self.no_precopy,
             keep_old,
             force: self.force,
             stop_timeout: self.stop_timeout,

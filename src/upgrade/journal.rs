@@ -24,6 +24,8 @@ pub(crate) const JOURNAL: &str = "journal.jsonl";
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     TagOld,
+    /// The pre-copy: a full backup while the old version serves.
+    PreCopy,
     Stop,
     Backup,
     Verify,

@@ -38,6 +38,8 @@ use watch::Verdict;
 
 pub(crate) const PLAN: &str = "plan.json";
 pub const BACKUP: &str = "backup";
+/// The pre-copy's directory in a run, until the backup is assembled.
+pub const PRECOPY: &str = "precopy";
 pub(crate) const NEW_LOG: &str = "new-container.log";
 
 /// How to talk while running: step lines and meters go to the caller's
@@ -159,6 +161,8 @@ pub fn render_plan(p: &Plan) -> String {
         p.paths.join(", "),
         if p.online_backup {
             "while running"
+        } else if p.precopy && p.was_running {
+            "a pre-copy while running, then what changed once stopped"
         } else {
             "while stopped"
         },

@@ -36,6 +36,9 @@ pub struct Request {
     pub flags: Layer,
     pub backup_root: PathBuf,
     pub online_backup: bool,
+    /// Take the whole backup while stopped, without a pre-copy.
+    #[serde(default)]
+    pub no_precopy: bool,
     pub keep_old: bool,
     pub force: bool,
     pub stop_timeout: u32,
@@ -73,6 +76,10 @@ pub struct Plan {
     /// Nested mounts cut out of each path, relative to it.
     pub excluded: Vec<(String, Vec<String>)>,
     pub online_backup: bool,
+    /// Back up while the old version serves, then only what changed once
+    /// it is stopped (docs/precopy.md). False in plans of older berths.
+    #[serde(default)]
+    pub precopy: bool,
     pub keep_old: bool,
     pub stop_timeout: u32,
     /// The backup directory copied instead of backing up (Request::reuse_backup).
@@ -205,6 +212,7 @@ pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Resul
             .map(|t| (t.path.clone(), t.excluded.clone()))
             .collect(),
         online_backup: r.online_backup,
+        precopy: !r.no_precopy && !r.online_backup && r.reuse_backup.is_none(),
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
         reuse_backup: r.reuse_backup.clone(),

@@ -32,6 +32,10 @@ pub(crate) async fn undo(
     keys: &Keys,
 ) -> Result<()> {
     step(j, Step::Rollback, async { Ok(Value::Null) }).await?;
+    // A delta helper of a berth killed around the stop holds the volumes
+    // open; it is of no use any more. Best effort: `prune` finds it too.
+    let label = ("berth.container", p.container.as_str());
+    let _ = crate::archive::helper::remove_helpers(d, "delta", label).await;
     // The secret goes first, before any step that needs the engine: an
     // engine that is gone or failing must not leave it behind.
     let wrote = wrote_config(j);

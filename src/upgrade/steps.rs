@@ -10,13 +10,16 @@ use super::journal::{step, Journal, Step};
 use super::plan::Plan;
 use super::runkey;
 use super::watch::{self, Verdict};
-use super::{Say, BACKUP, NEW_LOG};
+use super::{Say, BACKUP, NEW_LOG, PRECOPY};
+use crate::archive::delta_helper::DeltaHelper;
+use crate::archive::precopy::{self, Carried, PreCopy};
 use crate::archive::seal::Keys;
-use crate::archive::{backup, verify};
+use crate::archive::{backup, delta, verify};
 use crate::docker::model::ContainerInspect;
 use crate::docker::{body, Docker};
 use crate::error::{Error, Result};
 use crate::mounts;
+use crate::report::SILENT;
 
 /// Steps 2 to 7. Returns the watch's verdict; an error is a failed step.
 pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<Verdict> {
@@ -36,7 +39,9 @@ pub(crate) async fn forward(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
     // nothing.
     say.step(format!("loading {}", p.image_file.display()));
     step(j, Step::Load, load(d, p)).await?;
-    if p.online_backup {
+    if p.precopy && p.was_running {
+        precopy_stop_delta(d, p, j, say).await?;
+    } else if p.online_backup {
         backup_and_verify(d, p, j, say, false).await?;
         stop_old(d, p, j, say).await?;
     } else {
@@ -134,6 +139,149 @@ async fn stop_old(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()>
     .map(drop)
 }
 
+/// Steps pre-copy, stop, backup and verify with a pre-copy: a full backup
+/// and its deep check while the old version serves, the delta helper
+/// started, then the stop, and in the stop window only what changed since
+/// the pre-copy began, and the check of that. Where the pre-copy cannot
+/// serve (a path that is not a volume, no helper can run, Podman with a
+/// user given by name), one line says why and the backup is taken whole
+/// after the stop, as without it.
+async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()> {
+    let raw = d.container_inspect_raw(&p.container_id).await?;
+    let inspect = ContainerInspect::from_raw(&raw)?;
+    let data = mounts::resolve(d, &inspect).await?;
+    let user = raw["Config"]["User"].as_str().unwrap_or_default();
+    let owner = d.podman().map(|_| precopy::podman_owner(user));
+    let unfit = precopy::unfit(&data, &p.paths).or_else(|| match owner {
+        Some(None) => Some(format!(
+            "Podman names every file as owned by the container's user {user:?}, whose ids berth cannot know"
+        )),
+        _ => None,
+    });
+    if let Some(why) = unfit {
+        return without_precopy(d, p, j, say, &why).await;
+    }
+    say.step(format!(
+        "pre-copying {} into {} while {} serves",
+        p.paths.join(", "),
+        p.run_dir.join(PRECOPY).display(),
+        p.container
+    ));
+    let keys = runkey::keys(&p.run_dir, &Keys::none())?;
+    let since = step(j, Step::PreCopy, async {
+        let since = delta::since_of(crate::clock::now_ns());
+        let o = backup_options(p, say)?;
+        backup::write_backup(d, &raw, &data, &p.targets(&data), false, &o, Some(PRECOPY)).await?;
+        let dir = p.run_dir.join(PRECOPY);
+        let keys = keys.clone();
+        tokio::task::spawn_blocking(move || verify::verify_shown(&dir, true, &SILENT, &keys))
+            .await
+            .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
+        Ok(json!({ "dir": p.run_dir.join(PRECOPY), "since_ns": since.to_string() }))
+    })
+    .await?;
+    let since: i128 = since["since_ns"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let pre = PreCopy::load(&p.run_dir.join(PRECOPY), since, owner.flatten(), &keys)?;
+    let helper = match pre
+        .start_helper(d, &inspect.image, &data, &p.container)
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&pre.dir);
+            return without_precopy(d, p, j, say, &e.to_string()).await;
+        }
+    };
+    let stopped = stop_old(d, p, j, say).await;
+    let delta = match stopped {
+        Ok(()) => delta_backup(p, j, say, &pre, &helper, &keys).await,
+        Err(e) => Err(e),
+    };
+    let _ = helper.remove().await;
+    let carried = delta?;
+    let whole = pre.manifest.paths.iter().map(|e| e.tar_bytes).sum::<u64>();
+    if carried.tar_bytes > whole / 2 && carried.tar_bytes > DELTA_FLOOR {
+        say.step(format!(
+            "the delta carried {} of the pre-copy's {}: taking the whole backup now instead",
+            crate::progress::human(carried.tar_bytes as f64),
+            crate::progress::human(whole as f64)
+        ));
+        let _ = std::fs::remove_dir_all(p.run_dir.join(BACKUP));
+        let _ = std::fs::remove_dir_all(&pre.dir);
+        return backup_and_verify(d, p, j, say, true).await;
+    }
+    let _ = std::fs::remove_dir_all(&pre.dir);
+    Ok(())
+}
+
+/// A delta smaller than this never makes the whole backup worth taking.
+const DELTA_FLOOR: u64 = 64 << 20;
+
+/// The stop-window half of [`precopy_stop_delta`]: steps backup and verify.
+async fn delta_backup(
+    p: &Plan,
+    j: &mut Journal,
+    say: Say,
+    pre: &PreCopy,
+    helper: &DeltaHelper<'_>,
+    keys: &Keys,
+) -> Result<Carried> {
+    say.step(format!(
+        "backing up what changed since the pre-copy into {}",
+        p.run_dir.join(BACKUP).display()
+    ));
+    let done = step(j, Step::Backup, async {
+        let to = encrypt_to(p)?;
+        let (dir, m, carried) = pre.finish(helper, &p.run_dir, BACKUP, &to, keys).await?;
+        Ok(json!({ "dir": dir, "paths": m.paths.len(), "delta": carried }))
+    })
+    .await?;
+    say.step("verifying the backup (every checksum, what changed re-read)");
+    let dir = p.run_dir.join(BACKUP);
+    let keys = keys.clone();
+    step(j, Step::Verify, async move {
+        tokio::task::spawn_blocking(move || verify::verify_deltas(&dir, &keys))
+            .await
+            .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
+        Ok(Value::Null)
+    })
+    .await?;
+    Ok(serde_json::from_value(done["delta"].clone()).unwrap_or_default())
+}
+
+/// Today's order, after one line saying why the pre-copy cannot serve.
+async fn without_precopy(d: &Docker, p: &Plan, j: &mut Journal, say: Say, why: &str) -> Result<()> {
+    say.step(format!(
+        "not pre-copying ({why}): the whole backup is taken once stopped"
+    ));
+    stop_old(d, p, j, say).await?;
+    backup_and_verify(d, p, j, say, true).await
+}
+
+/// The backup's recipients: the user's and the run's own key, or none.
+fn encrypt_to(p: &Plan) -> Result<Vec<String>> {
+    let mut to = p.encrypt_to.clone();
+    if !to.is_empty() {
+        to.push(runkey::ensure(&p.run_dir)?);
+    }
+    Ok(to)
+}
+
+fn backup_options(p: &Plan, say: Say) -> Result<backup::Options> {
+    Ok(backup::Options {
+        paths: p.paths.clone(),
+        out: p.run_dir.clone(),
+        level: backup::Level::Default,
+        stop: false,
+        stop_timeout: p.stop_timeout,
+        report: say.report,
+        encrypt_to: encrypt_to(p)?,
+    })
+}
+
 /// Steps backup and verify: a backup of the plan's paths into the run
 /// directory (or a copy of `reuse_backup`), then every archive re-read.
 pub async fn backup_and_verify(
@@ -164,19 +312,7 @@ pub async fn backup_and_verify(
     step(j, Step::Backup, async {
         let raw = d.container_inspect_raw(&p.container_id).await?;
         let data = mounts::resolve(d, &ContainerInspect::from_raw(&raw)?).await?;
-        let mut encrypt_to = p.encrypt_to.clone();
-        if !encrypt_to.is_empty() {
-            encrypt_to.push(runkey::ensure(&p.run_dir)?);
-        }
-        let o = backup::Options {
-            paths: p.paths.clone(),
-            out: p.run_dir.clone(),
-            level: backup::Level::Default,
-            stop: false,
-            stop_timeout: p.stop_timeout,
-            report: say.report,
-            encrypt_to,
-        };
+        let o = backup_options(p, say)?;
         let (dir, m) =
             backup::write_backup(d, &raw, &data, &p.targets(&data), stopped, &o, Some(BACKUP))
                 .await?;
