@@ -33,7 +33,7 @@ use support::cli::Run;
 use support::engine::Scope;
 use support::fixtures::{self, Fixtures, DATA_PATHS};
 use support::images::busybox;
-use support::journal::journal;
+use support::journal::{journal, journal_has};
 use support::stage::{self, stage};
 
 const BERTH: &str = env!("CARGO_BIN_EXE_berth");
@@ -818,6 +818,8 @@ macro_rules! kill_matrix {
 kill_matrix! {
     kill_at_tag_old_begin: Good "tag-old:begin";
     kill_at_tag_old_done: Good "tag-old:done";
+    kill_at_pre_copy_begin: Good "pre-copy:begin";
+    kill_at_pre_copy_done: Good "pre-copy:done";
     kill_at_stop_begin: Good "stop:begin";
     kill_at_stop_done: Good "stop:done";
     kill_at_backup_begin: Good "backup:begin";
@@ -1219,4 +1221,115 @@ async fn labels_override_the_profile_and_flags_override_labels() {
     );
     assert_eq!(lw.installed_version().await.as_deref(), Some("6.7.0"));
     assert!(!lw.config_file().exists());
+}
+
+/// A writer in the data while the pre-copy runs: appends, same-size
+/// overwrites in place with their mtime set back, renames, deletions,
+/// mode and owner changes, a file that becomes a directory and back, hard
+/// links. It runs until the container stops (an exec'd process dies with
+/// it). Busybox is put into the app for it (the appliance has no shell).
+const WRITER: &str = r#"B=/busybox
+W=/var/lib/vmware/w
+$B mkdir -p $W && cd $W && $B echo 0 > ref && $B printf 00000000 > same
+i=0
+while :; do
+  i=$((i + 1))
+  $B echo $i >> log
+  $B printf '%08d' $i | $B dd of=same conv=notrunc 2>/dev/null
+  $B touch -r ref same
+  [ -e cur ] && $B mv cur prev
+  $B echo $i > cur
+  $B chmod $((i % 2 * 44 + 600)) cur
+  $B rm -rf gone.$((i - 2))
+  $B echo x > gone.$i
+  [ -e prev ] && $B chown $((i % 3)):$((i % 3)) prev
+  $B rm -rf flip
+  if [ $((i % 2)) = 0 ]; then $B mkdir flip && $B echo d > flip/in; else $B echo f > flip; fi
+  $B ln -f cur link
+  $B usleep 20000
+done"#;
+
+/// The pre-copy with a writer busy in the data: berth is killed right
+/// after its backup (the app stopped, nothing renamed yet), so the test
+/// reads the stopped state itself. The backup's final index must equal
+/// it, the pre-copy's must not, and a restore of the backup (the
+/// pre-copy, less the removals, then the delta) must write exactly it.
+#[tokio::test(flavor = "multi_thread")]
+async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
+    let lw = Lw::up("precopy-writer", Value::Null).await;
+    let d = lw.d().clone();
+    let bin = fs::read("/bin/busybox").expect("busybox-static");
+    let mut fsys = support::images::RootFs::new();
+    fsys.file("busybox", &bin, 0o755);
+    d.archive_put(&lw.app, "/", berth::docker::body::full(fsys.finish()))
+        .await
+        .unwrap();
+    let app = lw.app.clone();
+    let cmd: Vec<String> = ["/busybox", "sh", "-c", WRITER].map(String::from).to_vec();
+    let writer = tokio::spawn(async move { d.exec_run(&app, &cmd).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let r = lw.upgrade_env(lw.good(), &[], &[("BERTH_TEST_KILL_AT", "backup:done")]);
+    assert_eq!(r.signal, Some(9), "not killed after the backup: {r}");
+    // Killed with the container (137), never finished on its own.
+    let wrote = writer.await.unwrap().unwrap();
+    assert_eq!(
+        wrote.exit_code,
+        137,
+        "the writer: {:?}",
+        String::from_utf8_lossy(&wrote.stderr)
+    );
+    let run = lw.run_dir();
+    assert!(journal_has(&run, "pre-copy", "done"), "no pre-copy: {r}");
+    let stopped = lw.indexes().await;
+    let app = lw.inspect(&lw.app).await.expect("the app");
+    assert!(!running(&app), "the app runs after the backup");
+
+    let backup = run.join("backup");
+    let m = Manifest::load(&backup).unwrap();
+    assert_eq!(m.schema, 5);
+    let vm = m.entry("/var/lib/vmware").expect("the writer's path");
+    let delta = vm.delta.as_ref().expect("a delta");
+    assert!(
+        delta.changes.entries > 0 && delta.removed_count > 0,
+        "{delta:?}"
+    );
+    for p in &m.paths {
+        let (name, _) = p.state_index();
+        let fin = read_index(BufReader::new(flate2::read::GzDecoder::new(
+            fs::File::open(backup.join(name)).unwrap(),
+        )))
+        .unwrap();
+        let diffs = compare(&stopped[&p.path], &fin);
+        assert!(
+            diffs.is_empty(),
+            "{}: final index vs the stopped volume:\n{}",
+            p.path,
+            diffs_text(&diffs)
+        );
+    }
+    let pre = read_index(BufReader::new(flate2::read::GzDecoder::new(
+        fs::File::open(backup.join(&vm.index)).unwrap(),
+    )))
+    .unwrap();
+    assert!(
+        !compare(&stopped["/var/lib/vmware"], &pre).is_empty(),
+        "the writer changed nothing after the pre-copy began"
+    );
+
+    // Resume puts the old version back; then a restore of the backup.
+    let res = berth(&["resume", run.to_str().unwrap(), "--json"]);
+    assert_eq!(res.json()["outcome"], "aborted", "{res}");
+    assert!(
+        !run.join("precopy").exists(),
+        "the pre-copy's directory is left"
+    );
+    lw.d().container_stop(&lw.app, 10).await.unwrap();
+    let rs = berth(&["restore", backup.to_str().unwrap(), "--json"]);
+    assert_eq!(rs.code, Some(0), "{rs}");
+    let restored = lw.indexes().await;
+    for (path, want) in &stopped {
+        let diffs = compare(want, &restored[path]);
+        assert!(diffs.is_empty(), "{path} restored:\n{}", diffs_text(&diffs));
+    }
 }

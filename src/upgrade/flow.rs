@@ -176,6 +176,15 @@ fn backup_keys(p: &Plan, given: &Keys, restore: bool) -> Result<Keys> {
 
 /// The run has ended: its own key goes (see `runkey`).
 fn ended(p: &Plan, mut s: Summary) -> Summary {
+    // A pre-copy whose files are in the backup (hard links), or that a
+    // killed berth left: of no use once the run has ended.
+    let pre = p.run_dir.join(super::PRECOPY);
+    if pre.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&pre) {
+            s.warnings
+                .push(format!("could not remove {}: {e}", pre.display()));
+        }
+    }
     if let Some(w) = runkey::forget(&p.run_dir) {
         s.warnings.push(w);
     }
