@@ -40,7 +40,18 @@ BENCH_LEVELS (default "fast default best"), BENCH_BERTH (the binary to
 measure, default the release build), BENCH_TMP (where the data goes),
 BENCH_RSS_GIB (e.g. "1 8": also back up volumes of these sizes and report
 peak RSS of each, to show it stays flat; slow, off by default: `just
-bench-rss` runs it alone)."""
+bench-rss` runs it alone), BENCH_DOWNTIME_MB (default "256 1024 4096";
+empty: no downtime rows).
+
+Downtime (issue 25): for each size, a volume of the realistic mix in a
+busybox container whose main process rewrites 1 MiB of it every half
+second (a few MiB changed during any pre-copy), upgraded by `berth
+upgrade` to an image that says "Upgrade complete."; the downtime is the
+summary's `downtime_s` (the engine's stop of the old container to the
+start of the new one). Each size: the default (pre-copy, then the delta
+while stopped) next to `--no-precopy` (the whole backup while stopped),
+alternated run by run. Targets: <= 3 s at 1 GiB; 1 GiB within 1.3x of
+256 MiB."""
 
 import glob, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -406,6 +417,9 @@ def main():
         summary = []
         for mix in MIXES:
             summary.append((mix, run_mix(tmp, mix)))
+        sizes = os.environ.get("BENCH_DOWNTIME_MB", "256 1024 4096").split()
+        if sizes:
+            summary.append(("downtime", downtime_rows(tmp, [int(m) for m in sizes])))
         sweep = os.environ.get("BENCH_RSS_GIB", "").split()
         if sweep:
             rss_sweep(tmp, [int(g) for g in sweep])
@@ -415,7 +429,7 @@ def main():
             for name, val, ok in checks:
                 print(f"    {name:<48} {val:7.2f}  {'ok' if ok else 'MISSED'}")
     finally:
-        subprocess.run(f"docker rm -f -v {NAME} >/dev/null 2>&1", shell=True)
+        subprocess.run(f"docker rm -f -v {NAME} {APP} >/dev/null 2>&1; docker volume rm {APP} >/dev/null 2>&1", shell=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -510,6 +524,83 @@ def run_mix(tmp, mix):
         ("restore vs docker cp upload (ratio, <= 2)", rs / up, rs / up <= 2),
         ("index MiB (next to the archive's)", idx_bytes / 2**20, True),
     ]
+
+
+APP = "berth-bench-app"
+WRITER = ("/bin/busybox mkdir -p /data/hot; trap 'exit 0' TERM; i=0; while :; do "
+          "/bin/busybox dd if=/dev/urandom of=/data/hot/f$((i % 8)) bs=256k count=4 2>/dev/null; "
+          "i=$((i + 1)); /bin/busybox sleep 0.5; done")
+SAYS_DONE = "echo Upgrade complete.; trap 'exit 0' TERM; while :; do /bin/busybox sleep 1; done"
+
+
+def app_images(tmp):
+    """berth-bench/app:old (the writer) and the file of berth-bench/app:new."""
+    rootfs = os.path.join(tmp, "app-rootfs")
+    os.makedirs(os.path.join(rootfs, "bin"), exist_ok=True)
+    shutil.copy("/bin/busybox", os.path.join(rootfs, "bin/busybox"))
+    for tag, script in (("old", WRITER), ("new", SAYS_DONE)):
+        cmd = json.dumps(["/bin/busybox", "sh", "-c", script])
+        sh(f"tar -C {rootfs} -c . | docker import -c 'CMD {cmd}' - berth-bench/app:{tag} >/dev/null")
+    new = os.path.join(tmp, "app-new.tar")
+    sh(f"docker save berth-bench/app:new -o {new}")
+    return new
+
+
+def one_upgrade(tmp, new, extra):
+    """Stand the old app up on the volume and upgrade it; its downtime and
+    how much the delta carried (None without a pre-copy)."""
+    runs = os.path.join(tmp, "runs")
+    shutil.rmtree(runs, ignore_errors=True)
+    sh(f"docker rm -f {APP} >/dev/null 2>&1 || true")
+    sh(f"docker run -d --name {APP} -v {APP}:/data berth-bench/app:old >/dev/null")
+    time.sleep(2)
+    out = subprocess.run(
+        f"{BERTH} upgrade {APP} --image-file {new} --success 'Upgrade complete' "
+        f"--timeout 60s --backup-root {runs} --json {extra}",
+        shell=True, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench: the upgrade failed ({out.returncode}): {out.stderr[-2000:]}")
+    s = json.loads(out.stdout)
+    sh(f"docker rm -f {APP} >/dev/null")
+    sh("docker images --format '{{.Repository}}:{{.Tag}}' | grep '^berth-bench/app:' "
+       "| grep -v -e ':old$' -e ':new$' | xargs -r docker rmi >/dev/null 2>&1 || true")
+    shutil.rmtree(runs, ignore_errors=True)
+    return s["downtime_s"], s.get("delta")
+
+
+def downtime_rows(tmp, sizes):
+    print("\n== downtime: the pre-copy against the whole backup while stopped", file=sys.stderr)
+    new = app_images(tmp)
+    got = {}
+    for mb in sizes:
+        sh(f"docker volume rm {APP} >/dev/null 2>&1 || true")
+        data = os.path.join(tmp, "data")
+        shutil.rmtree(data, ignore_errors=True)
+        os.makedirs(data)
+        make_realistic(data, mb)
+        sh(f"docker create --name {APP}-fill -v {APP}:/data berth-bench/app:old >/dev/null")
+        sh(f"tar -C {tmp} -c data | docker cp - {APP}-fill:/")
+        sh(f"docker rm {APP}-fill >/dev/null")
+        shutil.rmtree(data, ignore_errors=True)
+        pre, whole, carried = [], [], []
+        for _ in range(RUNS):
+            d, c = one_upgrade(tmp, new, "")
+            pre.append(d)
+            carried.append((c or {}).get("tar_bytes", 0))
+            whole.append(one_upgrade(tmp, new, "--no-precopy")[0])
+        got[mb] = (statistics.median(pre), statistics.median(whole), statistics.median(carried))
+    print(f"\ndowntime: {RUNS} runs each, medians (stop of the old container to start of the new)")
+    for mb, (p, w, c) in got.items():
+        print(f"  {mb:>5} MiB: pre-copy {p:6.2f} s (delta {c / 2**20:6.1f} MiB)   whole backup stopped {w:6.2f} s   {w / p:5.1f}x shorter")
+    checks = []
+    if 1024 in got:
+        checks.append(("downtime at 1 GiB, pre-copy, s (<= 3)", got[1024][0], got[1024][0] <= 3))
+        if 256 in got:
+            r = got[1024][0] / got[256][0]
+            checks.append(("downtime 1 GiB / 256 MiB, pre-copy (<= 1.3)", r, r <= 1.3))
+    for mb, (p, w, _) in got.items():
+        checks.append((f"downtime at {mb} MiB: whole backup / pre-copy", w / p, True))
+    return checks
 
 
 def encryption_cost(tmp, out, plain_dir, clean_out):

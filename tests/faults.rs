@@ -522,19 +522,19 @@ upgrade_matrix! {
     backup_archive_connection_dropped {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/etc/likewise")), Fault::DropBody { after: 1500 }),
-        code: 1, failed: &["backup"], said: &["step backup", "/etc/likewise", "broke"],
+        code: 1, failed: &["pre-copy"], said: &["step pre-copy", "/etc/likewise", "broke"],
         then: Then::Nothing, upgraded: false,
     }
     backup_archive_without_end_blocks {
         good: true,
         fault: |_| (on(Method::GET, &archive_of("/var/lib/likewise")), Fault::CutTarEnd),
-        code: 1, failed: &["backup"], said: &["step backup", "/var/lib/likewise"],
+        code: 1, failed: &["pre-copy"], said: &["step pre-copy", "/var/lib/likewise"],
         then: Then::Nothing, upgraded: false,
     }
     backup_answer_stalls_after_headers {
         good: true,
         fault: |_| (on(Method::GET, r"^/version$"), Fault::StallBody { after: 0 }),
-        code: 1, failed: &["backup"], said: &["step backup", "version", "nothing for"],
+        code: 1, failed: &["pre-copy"], said: &["step pre-copy", "version", "nothing for"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_during_the_load {
@@ -557,19 +557,20 @@ upgrade_matrix! {
     }
     create_new_answer_lost {
         good: true,
-        fault: |_| (on(Method::POST, r"^/containers/create\?"), Fault::LoseAnswer),
+        fault: |_| (on(Method::POST, r"^/containers/create\?").unless("name=berth-delta-"), Fault::LoseAnswer),
         code: 1, failed: &["create-new"], said: &["step create-new", "creating container", "broke before it answered"],
         then: Then::Nothing, upgraded: false,
     }
     daemon_vanishes_between_write_config_and_start {
         good: true,
-        fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::Vanish),
+        // The pre-copy's delta helper is the first container started.
+        fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")).nth(2), Fault::Vanish),
         code: 4, failed: &["start-new", "remove-new"], said: &["step start-new", "step remove-new", "rollback incomplete", "cannot reach"],
         then: Then::Rollback, upgraded: false,
     }
     start_new_answer_lost {
         good: true,
-        fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")), Fault::LoseAnswer),
+        fault: |_| (on(Method::POST, &format!("^/containers/{ANY}/start$")).nth(2), Fault::LoseAnswer),
         code: 3, failed: &["start-new"], said: &["step start-new", "starting container", "broke before it answered"],
         then: Then::Nothing, upgraded: false,
     }
@@ -581,9 +582,16 @@ upgrade_matrix! {
     }
     watch_exec_output_dropped_is_retried {
         good: true,
-        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$"), Fault::DropBody { after: 0 }),
+        // After the delta helper's four (one per volume).
+        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$").nth(5), Fault::DropBody { after: 0 }),
         code: 0, failed: &[], said: &[],
         then: Then::Nothing, upgraded: true,
+    }
+    delta_exec_output_dropped_after_the_stop {
+        good: true,
+        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$"), Fault::DropBody { after: 0 }),
+        code: 1, failed: &["backup"], said: &["step backup", "finding what changed in"],
+        then: Then::Nothing, upgraded: false,
     }
     finish_remove_old_answers_500 {
         good: true,
@@ -593,7 +601,8 @@ upgrade_matrix! {
     }
     rollback_remove_new_answers_500 {
         good: false,
-        fault: |id| (on(Method::DELETE, &format!("^/containers/{ANY}\\?")).unless(id), Fault::Status(500, "fake: removal in progress".into())),
+        // After the pre-copy's delta helper, removed first.
+        fault: |id| (on(Method::DELETE, &format!("^/containers/{ANY}\\?")).unless(id).nth(2), Fault::Status(500, "fake: removal in progress".into())),
         code: 4, failed: &["remove-new"], said: &["step remove-new", "removal in progress", "berth rollback"],
         then: Then::Rollback, upgraded: false,
     }

@@ -447,11 +447,11 @@ async fn hostile_backups_are_refused_before_anything_is_written() {
     for (case, tar, why) in &tars {
         cases.push((case, hostile(&t, case, Some(tar), |_, _| {}), why));
     }
-    let dir = hostile(&t, "schema-5", None, |m, _| m["schema"] = json!(5));
+    let dir = hostile(&t, "schema-6", None, |m, _| m["schema"] = json!(6));
     cases.push((
-        "schema-5",
+        "schema-6",
         dir,
-        "backup format 5 is newer than this berth understands (4); use a newer berth",
+        "backup format 6 is newer than this berth understands (5); use a newer berth",
     ));
     let dir = hostile(&t, "content-hash-md5", None, |m, _| {
         m["paths"][0]["content_hash"] = json!("md5")

@@ -186,6 +186,8 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     let s = json_of(&r);
     assert_eq!(s["outcome"], "upgraded", "{s}");
     assert!(s["downtime_s"].as_f64().is_some_and(|t| t > 0.0), "{s}");
+    // Backed up while it served; only the delta while stopped.
+    assert!(s["delta"]["entries"].as_u64().is_some(), "no pre-copy: {s}");
     let new = inspect(d, &lw.app).await;
     assert_eq!(new["Image"], fx.good.id.as_str());
     assert!(running(&new), "{}", new["State"]);
@@ -201,6 +203,7 @@ async fn podman_upgrade_succeeds_then_a_broken_one_rolls_back() {
     assert_eq!(r.status.code(), Some(3), "{}", show(&r));
     let s = json_of(&r);
     assert_eq!(s["outcome"], "rolled-back", "{s}");
+    assert!(s["delta"]["entries"].as_u64().is_some(), "no pre-copy: {s}");
     let old = inspect(d, &lw.app).await;
     assert_eq!(old["Id"], new["Id"], "not the 6.7.0 container");
     assert_eq!(old["Image"], fx.good.id.as_str());

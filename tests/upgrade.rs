@@ -475,9 +475,10 @@ async fn good_upgrade(test: &str, keep_old: bool) {
     let lw = Lw::up(test, Value::Null).await;
     let before = lw.snapshot().await;
     let old = &before.inspect;
-    // The --keep-old run watches the logs instead of journalctl.
+    // The --keep-old run watches the logs instead of journalctl, and
+    // takes the whole backup while stopped, as before the pre-copy.
     let extra: &[&str] = if keep_old {
-        &["--keep-old", "--watch", "logs"]
+        &["--keep-old", "--watch", "logs", "--no-precopy"]
     } else {
         &[]
     };
@@ -494,8 +495,12 @@ async fn good_upgrade(test: &str, keep_old: bool) {
         .as_f64()
         .expect("a running container's downtime");
     assert!(down > 0.0 && down < s["seconds"].as_f64().unwrap(), "{s}");
+    // Backed up while it served; only what changed while stopped.
+    assert_eq!(s["delta"]["entries"].as_u64().is_some(), !keep_old, "{s}");
     let run = lw.run_dir();
     assert_eq!(s["run_dir"], run.to_str().unwrap());
+    let schema = Manifest::load(&run.join("backup")).unwrap().schema;
+    assert_eq!(schema, if keep_old { 4 } else { 5 });
     assert_eq!(journal_outcome(&run).as_deref(), Some("upgraded"));
 
     // The container under the original name runs the new image...
@@ -678,6 +683,7 @@ async fn broken_upgrade_rolls_back_image_and_data_exactly() {
     let s = r.json();
     assert_eq!(s["outcome"], "rolled-back", "{s}");
     assert_eq!(s["verdict"]["verdict"], "failure", "{s}");
+    assert!(s["delta"]["entries"].as_u64().is_some(), "no pre-copy: {s}");
     assert!(
         s["cause"].as_str().unwrap_or("").contains("failure")
             || s["cause"].as_str().unwrap_or("").contains("failed"),
@@ -1332,4 +1338,88 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
         let diffs = compare(want, &restored[path]);
         assert!(diffs.is_empty(), "{path} restored:\n{}", diffs_text(&diffs));
     }
+
+    // A delta that disagrees with the final index, or removes a path
+    // outside the volume, with every checksum made to match: refused
+    // before anything is written (the volume keeps what it has).
+    let vmdir = "/var/lib/vmware";
+    let removed = backup.join(&delta.removed);
+    let escape = [fs::read(&removed).unwrap(), b"vmware/../../etc\0".to_vec()].concat();
+    let fin = backup.join(&delta.final_index);
+    let fewer: Vec<u8> = {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(fs::File::open(&fin).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("vmware/w/log"))
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, (kept.join("\n") + "\n").as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    for (case, file, bytes, why) in [
+        ("escape", &removed, escape, "component"),
+        ("final", &fin, fewer, "do not give this final state"),
+    ] {
+        let copy = lw.root.join(format!("tampered-{case}"));
+        let _ = fs::remove_dir_all(&copy);
+        fs::create_dir_all(&copy).unwrap();
+        for f in fs::read_dir(&backup).unwrap() {
+            let f = f.unwrap().path();
+            fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+        }
+        rewrite_consistently(
+            &copy,
+            file.file_name().unwrap().to_str().unwrap(),
+            &bytes,
+            case == "escape",
+        );
+        let v = berth(&["verify", "--deep", copy.to_str().unwrap()]);
+        assert_eq!(v.code, Some(5), "{case}: {v}");
+        assert!(v.stderr.contains(why), "{case}: {v}");
+        let before = lw.indexes().await;
+        let rs = berth(&["restore", copy.to_str().unwrap()]);
+        assert_ne!(rs.code, Some(0), "{case}: {rs}");
+        assert!(rs.stderr.contains("nothing was written"), "{case}: {rs}");
+        assert!(
+            compare(&before[vmdir], &lw.indexes().await[vmdir]).is_empty(),
+            "{case}: written"
+        );
+    }
+}
+
+/// Replace `name` in backup `dir` with `bytes` and make the manifest and
+/// SHA256SUMS agree with it (one more removed name when `one_more`).
+fn rewrite_consistently(dir: &Path, name: &str, bytes: &[u8], one_more: bool) {
+    use sha2::Digest;
+    let hex = |b: &[u8]| format!("{:x}", sha2::Sha256::digest(b));
+    fs::write(dir.join(name), bytes).unwrap();
+    let mtext = fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let mut m: Value = serde_json::from_str(&mtext).unwrap();
+    for p in m["paths"].as_array_mut().unwrap() {
+        let d = &mut p["delta"];
+        for field in ["removed", "final_index"] {
+            if d[field] == name {
+                d[format!("{field}_sha256")] = json!(hex(bytes));
+                d[format!("{field}_bytes")] = json!(bytes.len());
+            }
+        }
+        if d["removed"] == name && one_more {
+            d["removed_count"] = json!(d["removed_count"].as_u64().unwrap() + 1);
+        }
+    }
+    let mbytes = serde_json::to_vec_pretty(&m).unwrap();
+    let sums: String = fs::read_to_string(dir.join("SHA256SUMS"))
+        .unwrap()
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, n)) if n == name => format!("{}  {n}\n", hex(bytes)),
+            Some((_, n)) if n == "manifest.json" => format!("{}  {n}\n", hex(&mbytes)),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    fs::write(dir.join("manifest.json"), mbytes).unwrap();
+    fs::write(dir.join("SHA256SUMS"), sums).unwrap();
 }

@@ -213,10 +213,18 @@ fn render(s: &Summary) -> String {
     }
 }
 
-/// " (down 2.0s)": from the old container's stop to the serving one's start.
+/// " (down 2.0s)": from the old container's stop to the serving one's
+/// start; with what the stop window copied after a pre-copy.
 fn down(s: &Summary) -> String {
+    let copied = s.delta.map(|c| {
+        format!(
+            ", {} entries ({}) changed since the pre-copy copied while down",
+            c.entries,
+            berth::progress::human(c.tar_bytes as f64)
+        )
+    });
     s.downtime_s
-        .map(|d| format!(" (down {d:.1}s)"))
+        .map(|d| format!(" (down {d:.1}s{})", copied.unwrap_or_default()))
         .unwrap_or_default()
 }
 
@@ -237,6 +245,7 @@ mod tests {
             cause: Some("Upgrade failed.".into()),
             seconds: 12.34,
             downtime_s: Some(1.96),
+            delta: None,
             warnings: vec![],
             plan: None,
         }

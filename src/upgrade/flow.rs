@@ -96,6 +96,7 @@ pub(crate) async fn rollback(
             j.finish(outcome, json!({ "cause": cause }))?;
             let mut s = Summary::new(p, Some(outcome), verdict, cause, t0);
             s.downtime_s = super::downtime::measure(d, p, j, &p.container_id).await;
+            s.delta = carried(j);
             Ok(ended(p, s))
         }
         // The old container is gone: `undo` said exactly what it did.
@@ -157,6 +158,7 @@ pub(crate) async fn finish(
         t0,
     );
     s.downtime_s = downtime;
+    s.delta = carried(j);
     Ok(ended(p, s))
 }
 
@@ -175,6 +177,17 @@ fn backup_keys(p: &Plan, given: &Keys, restore: bool) -> Result<Keys> {
 }
 
 /// The run has ended: its own key goes (see `runkey`).
+/// What the delta carried, as the backup step's journal line says; None
+/// when the backup was taken without a pre-copy.
+fn carried(j: &Journal) -> Option<crate::archive::precopy::Carried> {
+    let done = j
+        .events
+        .iter()
+        .rev()
+        .find(|e| e.step == Some(Step::Backup) && e.phase == Some(Phase::Done))?;
+    serde_json::from_value(done.data.get("delta")?.clone()).ok()
+}
+
 fn ended(p: &Plan, mut s: Summary) -> Summary {
     // A pre-copy whose files are in the backup (hard links), or that a
     // killed berth left: of no use once the run has ended.

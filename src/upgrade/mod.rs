@@ -73,6 +73,9 @@ pub struct Summary {
     /// From the old container's stop to the start of the one that serves
     /// now, as the engine recorded them; None when the run stopped nothing.
     pub downtime_s: Option<f64>,
+    /// What the backup took in the stop window, after a pre-copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<crate::archive::precopy::Carried>,
     /// What the user should know and change (compose files).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -108,6 +111,7 @@ impl Summary {
             cause,
             seconds: t0.elapsed().as_secs_f64(),
             downtime_s: None,
+            delta: None,
             warnings: plan.warnings.clone(),
             plan: None,
         }

@@ -167,13 +167,13 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         p.run_dir.join(PRECOPY).display(),
         p.container
     ));
-    let keys = runkey::keys(&p.run_dir, &Keys::none())?;
     let since = step(j, Step::PreCopy, async {
         let since = delta::since_of(crate::clock::now_ns());
         let o = backup_options(p, say)?;
         backup::write_backup(d, &raw, &data, &p.targets(&data), false, &o, Some(PRECOPY)).await?;
         let dir = p.run_dir.join(PRECOPY);
-        let keys = keys.clone();
+        // An encrypted pre-copy is opened with the run's own key.
+        let keys = runkey::keys(&p.run_dir, &Keys::none())?;
         tokio::task::spawn_blocking(move || verify::verify_shown(&dir, true, &SILENT, &keys))
             .await
             .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
@@ -184,6 +184,7 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let keys = runkey::keys(&p.run_dir, &Keys::none())?;
     let pre = PreCopy::load(&p.run_dir.join(PRECOPY), since, owner.flatten(), &keys)?;
     let helper = match pre
         .start_helper(d, &inspect.image, &data, &p.container)
