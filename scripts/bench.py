@@ -53,7 +53,7 @@ while stopped) next to `--no-precopy` (the whole backup while stopped),
 alternated run by run. Targets: <= 3 s at 1 GiB; 1 GiB within 1.3x of
 256 MiB."""
 
-import glob, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import glob, json, os, random, shlex, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BERTH = os.environ.get("BENCH_BERTH") or os.path.join(ROOT, "target/x86_64-unknown-linux-gnu/release/berth")
@@ -540,7 +540,7 @@ def app_images(tmp):
     shutil.copy("/bin/busybox", os.path.join(rootfs, "bin/busybox"))
     for tag, script in (("old", WRITER), ("new", SAYS_DONE)):
         cmd = json.dumps(["/bin/busybox", "sh", "-c", script])
-        sh(f"tar -C {rootfs} -c . | docker import -c 'CMD {cmd}' - berth-bench/app:{tag} >/dev/null")
+        sh(f"tar -C {rootfs} -c . | docker import -c {shlex.quote('CMD ' + cmd)} - berth-bench/app:{tag} >/dev/null")
     new = os.path.join(tmp, "app-new.tar")
     sh(f"docker save berth-bench/app:new -o {new}")
     return new

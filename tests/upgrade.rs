@@ -1263,17 +1263,7 @@ done"#;
 #[tokio::test(flavor = "multi_thread")]
 async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
     let lw = Lw::up("precopy-writer", Value::Null).await;
-    let d = lw.d().clone();
-    let bin = fs::read("/bin/busybox").expect("busybox-static");
-    let mut fsys = support::images::RootFs::new();
-    fsys.file("busybox", &bin, 0o755);
-    d.archive_put(&lw.app, "/", berth::docker::body::full(fsys.finish()))
-        .await
-        .unwrap();
-    let app = lw.app.clone();
-    let cmd: Vec<String> = ["/busybox", "sh", "-c", WRITER].map(String::from).to_vec();
-    let writer = tokio::spawn(async move { d.exec_run(&app, &cmd).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let writer = start_writer(&lw).await;
 
     let r = lw.upgrade_env(lw.good(), &[], &[("BERTH_TEST_KILL_AT", "backup:done")]);
     assert_eq!(r.signal, Some(9), "not killed after the backup: {r}");
@@ -1388,6 +1378,58 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
             "{case}: written"
         );
     }
+
+    // A broken upgrade with the writer busy again: the rollback puts back
+    // the backup's final state (proven above to be the stopped one), not
+    // the pre-copy's.
+    lw.d().container_start(&lw.app).await.unwrap();
+    let writer = start_writer(&lw).await;
+    let r = lw.upgrade(lw.broken(), &[]);
+    assert_eq!(r.code, Some(3), "{r}");
+    assert!(
+        r.json()["delta"]["entries"].as_u64().is_some_and(|n| n > 0),
+        "{r}"
+    );
+    let _ = writer.await;
+    let second = lw
+        .run_dirs()
+        .into_iter()
+        .find(|d| *d != run)
+        .expect("the second run");
+    let m = Manifest::load(&second.join("backup")).unwrap();
+    let rolled_back = lw.indexes().await;
+    for p in &m.paths {
+        let fin = read_index(BufReader::new(flate2::read::GzDecoder::new(
+            fs::File::open(second.join("backup").join(p.state_index().0)).unwrap(),
+        )))
+        .unwrap();
+        let diffs = compare(&fin, &rolled_back[&p.path]);
+        assert!(
+            diffs.is_empty(),
+            "{} after the rollback:\n{}",
+            p.path,
+            diffs_text(&diffs)
+        );
+    }
+}
+
+/// Busybox into the app (its rootfs, not a volume) and [`WRITER`] exec'd
+/// in it, running until the app stops.
+async fn start_writer(
+    lw: &Lw,
+) -> tokio::task::JoinHandle<berth::error::Result<berth::docker::exec::ExecOutput>> {
+    let d = lw.d().clone();
+    let bin = fs::read("/bin/busybox").expect("busybox-static");
+    let mut fsys = support::images::RootFs::new();
+    fsys.file("busybox", &bin, 0o755);
+    d.archive_put(&lw.app, "/", berth::docker::body::full(fsys.finish()))
+        .await
+        .unwrap();
+    let app = lw.app.clone();
+    let cmd: Vec<String> = ["/busybox", "sh", "-c", WRITER].map(String::from).to_vec();
+    let writer = tokio::spawn(async move { d.exec_run(&app, &cmd).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    writer
 }
 
 /// Replace `name` in backup `dir` with `bytes` and make the manifest and

@@ -50,6 +50,47 @@ pub fn verify_shown(
     report: &'static dyn Reporter,
     keys: &Keys,
 ) -> Result<(Manifest, Report)> {
+    verify_vouched(dir, deep, report, keys, &Vouched::default())
+}
+
+/// Files of a backup already hashed in another directory: the pre-copy's,
+/// hard-linked into the backup assembled from it. Such a file (the same
+/// inode as in `dir`, listed there with its sum) is taken at that sum
+/// without being read again.
+#[derive(Default)]
+struct Vouched {
+    dir: std::path::PathBuf,
+    sums: std::collections::HashMap<String, String>,
+}
+
+impl Vouched {
+    /// The fast-checked backup in `dir`'s SHA256SUMS.
+    fn of(dir: &Path) -> Result<Vouched> {
+        let path = dir.join(manifest::SUMS);
+        let text = open_in_backup(dir, manifest::SUMS).and_then(|f| read_small_text(f, &path))?;
+        Ok(Vouched {
+            dir: dir.to_owned(),
+            sums: manifest::parse_sums(&text)?.into_iter().collect(),
+        })
+    }
+
+    /// The sum and size of `name` in `dir` when it is the vouched file.
+    fn sum(&self, name: &str, md: &std::fs::Metadata) -> Option<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let hex = self.sums.get(name)?;
+        let theirs = std::fs::symlink_metadata(self.dir.join(name)).ok()?;
+        let same = theirs.is_file() && theirs.dev() == md.dev() && theirs.ino() == md.ino();
+        same.then(|| (hex.clone(), md.len()))
+    }
+}
+
+fn verify_vouched(
+    dir: &Path,
+    deep: bool,
+    report: &'static dyn Reporter,
+    keys: &Keys,
+    vouched: &Vouched,
+) -> Result<(Manifest, Report)> {
     let t0 = std::time::Instant::now();
     if !dir.is_dir() {
         return Err(Error::usage(format!(
@@ -61,7 +102,7 @@ pub fn verify_shown(
     let text = open_in_backup(dir, manifest::SUMS).and_then(|f| read_small_text(f, &sums_path))?;
     let sums = manifest::parse_sums(&text)?;
     let mut problems = vec![];
-    let hashed = hash_all(dir, &sums);
+    let hashed = hash_all(dir, &sums, vouched);
     let mut bytes = 0;
     for ((name, want), got) in sums.iter().zip(&hashed) {
         match got {
@@ -149,7 +190,7 @@ fn io_reason(e: &io::Error) -> String {
 type Hashed = std::result::Result<(String, u64), String>;
 
 /// Hash the listed files on all cores, in list order.
-fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
+fn hash_all(dir: &Path, sums: &[(String, String)], vouched: &Vouched) -> Vec<Hashed> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(sums.len().max(1));
@@ -165,7 +206,10 @@ fn hash_all(dir: &Path, sums: &[(String, String)]) -> Vec<Hashed> {
                 let r = match std::fs::symlink_metadata(&p) {
                     Err(e) => Err(io_reason(&e)),
                     Ok(md) if !md.is_file() => Err("not a regular file".into()),
-                    Ok(_) => sha256_file(&p).map_err(|e| e.msg),
+                    Ok(md) => match vouched.sum(name, &md) {
+                        Some(known) => Ok(known),
+                        None => sha256_file(&p).map_err(|e| e.msg),
+                    },
                 };
                 *slots[i].lock().unwrap() = Some(r);
             });
@@ -229,13 +273,15 @@ pub fn deep_check_all(
     fail_if(dir, &problems)
 }
 
-/// The check of a backup assembled from a pre-copy that was deep-checked
-/// while the container ran: every file's checksum (the pre-copy's
-/// archives are the same files, hard-linked), the deltas' archives against
-/// their indexes, and each path's final index against its pre-copy and
-/// delta. What the stop window needs, without re-reading the pre-copy.
-pub fn verify_deltas(dir: &Path, keys: &Keys) -> Result<Manifest> {
-    let (m, _) = verify_shown(dir, false, &SILENT, keys)?;
+/// The check of a backup assembled from the pre-copy in `precopy`, which
+/// was deep-checked (every file hashed, every archive re-read) while the
+/// container ran: every other file's checksum, the pre-copy's files proven
+/// to be the very files checked (hard links: the same inodes, listed with
+/// the same sums), the deltas' archives against their indexes, and each
+/// path's final index against its pre-copy and delta. What the stop window
+/// needs, without reading the pre-copy again.
+pub fn verify_deltas(dir: &Path, precopy: &Path, keys: &Keys) -> Result<Manifest> {
+    let (m, _) = verify_vouched(dir, false, &SILENT, keys, &Vouched::of(precopy)?)?;
     let deltas: Vec<&PathEntry> = m
         .paths
         .iter()
@@ -437,4 +483,35 @@ fn read_index_file(dir: &Path, name: &str, tar_bytes: u64, keys: &Keys) -> Resul
     let limit = tar_bytes.saturating_mul(3).saturating_add(1 << 20);
     let plain = open_plain(dir, name, keys, |r| r)?;
     read_index_within(BufReader::with_capacity(1 << 16, plain), limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the very file checked in the pre-copy is taken at its sum: a
+    /// hard link of it is, a copy (or a file put in its place) is hashed.
+    #[test]
+    fn vouched_files_are_the_same_inodes_only() {
+        let root = std::env::temp_dir().join(format!("berth-vouched-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (pre, fin) = (root.join("pre"), root.join("fin"));
+        std::fs::create_dir_all(&pre).unwrap();
+        std::fs::create_dir_all(&fin).unwrap();
+        std::fs::write(pre.join("a.tar.gz"), b"archive").unwrap();
+        std::fs::write(pre.join("b.tar.gz"), b"archive").unwrap();
+        let sum = "ab".repeat(32);
+        let sums = manifest::sums_text(&[
+            ("a.tar.gz".into(), sum.clone()),
+            ("b.tar.gz".into(), sum.clone()),
+        ]);
+        std::fs::write(pre.join(manifest::SUMS), sums).unwrap();
+        std::fs::hard_link(pre.join("a.tar.gz"), fin.join("a.tar.gz")).unwrap();
+        std::fs::copy(pre.join("b.tar.gz"), fin.join("b.tar.gz")).unwrap();
+        let v = Vouched::of(&pre).unwrap();
+        let md = |n: &str| std::fs::symlink_metadata(fin.join(n)).unwrap();
+        assert_eq!(v.sum("a.tar.gz", &md("a.tar.gz")), Some((sum, 7)));
+        assert_eq!(v.sum("b.tar.gz", &md("b.tar.gz")), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -240,11 +240,11 @@ async fn delta_backup(
         Ok(json!({ "dir": dir, "paths": m.paths.len(), "delta": carried }))
     })
     .await?;
-    say.step("verifying the backup (every checksum, what changed re-read)");
+    say.step("verifying the backup (what changed re-read, the pre-copy's files the ones checked)");
     let dir = p.run_dir.join(BACKUP);
-    let keys = keys.clone();
+    let (keys, pre) = (keys.clone(), pre.dir.clone());
     step(j, Step::Verify, async move {
-        tokio::task::spawn_blocking(move || verify::verify_deltas(&dir, &keys))
+        tokio::task::spawn_blocking(move || verify::verify_deltas(&dir, &pre, &keys))
             .await
             .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
         Ok(Value::Null)
