@@ -578,9 +578,10 @@ def downtime_rows(tmp, sizes):
         shutil.rmtree(data, ignore_errors=True)
         os.makedirs(data)
         make_realistic(data, mb)
-        sh(f"docker create --name {APP}-fill -v {APP}:/data berth-bench/app:old >/dev/null")
+        # Into a running container: Podman mounts the volume only then.
+        sh(f"docker run -d --name {APP}-fill -v {APP}:/data berth-bench/app:old /bin/busybox sleep 100000 >/dev/null")
         sh(f"tar -C {tmp} -c data | docker cp - {APP}-fill:/")
-        sh(f"docker rm {APP}-fill >/dev/null")
+        sh(f"docker rm -f {APP}-fill >/dev/null")
         shutil.rmtree(data, ignore_errors=True)
         pre, whole, carried = [], [], []
         for _ in range(RUNS):
@@ -590,6 +591,8 @@ def downtime_rows(tmp, sizes):
             whole.append(one_upgrade(tmp, new, "--no-precopy")[0])
         got[mb] = (statistics.median(pre), statistics.median(whole), statistics.median(carried))
     print(f"\ndowntime: {RUNS} runs each, medians (stop of the old container to start of the new)")
+    engine = os.environ.get("DOCKER_HOST", "the default engine")
+    print(f"  engine: {engine}")
     for mb, (p, w, c) in got.items():
         print(f"  {mb:>5} MiB: pre-copy {p:6.2f} s (delta {c / 2**20:6.1f} MiB)   whole backup stopped {w:6.2f} s   {w / p:5.1f}x shorter")
     checks = []
