@@ -70,8 +70,20 @@ impl Args {
     }
 }
 
-/// `berth idle`: wait to be killed.
+/// `berth idle`: wait to be stopped. As a container's first process it
+/// gets no default action for SIGTERM, so it exits on it (and SIGINT) by
+/// itself: an engine that stops a helper before removing it (Podman 5
+/// does, even when forced) would otherwise wait its whole stop timeout,
+/// ten seconds of downtime.
 pub fn idle() -> ! {
+    extern "C" fn leave(_: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) }
+    }
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: installs a handler that only calls _exit.
+        unsafe { libc::signal(sig, leave as *const () as libc::sighandler_t) };
+    }
     loop {
         std::thread::park();
     }
