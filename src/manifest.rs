@@ -239,7 +239,10 @@ impl Manifest {
                 plain_name(name)?;
             }
             if let Some(d) = &e.delta {
-                if m.schema < 5 || d.changes.delta.is_some() || d.changes.path != e.path {
+                let same = d.changes.path == e.path
+                    && d.changes.content_hash == e.content_hash
+                    && d.changes.excluded == e.excluded;
+                if m.schema < 5 || d.changes.delta.is_some() || !same {
                     return Err(Error::integrity(format!(
                         "{}: not a berth manifest: the delta of {:?} is not one of schema 5",
                         p.display(),

@@ -59,8 +59,27 @@ pub fn unfit(data: &DataMap, paths: &[String]) -> Option<String> {
             .mounts
             .iter()
             .any(|m| &m.destination == *p && m.kind == "volume" && m.name.is_some())
-    })?;
-    Some(format!("{not_volume} is not a volume"))
+    });
+    if let Some(p) = not_volume {
+        return Some(format!("{p} is not a volume"));
+    }
+    // `/data` and `/data.delta` would both want `data.delta.tar.gz`.
+    let mut names = std::collections::HashSet::new();
+    for p in paths {
+        let slug = manifest::slug(p);
+        let files = [
+            format!("{slug}.tar.gz"),
+            format!("{slug}.delta.tar.gz"),
+            format!("{slug}.removed"),
+            format!("{slug}.final.index.gz"),
+        ];
+        if files.into_iter().any(|f| !names.insert(f)) {
+            return Some(format!(
+                "the files of {p} would take the names of another path's"
+            ));
+        }
+    }
+    None
 }
 
 /// The owner Podman's archive gives every entry of a container that runs
@@ -125,7 +144,13 @@ impl PreCopy {
             let Some(name) = m.and_then(|m| m.name.as_ref()) else {
                 return Err(Error::failed(format!("{} is not a volume", p.path)));
             };
-            mounts.push(json!({"Type": "volume", "Source": name, "Target": p.path}));
+            // Read-only, and never filled from the image: an empty volume
+            // mounted in a new container gets the image's files at that
+            // path, which would change the data of the version serving.
+            mounts.push(json!({
+                "Type": "volume", "Source": name, "Target": p.path, "ReadOnly": true,
+                "VolumeOptions": {"NoCopy": true},
+            }));
         }
         let ofs: Vec<DeltaOf> = (0..self.before.len()).map(|i| self.of(i)).collect();
         let berth = super::helper::own_binary()?;
@@ -175,8 +200,12 @@ impl PreCopy {
         for (i, p) in m.paths.iter_mut().enumerate() {
             crate::cancel::check()?;
             for (file, _) in p.files() {
-                fs::hard_link(self.dir.join(file), dir.join(file))
-                    .ctx(format!("linking {file} of the pre-copy"))?;
+                let (from, to) = (self.dir.join(file), dir.join(file));
+                // A filesystem without hard links gets a copy, which the
+                // stop window's check then hashes again.
+                if fs::hard_link(&from, &to).is_err() {
+                    fs::copy(&from, &to).ctx(format!("copying {file} of the pre-copy"))?;
+                }
             }
             let slug = manifest::slug(&p.path);
             let to = DeltaFiles {

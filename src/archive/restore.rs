@@ -260,18 +260,28 @@ fn with_delta(dir: &Path, e: &PathEntry, meter: &Meter, keys: &Keys) -> Result<i
     let delta = verify::open_plain(dir, &d.changes.archive, keys, |r| meter.reader(r))?;
     let mut delta = Bounded::new(MultiGzDecoder::new(delta), d.changes.tar_bytes);
     let hash = e.content_hash;
+    let want = d.changes.tar_bytes;
     Ok(Produced::spawn(move |out| {
         scan_with(precopy, &mut *out, &drops, hash, false, |_| Ok(()))?;
         io::copy(&mut delta, out).ctx("reading the delta's archive")?;
+        // A delta cut short ends on a block boundary as a whole one would.
+        if delta.count() != want {
+            return Err(Error::integrity(format!(
+                "the delta's archive holds {} bytes of tar, the backup says {want}",
+                delta.count()
+            )));
+        }
         Ok(())
     }))
 }
 
 /// A reader of what a thread writes, in pieces through a bounded channel;
-/// the thread's error is the reader's.
+/// the thread's error is the reader's. An empty piece is the end: a
+/// thread gone without it (a panic) is an error, never a short archive.
 struct Produced {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     cur: io::Cursor<Vec<u8>>,
+    ended: bool,
 }
 
 /// The thread's side of [`Produced`].
@@ -290,19 +300,14 @@ impl Produced {
                 tx,
                 buf: Vec::with_capacity(PIECE),
             };
-            let sent = match f(&mut w)
-                .and_then(|()| io::Write::flush(&mut w).ctx("sending the archive"))
-            {
-                Ok(()) => Ok(()),
-                Err(e) => Err(io::Error::other(e.to_string())),
-            };
-            if let Err(e) = sent {
-                let _ = w.tx.send(Err(e));
-            }
+            let sent = f(&mut w).and_then(|()| io::Write::flush(&mut w).ctx("sending the archive"));
+            // The end (an empty piece) or the error; the reader may be gone.
+            let _ = w.tx.send(sent.map(|()| Vec::new()).map_err(Error::into_io));
         });
         Produced {
             rx,
             cur: io::Cursor::new(vec![]),
+            ended: false,
         }
     }
 }
@@ -311,13 +316,21 @@ impl io::Read for Produced {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let n = io::Read::read(&mut self.cur, buf)?;
-            if n > 0 || buf.is_empty() {
+            if n > 0 || buf.is_empty() || self.ended {
                 return Ok(n);
             }
             match self.rx.recv() {
-                Ok(piece) => self.cur = io::Cursor::new(piece?),
-                // The thread ended after its last piece.
-                Err(_) => return Ok(0),
+                Ok(piece) => {
+                    let piece = piece?;
+                    self.ended = piece.is_empty();
+                    self.cur = io::Cursor::new(piece);
+                }
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the thread making the archive ended before it",
+                    ))
+                }
             }
         }
     }
@@ -333,6 +346,7 @@ impl io::Write for Pieces {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // Never an empty piece: that is the end.
         if self.buf.is_empty() {
             return Ok(());
         }

@@ -26,6 +26,9 @@ pub struct Version {
 pub struct Info {
     /// The host name of the machine the engine runs on.
     pub name: String,
+    /// The engine host's clock (RFC 3339, to the nanosecond): the one its
+    /// files' ctimes come from.
+    pub system_time: String,
 }
 
 /// GET /system/df, the parts berth reads.

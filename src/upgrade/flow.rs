@@ -188,14 +188,21 @@ fn carried(j: &Journal) -> Option<crate::archive::precopy::Carried> {
     serde_json::from_value(done.data.get("delta")?.clone()).ok()
 }
 
+/// The run has ended: its own key goes (see `runkey`), and its pre-copy.
 fn ended(p: &Plan, mut s: Summary) -> Summary {
     // A pre-copy whose files are in the backup (hard links), or that a
-    // killed berth left: of no use once the run has ended.
-    let pre = p.run_dir.join(super::PRECOPY);
-    if pre.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&pre) {
-            s.warnings
-                .push(format!("could not remove {}: {e}", pre.display()));
+    // killed berth left (whole or `.partial`): of no use once the run has
+    // ended.
+    for name in [
+        super::PRECOPY.to_owned(),
+        format!("{}.partial", super::PRECOPY),
+    ] {
+        let pre = p.run_dir.join(name);
+        if pre.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&pre) {
+                s.warnings
+                    .push(format!("could not remove {}: {e}", pre.display()));
+            }
         }
     }
     if let Some(w) = runkey::forget(&p.run_dir) {

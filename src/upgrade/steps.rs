@@ -12,7 +12,7 @@ use super::runkey;
 use super::watch::{self, Verdict};
 use super::{Say, BACKUP, NEW_LOG, PRECOPY};
 use crate::archive::delta_helper::DeltaHelper;
-use crate::archive::precopy::{self, Carried, PreCopy};
+use crate::archive::precopy::{self, PreCopy};
 use crate::archive::seal::Keys;
 use crate::archive::{backup, delta, verify};
 use crate::docker::model::ContainerInspect;
@@ -168,7 +168,7 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         p.container
     ));
     let since = step(j, Step::PreCopy, async {
-        let since = delta::since_of(crate::clock::now_ns());
+        let since = delta::since_of(engine_now(d).await);
         let o = backup_options(p, say)?;
         backup::write_backup(d, &raw, &data, &p.targets(&data), false, &o, Some(PRECOPY)).await?;
         let dir = p.run_dir.join(PRECOPY);
@@ -201,25 +201,24 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
         Ok(()) => delta_backup(p, j, say, &pre, &helper, &keys).await,
         Err(e) => Err(e),
     };
-    let _ = helper.remove().await;
-    let carried = delta?;
-    let whole = pre.manifest.paths.iter().map(|e| e.tar_bytes).sum::<u64>();
-    if carried.tar_bytes > whole / 2 && carried.tar_bytes > DELTA_FLOOR {
-        say.step(format!(
-            "the delta carried {} of the pre-copy's {}: taking the whole backup now instead",
-            crate::progress::human(carried.tar_bytes as f64),
-            crate::progress::human(whole as f64)
-        ));
-        let _ = std::fs::remove_dir_all(p.run_dir.join(BACKUP));
-        let _ = std::fs::remove_dir_all(&pre.dir);
-        return backup_and_verify(d, p, j, say, true).await;
+    if let Err(e) = helper.remove().await {
+        say.step(format!("{e} (`berth prune` removes it)"));
     }
+    delta?;
     let _ = std::fs::remove_dir_all(&pre.dir);
     Ok(())
 }
 
-/// A delta smaller than this never makes the whole backup worth taking.
-const DELTA_FLOOR: u64 = 64 << 20;
+/// Now, by the earlier of berth's clock and the engine host's: the delta
+/// compares ctimes stamped by the engine host's clock, which may be behind
+/// berth's (an engine reached over ssh); an earlier `since` only takes a
+/// few more entries again, a later one would miss changes.
+async fn engine_now(d: &Docker) -> i128 {
+    let local = crate::clock::now_ns();
+    let engine = d.info().await.ok();
+    let engine = engine.and_then(|i| crate::clock::parse_rfc3339(&i.system_time));
+    engine.map_or(local, |e| e.min(local))
+}
 
 /// The stop-window half of [`precopy_stop_delta`]: steps backup and verify.
 async fn delta_backup(
@@ -229,12 +228,12 @@ async fn delta_backup(
     pre: &PreCopy,
     helper: &DeltaHelper<'_>,
     keys: &Keys,
-) -> Result<Carried> {
+) -> Result<()> {
     say.step(format!(
         "backing up what changed since the pre-copy into {}",
         p.run_dir.join(BACKUP).display()
     ));
-    let done = step(j, Step::Backup, async {
+    step(j, Step::Backup, async {
         let to = encrypt_to(p)?;
         let (dir, m, carried) = pre.finish(helper, &p.run_dir, BACKUP, &to, keys).await?;
         Ok(json!({ "dir": dir, "paths": m.paths.len(), "delta": carried }))
@@ -249,8 +248,8 @@ async fn delta_backup(
             .map_err(|e| Error::failed(format!("verify thread: {e}")))??;
         Ok(Value::Null)
     })
-    .await?;
-    Ok(serde_json::from_value(done["delta"].clone()).unwrap_or_default())
+    .await
+    .map(drop)
 }
 
 /// Today's order, after one line saying why the pre-copy cannot serve.
