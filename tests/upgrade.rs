@@ -1465,3 +1465,22 @@ fn rewrite_consistently(dir: &Path, name: &str, bytes: &[u8], one_more: bool) {
     fs::write(dir.join("manifest.json"), mbytes).unwrap();
     fs::write(dir.join("SHA256SUMS"), sums).unwrap();
 }
+
+/// More changed during the pre-copy than `--precopy-max-delta` allows
+/// (counted by the helper before the stop): one line says so and the
+/// whole backup is taken while stopped; the upgrade goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn precopy_falls_back_when_more_changed_than_allowed() {
+    let lw = Lw::up("precopy-max", Value::Null).await;
+    let writer = start_writer(&lw).await;
+    let r = lw.upgrade(lw.good(), &["--precopy-max-delta", "0"]);
+    let _ = writer.await;
+    assert_eq!(r.code, Some(0), "{r}");
+    let s = r.json();
+    assert!(s["delta"].is_null(), "{s}");
+    let run = lw.run_dir();
+    assert!(journal_has(&run, "pre-copy", "done"), "{r}");
+    assert_eq!(Manifest::load(&run.join("backup")).unwrap().schema, 4);
+    assert!(!run.join("precopy").exists());
+    assert_upgraded(&lw, "fell back from the pre-copy").await;
+}

@@ -172,7 +172,7 @@ impl<'d> DeltaHelper<'d> {
             };
             stream_to_files(input, &to.dir, &to.slug, &[], to.method, &to.encrypt_to)
         });
-        let report = self.changes(i, v, since_ns, &mut tx).await;
+        let report = self.changes(i, v, since_ns, false, &mut tx).await;
         // The scan waits for the stream's end, so it has only stopped by
         // now if it failed first (a full disk, a tar it refused): then its
         // error is the cause. Otherwise a helper that failed is, and the
@@ -190,12 +190,22 @@ impl<'d> DeltaHelper<'d> {
         }
     }
 
-    /// Run `berth delta` in the helper: the tar goes to `tar` as it comes.
+    /// How much the delta of the `i`th volume would carry now: the walk
+    /// in the helper, the changed files read there but nothing sent.
+    pub async fn count(&self, i: usize, v: &DeltaOf<'_>, since_ns: i128) -> Result<Counts> {
+        let mut none = Vec::new();
+        let r = self.changes(i, v, since_ns, true, &mut none).await?;
+        Ok(r.counts)
+    }
+
+    /// Run `berth delta` in the helper: the tar goes to `tar` as it comes
+    /// (none with `count`).
     async fn changes(
         &self,
         i: usize,
         v: &DeltaOf<'_>,
         since_ns: i128,
+        count: bool,
         tar: &mut impl Stdout,
     ) -> Result<DeltaReport> {
         let doing = format!("finding what changed in {} since the pre-copy", v.path);
@@ -213,6 +223,9 @@ impl<'d> DeltaHelper<'d> {
         }
         if self.podman {
             cmd.push("--podman".to_owned());
+        }
+        if count {
+            cmd.push("--count".to_owned());
         }
         let run = async {
             let exec = self.d.exec_create(&self.id, &cmd, None).await?;

@@ -157,6 +157,23 @@ impl PreCopy {
         DeltaHelper::start(d, &berth, image, Value::Array(mounts), &ofs, label).await
     }
 
+    /// The content bytes changed since the pre-copy began, over every
+    /// path, as the helper walks them now (nothing is sent): what a delta
+    /// taken now would carry, and so about what it will carry after the
+    /// stop.
+    pub async fn changed_now(&self, helper: &DeltaHelper<'_>) -> Result<u64> {
+        let mut bytes = 0;
+        for i in 0..self.before.len() {
+            bytes += helper.count(i, &self.of(i), self.since_ns).await?.bytes;
+        }
+        Ok(bytes)
+    }
+
+    /// The pre-copy's tar bytes, over every path.
+    pub fn tar_bytes(&self) -> u64 {
+        self.manifest.paths.iter().map(|p| p.tar_bytes).sum()
+    }
+
     /// Take each path's delta through `helper` and write the whole backup
     /// as `out/name` (its `.partial` first). The pre-copy directory is
     /// left as it is.

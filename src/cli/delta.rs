@@ -34,6 +34,10 @@ pub struct Args {
     /// Name every entry as owned by UID:GID, as Podman's archive does.
     #[arg(long, value_parser = parse_owner)]
     owner: Option<(u32, u32)>,
+    /// Write no tar: only the removed paths and the counts (how much a
+    /// delta would carry).
+    #[arg(long)]
+    count: bool,
 }
 
 fn parse_owner(s: &str) -> std::result::Result<(u32, u32), String> {
@@ -60,7 +64,12 @@ impl Args {
             owner: self.owner,
         };
         let mut err = std::io::stderr().lock();
-        let c = delta::changes(&o, &before, std::io::stdout().lock(), |p| {
+        let out: Box<dyn Write> = if self.count {
+            Box::new(std::io::sink())
+        } else {
+            Box::new(std::io::stdout().lock())
+        };
+        let c = delta::changes(&o, &before, out, |p| {
             let line = serde_json::json!({ "removed": p });
             writeln!(err, "{line}").ctx("writing to stderr")
         })?;

@@ -86,6 +86,9 @@ pub struct Flags {
     /// Take the whole backup after the stop instead of a pre-copy while it runs and only what changed after the stop.
     #[arg(long)]
     no_precopy: bool,
+    /// The most bytes of content that may change during the pre-copy (default: half of it); more, and the whole backup is taken after the stop.
+    #[arg(long, value_name = "BYTES")]
+    precopy_max_delta: Option<u64>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -155,6 +158,7 @@ impl Flags {
             backup_root: convert::absolute(self.backup_root),
             online_backup: self.online_backup,
             no_precopy: self.no_precopy,
+            precopy_max_delta: self.precopy_max_delta,
             keep_old,
             force: self.force,
             stop_timeout: self.stop_timeout,

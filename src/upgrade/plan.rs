@@ -39,6 +39,11 @@ pub struct Request {
     /// Take the whole backup while stopped, without a pre-copy.
     #[serde(default)]
     pub no_precopy: bool,
+    /// The most content bytes a delta may carry (default: half the
+    /// pre-copy); more changed during the pre-copy: the whole backup is
+    /// taken while stopped instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precopy_max_delta: Option<u64>,
     pub keep_old: bool,
     pub force: bool,
     pub stop_timeout: u32,
@@ -80,6 +85,9 @@ pub struct Plan {
     /// it is stopped (docs/precopy.md). False in plans of older berths.
     #[serde(default)]
     pub precopy: bool,
+    /// See [`Request::precopy_max_delta`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precopy_max_delta: Option<u64>,
     pub keep_old: bool,
     pub stop_timeout: u32,
     /// The backup directory copied instead of backing up (Request::reuse_backup).
@@ -213,6 +221,7 @@ pub(crate) async fn plan_with(d: &Docker, r: &Request, img: &ImageFile) -> Resul
             .collect(),
         online_backup: r.online_backup,
         precopy: !r.no_precopy && !r.online_backup && r.reuse_backup.is_none(),
+        precopy_max_delta: r.precopy_max_delta,
         keep_old: r.keep_old,
         stop_timeout: r.stop_timeout,
         reuse_backup: r.reuse_backup.clone(),

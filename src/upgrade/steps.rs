@@ -144,8 +144,9 @@ async fn stop_old(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()>
 /// started, then the stop, and in the stop window only what changed since
 /// the pre-copy began, and the check of that. Where the pre-copy cannot
 /// serve (a path that is not a volume, no helper can run, Podman with a
-/// user given by name), one line says why and the backup is taken whole
-/// after the stop, as without it.
+/// user given by name, more changed during it than a delta may carry),
+/// one line says why and the backup is taken whole after the stop, as
+/// without it.
 async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> Result<()> {
     let raw = d.container_inspect_raw(&p.container_id).await?;
     let inspect = ContainerInspect::from_raw(&raw)?;
@@ -196,6 +197,11 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
             return without_precopy(d, p, j, say, &e.to_string()).await;
         }
     };
+    if let Some(why) = too_much_changed(p, &pre, &helper).await {
+        let _ = helper.remove().await;
+        let _ = std::fs::remove_dir_all(&pre.dir);
+        return without_precopy(d, p, j, say, &why).await;
+    }
     let stopped = stop_old(d, p, j, say).await;
     let delta = match stopped {
         Ok(()) => delta_backup(p, j, say, &pre, &helper, &keys).await,
@@ -207,6 +213,27 @@ async fn precopy_stop_delta(d: &Docker, p: &Plan, j: &mut Journal, say: Say) -> 
     delta?;
     let _ = std::fs::remove_dir_all(&pre.dir);
     Ok(())
+}
+
+/// Why the delta would carry too much to be worth it, if it would: more
+/// content changed while the pre-copy was taken than `--precopy-max-delta`
+/// (default: half the pre-copy), counted by the helper before the stop. A
+/// helper that cannot count cannot take the delta either.
+async fn too_much_changed(p: &Plan, pre: &PreCopy, helper: &DeltaHelper<'_>) -> Option<String> {
+    let changed = match pre.changed_now(helper).await {
+        Ok(n) => n,
+        Err(e) => return Some(e.to_string()),
+    };
+    let limit = p.precopy_max_delta.unwrap_or(pre.tar_bytes() / 2);
+    let human = |n: u64| crate::progress::human(n as f64);
+    (changed > limit).then(|| {
+        format!(
+            "{} changed while the pre-copy of {} was taken, more than the {} a delta may carry",
+            human(changed),
+            human(pre.tar_bytes()),
+            human(limit)
+        )
+    })
 }
 
 /// Now, by the earlier of berth's clock and the engine host's: the delta
