@@ -582,14 +582,24 @@ upgrade_matrix! {
     }
     watch_exec_output_dropped_is_retried {
         good: true,
-        // After the delta helper's four (one per volume).
-        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$").nth(5), Fault::DropBody { after: 0 }),
+        // After the delta helper's eight: a count before the stop and a
+        // delta after it, per volume.
+        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$").nth(9), Fault::DropBody { after: 0 }),
+        code: 0, failed: &[], said: &[],
+        then: Then::Nothing, upgraded: true,
+    }
+    precopy_count_dropped_falls_back_before_the_stop {
+        good: true,
+        // The helper's first count: no delta can be had, so the whole
+        // backup is taken after the stop and the upgrade goes on.
+        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$"), Fault::DropBody { after: 0 }),
         code: 0, failed: &[], said: &[],
         then: Then::Nothing, upgraded: true,
     }
     delta_exec_output_dropped_after_the_stop {
         good: true,
-        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$"), Fault::DropBody { after: 0 }),
+        // The first delta, after the four counts before the stop.
+        fault: |_| (on(Method::POST, r"^/exec/[^/]+/start$").nth(5), Fault::DropBody { after: 0 }),
         code: 1, failed: &["backup"], said: &["step backup", "finding what changed in"],
         then: Then::Nothing, upgraded: false,
     }
