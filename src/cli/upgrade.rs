@@ -222,9 +222,10 @@ fn render(s: &Summary) -> String {
 fn down(s: &Summary) -> String {
     let copied = s.delta.map(|c| {
         format!(
-            ", {} entries ({}) changed since the pre-copy copied while down",
+            "; {} changed since the pre-copy ({} {}) copied while down",
+            berth::progress::human(c.tar_bytes as f64),
             c.entries,
-            berth::progress::human(c.tar_bytes as f64)
+            if c.entries == 1 { "entry" } else { "entries" },
         )
     });
     s.downtime_s
@@ -263,6 +264,20 @@ mod tests {
             "upgraded lw: sts:6.6.0 -> sts:6.8.0 in 12.3s (down 2.0s)\nbackup: /r/lw-1-upgrade/backup\n"
         );
         assert_eq!(up.exit_status(), ExitStatus::Success);
+        let mut quick = summary(Some(Outcome::Upgraded), true);
+        quick.delta = Some(berth::archive::precopy::Carried {
+            entries: 1,
+            tar_bytes: 3 << 20,
+            bytes: 1 << 20,
+            removed: 0,
+        });
+        assert!(
+            render(&quick).contains(
+                "(down 2.0s; 3.0 MiB changed since the pre-copy (1 entry) copied while down)"
+            ),
+            "{}",
+            render(&quick)
+        );
         let mut back = summary(Some(Outcome::RolledBack), false);
         back.downtime_s = None;
         assert_eq!(

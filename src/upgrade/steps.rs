@@ -282,7 +282,7 @@ async fn delta_backup(
 /// Today's order, after one line saying why the pre-copy cannot serve.
 async fn without_precopy(d: &Docker, p: &Plan, j: &mut Journal, say: Say, why: &str) -> Result<()> {
     say.step(format!(
-        "not pre-copying ({why}): the whole backup is taken once stopped"
+        "the pre-copy is not used ({why}): the whole backup is taken once stopped"
     ));
     stop_old(d, p, j, say).await?;
     backup_and_verify(d, p, j, say, true).await
