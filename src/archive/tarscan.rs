@@ -671,6 +671,8 @@ impl<R: Read, W: Write> Scanner<R, W> {
     /// The exclusion roots that `p` (normalised) is or lies below, with
     /// their places in `root_seen`: `p` and each of its ancestors, looked up.
     fn roots_of<'p>(&'p self, p: &'p [u8]) -> impl Iterator<Item = (&'p [u8], usize)> + 'p {
+        // Most archives have no roots: then no entry's name is walked.
+        let p = if self.roots.is_empty() { &p[..0] } else { p };
         let ancestors = p.iter().enumerate().filter(|(_, &b)| b == b'/');
         ancestors
             .map(|(i, _)| &p[..i])
