@@ -159,7 +159,7 @@ async fn delta_matches_the_engine(s: Scope) {
     assert_eq!(
         compare(
             &after,
-            &merged("data", &engine, &changed, &removed).unwrap()
+            &merged("data", &engine, &changed, &removed).unwrap().state
         ),
         vec![],
         "the pre-copy with the delta on top"

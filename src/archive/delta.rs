@@ -655,7 +655,7 @@ mod tests {
         assert_eq!((c.changed, c.removed), (11, 2));
         // The pre-copy, then the delta, less the removed: the final state.
         let (now, _, _) = delta(&opts(&root, 0), &[]);
-        let diffs = compare(&now, &merged("vol", &pre, &d, &gone).unwrap());
+        let diffs = compare(&now, &merged("vol", &pre, &d, &gone).unwrap().state);
         assert!(diffs.is_empty(), "{diffs:?}");
         // Nothing changed since: an empty delta.
         let (d, gone, c) = delta(&opts(&root, now_ns() + 1_000_000_000), &now);

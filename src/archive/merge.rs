@@ -15,113 +15,116 @@ use std::collections::{HashMap, HashSet};
 use super::index::{path_to_bytes, EntryKind, IndexEntry};
 use crate::error::{Error, Result};
 
-/// The final index: `before` merged with `delta` and `removed` (paths in
-/// index form), for the volume whose archive's top entry is `root`
-/// (`vmware`). A delta that names a path outside `root`, a path with `.`,
-/// `..` or empty components, the same path twice, a removal of something
-/// the pre-copy lacks (or of `root`, or of what the delta writes), or that
-/// leaves an entry without its directory, is refused: an integrity error
-/// naming the first such path.
+/// What a delta gives, once checked: the final index, and what a restore
+/// leaves out of the pre-copy's archive to get there.
+#[derive(Debug)]
+pub struct Merged {
+    /// The pre-copy's index without the removed paths and those written
+    /// again, then the delta's entries.
+    pub state: Vec<IndexEntry>,
+    /// The paths a restore leaves out of the pre-copy's archive, so that
+    /// the engine, extracting it and then the delta's as one archive, ends
+    /// in `state`: each removed path, and each path the delta writes as
+    /// another kind of entry (a directory become a file, a file become a
+    /// hard link), with what lies below it; only the topmost of such paths.
+    pub drops: Vec<String>,
+}
+
+/// `before` merged with `delta` and `removed` (paths in index form), for
+/// the volume whose archive's top entry is `root` (`vmware`). A delta that
+/// names a path outside `root`, a path with `.`, `..` or empty components,
+/// the same path twice, a removal of something the pre-copy lacks (or of
+/// `root`, or of what the delta writes), or that leaves an entry without
+/// its directory, is refused: an integrity error naming the first such
+/// path. So is one a restore could not write (see [`drops`]).
 pub fn merged(
     root: &str,
     before: &[IndexEntry],
     delta: &[IndexEntry],
     removed: &[String],
-) -> Result<Vec<IndexEntry>> {
-    let refuse = |p: &str, why: &str| {
-        Err(Error::integrity(format!(
-            "the delta of {root} is refused: {p:?} {why}"
-        )))
-    };
+) -> Result<Merged> {
     let had: HashSet<&str> = before.iter().map(|e| e.path.as_str()).collect();
     let mut written = HashSet::with_capacity(delta.len());
     for e in delta {
         if let Some(why) = outside(root, &e.path) {
-            return refuse(&e.path, why);
+            return refused(root, "", &e.path, why);
         }
         if !written.insert(e.path.as_str()) {
-            return refuse(&e.path, "is written twice");
+            return refused(root, "", &e.path, "is written twice");
         }
     }
     let mut gone = HashSet::with_capacity(removed.len());
     for p in removed {
         if let Some(why) = outside(root, p) {
-            return refuse(p, why);
+            return refused(root, "", p, why);
         }
         if p == root {
-            return refuse(p, "is the volume itself");
+            return refused(root, "", p, "is the volume itself");
         }
         if !had.contains(p.as_str()) {
-            return refuse(p, "is removed but the pre-copy did not have it");
+            return refused(root, "", p, "is removed but the pre-copy did not have it");
         }
         if written.contains(p.as_str()) {
-            return refuse(p, "is both removed and written");
+            return refused(root, "", p, "is both removed and written");
         }
         gone.insert(p.as_str());
     }
-    let out: Vec<IndexEntry> = before
+    let state: Vec<IndexEntry> = before
         .iter()
         .filter(|e| !gone.contains(e.path.as_str()) && !written.contains(e.path.as_str()))
         .chain(delta)
         .cloned()
         .collect();
-    let kinds: HashMap<&str, EntryKind> = out.iter().map(|e| (e.path.as_str(), e.kind)).collect();
-    for e in &out {
+    let kinds: HashMap<&str, EntryKind> = state.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    for e in &state {
         let Some((dir, _)) = e.path.rsplit_once('/') else {
             continue;
         };
         if kinds.get(dir) != Some(&EntryKind::Dir) {
-            let why = if gone.iter().any(|g| under(&e.path, g)) {
+            let why = if ancestors(&e.path).any(|a| gone.contains(a)) {
                 "is left under a removed path"
             } else {
                 "has no directory to go in"
             };
-            return refuse(&e.path, why);
+            return refused(root, "", &e.path, why);
         }
     }
-    Ok(out)
+    let drops = drops(root, before, delta, gone, &written)?;
+    Ok(Merged { state, drops })
 }
 
-/// What a restore leaves out of the pre-copy's archive, so that the
-/// engine, extracting it and then the delta's as one archive, ends in the
-/// final state: each removed path, and each path the delta writes as
-/// another kind of entry (a directory become a file, a file become a hard
-/// link), with what lies below it; only the topmost of such paths. Call
-/// after [`merged`] accepted the same inputs.
+/// [`Merged::drops`], from the removed paths (`cut`) and the paths the
+/// delta writes (`rewritten`).
 ///
 /// A hard link is written as a link to a path extracted before it, and it
 /// must stay one: a link kept from the pre-copy (and not written again)
 /// whose target is dropped or written again by the delta (a new file, no
-/// longer the same inode), or a
-/// link in the delta to a path not written before it, is refused, as an
-/// integrity error naming the link, before anything is written.
-pub fn dropped(
+/// longer the same inode), or a link in the delta to a path not written
+/// before it, is refused, as an integrity error naming the link, before
+/// anything is written.
+fn drops<'a>(
     root: &str,
-    before: &[IndexEntry],
-    delta: &[IndexEntry],
-    removed: &[String],
+    before: &'a [IndexEntry],
+    delta: &'a [IndexEntry],
+    mut cut: HashSet<&'a str>,
+    rewritten: &HashSet<&str>,
 ) -> Result<Vec<String>> {
-    let refuse = |p: &str, why: &str| {
-        Err(Error::integrity(format!(
-            "the delta of {root} is refused: the hard link {p:?} {why}"
-        )))
-    };
+    let link = "the hard link ";
     let kinds: HashMap<&str, EntryKind> =
         before.iter().map(|e| (e.path.as_str(), e.kind)).collect();
-    let mut cut: HashSet<&str> = removed.iter().map(String::as_str).collect();
     for e in delta {
         if kinds.get(e.path.as_str()).is_some_and(|k| *k != e.kind) {
             cut.insert(&e.path);
         }
     }
     let is_cut = |p: &str| cut.contains(p) || ancestors(p).any(|a| cut.contains(a));
-    let rewritten: HashSet<&str> = delta.iter().map(|e| e.path.as_str()).collect();
     let mut written: HashSet<&str> = HashSet::with_capacity(before.len() + delta.len());
     for e in before.iter().filter(|e| !is_cut(&e.path)) {
         if let Some(t) = hard_link(e) {
             let relinked = rewritten.contains(e.path.as_str());
             if !written.contains(t) || (rewritten.contains(t) && !relinked) {
-                return refuse(&e.path, "kept from the pre-copy would not keep its target");
+                let why = "kept from the pre-copy would not keep its target";
+                return refused(root, link, &e.path, why);
             }
         }
         written.insert(&e.path);
@@ -129,7 +132,12 @@ pub fn dropped(
     for e in delta {
         if let Some(t) = hard_link(e) {
             if !written.contains(t) {
-                return refuse(&e.path, "points to a path not written before it");
+                return refused(
+                    root,
+                    link,
+                    &e.path,
+                    "points to a path not written before it",
+                );
             }
         }
         written.insert(&e.path);
@@ -141,6 +149,14 @@ pub fn dropped(
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// The integrity error refusing the delta of `root` over path `p`
+/// (`what`: "" or "the hard link ").
+fn refused<T>(root: &str, what: &str, p: &str, why: &str) -> Result<T> {
+    Err(Error::integrity(format!(
+        "the delta of {root} is refused: {what}{p:?} {why}"
+    )))
 }
 
 /// A hard link's target, in index form.
@@ -176,10 +192,6 @@ fn outside(root: &str, p: &str) -> Option<&'static str> {
     None
 }
 
-fn under(p: &str, dir: &str) -> bool {
-    p.len() > dir.len() && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,13 +221,22 @@ mod tests {
     fn the_pre_copy_less_removals_then_the_delta() {
         let delta = [e("v/b", EntryKind::Dir), e("v/b/new", EntryKind::File)];
         let gone = ["v/a/x".to_owned(), "v/a".to_owned()];
-        let m = merged("v", &before(), &delta, &gone).unwrap();
+        let m = merged("v", &before(), &delta, &gone).unwrap().state;
         assert_eq!(paths(&m), ["v", "v/b", "v/b/new"]);
         assert_eq!(m[1].kind, EntryKind::Dir);
         assert_eq!(
-            paths(&merged("v", &before(), &[], &[]).unwrap()),
+            paths(&merged("v", &before(), &[], &[]).unwrap().state),
             paths(&before())
         );
+    }
+
+    fn drops_of(
+        root: &str,
+        b: &[IndexEntry],
+        d: &[IndexEntry],
+        r: &[String],
+    ) -> Result<Vec<String>> {
+        merged(root, b, d, r).map(|m| m.drops)
     }
 
     fn link(path: &str, to: &str) -> IndexEntry {
@@ -229,12 +250,12 @@ mod tests {
         let delta = [e("v/b", EntryKind::Dir), e("v/b/new", EntryKind::File)];
         let gone = ["v/a/x".to_owned(), "v/a".to_owned()];
         assert_eq!(
-            dropped("v", &before(), &delta, &gone).unwrap(),
+            drops_of("v", &before(), &delta, &gone).unwrap(),
             ["v/a", "v/b"]
         );
         // Same kinds are written over, not dropped.
         let same = [e("v/a", EntryKind::Dir), e("v/b", EntryKind::File)];
-        assert!(dropped("v", &before(), &same, &[]).unwrap().is_empty());
+        assert!(drops_of("v", &before(), &same, &[]).unwrap().is_empty());
     }
 
     #[test]
@@ -243,20 +264,20 @@ mod tests {
         with_link.push(link("v/l", "v/b"));
         // Kept link, target written again by the delta: a new inode.
         let delta = [e("v/b", EntryKind::File)];
-        let err = dropped("v", &with_link, &delta, &[]).unwrap_err();
+        let err = drops_of("v", &with_link, &delta, &[]).unwrap_err();
         assert!(
             err.to_string().contains("would not keep its target"),
             "{err}"
         );
         // Both written again: fine.
         let both = [e("v/b", EntryKind::File), link("v/l", "v/b")];
-        assert!(dropped("v", &with_link, &both, &[]).unwrap().is_empty());
+        assert!(drops_of("v", &with_link, &both, &[]).unwrap().is_empty());
         // A link in the delta to a removed path, or to one written later.
         for (delta, gone) in [
             (vec![link("v/n", "v/a/x")], vec!["v/a/x".to_owned()]),
             (vec![link("v/n", "v/z"), e("v/z", EntryKind::File)], vec![]),
         ] {
-            let err = dropped("v", &before(), &delta, &gone).unwrap_err();
+            let err = drops_of("v", &before(), &delta, &gone).unwrap_err();
             assert!(err.to_string().contains("not written before it"), "{err}");
             assert_eq!(err.kind, crate::error::Kind::Integrity);
         }

@@ -241,8 +241,7 @@ impl PreCopy {
             changes.seconds = t.elapsed().as_secs_f64();
             let delta = verify::read_stored_index(dir, &changes, keys)?;
             let root = super::tar_base(&p.path);
-            let state = merge::merged(root, &self.before[i], &delta, &report.removed)?;
-            merge::dropped(root, &self.before[i], &delta, &report.removed)?;
+            let state = merge::merged(root, &self.before[i], &delta, &report.removed)?.state;
             let removed = deltafiles::write_removed(dir, &slug, &report.removed, encrypt_to)?;
             let fin = deltafiles::write_final_index(dir, &slug, &state, encrypt_to)?;
             carried.entries += changes.entries;

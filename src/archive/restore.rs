@@ -246,7 +246,7 @@ async fn upload(
 
 /// The tar of a pre-copy's path with its delta, as one archive: the
 /// pre-copy's entries less those the delta removed or turned into another
-/// kind (see `merge::dropped`), without its end-of-archive marker, then
+/// kind (see `merge::Merged::drops`), without its end-of-archive marker, then
 /// the delta's. One archive, because the engine sets each directory's
 /// times once it has extracted everything: a second upload would leave
 /// the mtime of each directory it writes into as of the restore.

@@ -300,7 +300,7 @@ pub fn verify_deltas(dir: &Path, precopy: &Path, keys: &Keys) -> Result<Manifest
 }
 
 /// For a path with a pre-copy's delta: the paths a restore leaves out of
-/// the pre-copy's archive (see [`merge::dropped`]), once the pre-copy's
+/// the pre-copy's archive (see [`merge::Merged::drops`]), once the pre-copy's
 /// index, the delta's and the removed names are proven to give the final
 /// index, entry for entry. Nothing else is read; the archives are checked
 /// against their own indexes apart.
@@ -313,10 +313,10 @@ pub fn restore_drops(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<Strin
     let removed = read_removed(dir, d, p.tar_bytes, keys)?;
     let root = super::tar_base(&p.path);
     let merged = merge::merged(root, &before, &delta, &removed)?;
-    let drops = merge::dropped(root, &before, &delta, &removed)?;
     let stored = read_state_index(dir, p, keys)?;
-    let diffs = compare(&stored, &merged);
-    if !diffs.is_empty() || stored.len() != merged.len() || stored.len() as u64 != d.final_entries {
+    let diffs = compare(&stored, &merged.state);
+    let count = stored.len();
+    if !diffs.is_empty() || count != merged.state.len() || count as u64 != d.final_entries {
         let shown: Vec<String> = diffs.iter().take(5).map(|d| d.to_string()).collect();
         return Err(Error::integrity(format!(
             "{}: the pre-copy and its delta do not give this final state ({} differences: {})",
@@ -325,7 +325,7 @@ pub fn restore_drops(dir: &Path, p: &PathEntry, keys: &Keys) -> Result<Vec<Strin
             shown.join(", ")
         )));
     }
-    Ok(drops)
+    Ok(merged.drops)
 }
 
 /// The removed names of a delta; each took a tar header in the pre-copy's
