@@ -429,20 +429,15 @@ pub fn stream_to_files(
     method: Method,
     encrypt_to: &[String],
 ) -> Result<PathEntry> {
-    let sealing = !encrypt_to.is_empty();
-    let archive = seal::sealed_name(&format!("{slug}.tar.gz"), sealing);
-    let index = seal::sealed_name(&format!("{slug}.index.gz"), sealing);
-    let apath = dir.join(&archive);
-    let ipath = dir.join(&index);
-    let file = BufWriter::with_capacity(1 << 20, NamedFile::create_new(&apath, 0o600)?);
     // The scan thread hashes each entry's content; the gzip writer thread
     // counts the tar, seals and hashes the file.
-    let sealed = SealWriter::new(HashWriter::new(file), encrypt_to)?;
+    let (archive, apath, sealed) =
+        sealed_file(dir, &format!("{slug}.tar.gz"), 1 << 20, encrypt_to)?;
     let mut gz = ParGzWriter::new(sealed, method, 0);
     // The index is gzipped on a thread of its own, off the scan thread: the
     // scan thread only copies each line into a buffer.
-    let ifile = BufWriter::new(NamedFile::create_new(&ipath, 0o600)?);
-    let isealed = SealWriter::new(HashWriter::new(ifile), encrypt_to)?;
+    let (index, ipath, isealed) =
+        sealed_file(dir, &format!("{slug}.index.gz"), 8 << 10, encrypt_to)?;
     let mut idx = ParGzWriter::new(isealed, INDEX_METHOD, 1);
     let summary = scan(input, &mut gz, roots, ContentHash::NEW, |e| {
         write_line(&mut idx, e)
@@ -472,6 +467,26 @@ pub fn stream_to_files(
     })
 }
 
+/// A backup file written through [`sealed_file`].
+pub(crate) type Sealed = SealWriter<HashWriter<BufWriter<NamedFile>>>;
+
+/// A new file of a backup directory, `plain` (`.age` after it when
+/// sealing to `encrypt_to`), mode 0600, buffered by `capacity` bytes and
+/// hashed as it is written: its name, its path and the writer, which
+/// [`sync_hashed`] ends.
+pub(crate) fn sealed_file(
+    dir: &Path,
+    plain: &str,
+    capacity: usize,
+    encrypt_to: &[String],
+) -> Result<(String, PathBuf, Sealed)> {
+    let name = seal::sealed_name(plain, !encrypt_to.is_empty());
+    let path = dir.join(&name);
+    let file = BufWriter::with_capacity(capacity, NamedFile::create_new(&path, 0o600)?);
+    let w = SealWriter::new(HashWriter::new(file), encrypt_to)?;
+    Ok((name, path, w))
+}
+
 /// How the index is deflated: zlib-rs level 3. Measured on 200,000 distinct small files: 37.8
 /// MB of JSON lines become 8.17 MB at level 3, 0.3% more than `gzip -6`
 /// (each line's sha256 is 32 random bytes: no level does much better than 4.6x);
@@ -481,9 +496,7 @@ pub(crate) const INDEX_METHOD: Method = Method::Zlib(3);
 
 /// Ends the sealing, flushes, fsyncs and closes a file written through a
 /// [`HashWriter`]; its sha256 and size.
-pub(crate) fn sync_hashed(
-    w: SealWriter<HashWriter<BufWriter<NamedFile>>>,
-) -> io::Result<(String, u64)> {
+pub(crate) fn sync_hashed(w: Sealed) -> io::Result<(String, u64)> {
     let (file, sha, n) = w.finish()?.finish();
     file.into_inner()
         .map_err(|e| e.into_error())

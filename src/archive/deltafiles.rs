@@ -5,16 +5,13 @@
 //! index of the path at the stop. Each is sealed (`.age`) when the backup
 //! is encrypted, like every other file of it.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
-use super::backup::{sync_hashed, INDEX_METHOD};
-use super::hashio::HashWriter;
+use super::backup::{sealed_file, sync_hashed, INDEX_METHOD};
 use super::index::{path_from_bytes, path_to_bytes, write_line, IndexEntry};
 use super::pargz::ParGzWriter;
-use super::seal::{self, SealWriter};
 use crate::error::{Context, Error, Result};
-use crate::files::NamedFile;
 
 /// A file written: its name in the directory, sha256 and size.
 pub struct Written {
@@ -30,10 +27,7 @@ pub fn write_removed(
     removed: &[String],
     encrypt_to: &[String],
 ) -> Result<Written> {
-    let name = seal::sealed_name(&format!("{slug}.removed"), !encrypt_to.is_empty());
-    let path = dir.join(&name);
-    let file = BufWriter::new(NamedFile::create_new(&path, 0o600)?);
-    let mut w = SealWriter::new(HashWriter::new(file), encrypt_to)?;
+    let (name, path, mut w) = sealed_file(dir, &format!("{slug}.removed"), 8 << 10, encrypt_to)?;
     let writing = || format!("writing {}", path.display());
     for p in removed {
         w.write_all(&path_to_bytes(p)?).ctx(writing())?;
@@ -73,10 +67,8 @@ pub fn write_final_index(
     entries: &[IndexEntry],
     encrypt_to: &[String],
 ) -> Result<Written> {
-    let name = seal::sealed_name(&format!("{slug}.final.index.gz"), !encrypt_to.is_empty());
-    let path = dir.join(&name);
-    let file = BufWriter::new(NamedFile::create_new(&path, 0o600)?);
-    let sealed = SealWriter::new(HashWriter::new(file), encrypt_to)?;
+    let plain = format!("{slug}.final.index.gz");
+    let (name, path, sealed) = sealed_file(dir, &plain, 8 << 10, encrypt_to)?;
     let mut gz = ParGzWriter::new(sealed, INDEX_METHOD, 1);
     for e in entries {
         write_line(&mut gz, e)?;
