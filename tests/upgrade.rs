@@ -1265,7 +1265,14 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
     let lw = Lw::up("precopy-writer", Value::Null).await;
     let writer = start_writer(&lw).await;
 
-    let r = lw.upgrade_env(lw.good(), &[], &[("BERTH_TEST_KILL_AT", "backup:done")]);
+    // The volumes hold a few KiB, all written within the second before the
+    // pre-copy, so the delta carries about all of it: the default limit
+    // (half the pre-copy) would fall back or not by the writer's luck.
+    let r = lw.upgrade_env(
+        lw.good(),
+        &["--precopy-max-delta", "1000000000"],
+        &[("BERTH_TEST_KILL_AT", "backup:done")],
+    );
     assert_eq!(r.signal, Some(9), "not killed after the backup: {r}");
     // Killed with the container (137), never finished on its own.
     let wrote = writer.await.unwrap().unwrap();
@@ -1283,7 +1290,7 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
 
     let backup = run.join("backup");
     let m = Manifest::load(&backup).unwrap();
-    assert_eq!(m.schema, 5);
+    assert_eq!(m.schema, 5, "the pre-copy was not used: {r}");
     let vm = m.entry("/var/lib/vmware").expect("the writer's path");
     let delta = vm.delta.as_ref().expect("a delta");
     assert!(
@@ -1384,7 +1391,7 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
     // the pre-copy's.
     lw.d().container_start(&lw.app).await.unwrap();
     let writer = start_writer(&lw).await;
-    let r = lw.upgrade(lw.broken(), &[]);
+    let r = lw.upgrade(lw.broken(), &["--precopy-max-delta", "1000000000"]);
     assert_eq!(r.code, Some(3), "{r}");
     assert!(
         r.json()["delta"]["entries"].as_u64().is_some_and(|n| n > 0),
