@@ -406,22 +406,37 @@ fn store_run(data: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Order-0 entropy (bits per byte) of the bytes counted in `counts`.
-fn entropy(counts: &[[u32; 256]; 4], n: usize) -> f64 {
-    let n = n as f64;
-    let mut h = 0.0;
+/// Order-0 entropy (bits per byte) of the `n` bytes counted in `counts`:
+/// log2(n) - sum(k log2 k) / n over the counts k, with k log2 k looked up
+/// for the small counts that random-looking blocks have (a 64 KiB block of
+/// random bytes counts about 256 of each). A `log2` call per byte value
+/// was most of this test's cost (profiled: ~8% of a backup's CPU).
+fn entropy(counts: &[[u32; 256]; 4], n: usize, klogk: &KLogK) -> f64 {
+    let mut sum = 0.0;
     for (((a, b), c), d) in counts[0]
         .iter()
         .zip(&counts[1])
         .zip(&counts[2])
         .zip(&counts[3])
     {
-        let k = (a + b + c + d) as f64;
-        if k > 0.0 {
-            h -= k * (k / n).log2();
-        }
+        let k = (a + b + c + d) as usize;
+        sum += match klogk.get(k) {
+            Some(v) => *v,
+            None => k as f64 * (k as f64).log2(),
+        };
     }
-    h / n
+    (n as f64).log2() - sum / n as f64
+}
+
+/// k log2 k for k below its length (0 for k = 0).
+type KLogK = [f64; 1024];
+
+fn klogk_table() -> Box<KLogK> {
+    let mut t = Box::new([0.0; 1024]);
+    for (k, v) in t.iter_mut().enumerate().skip(1) {
+        *v = k as f64 * (k as f64).log2();
+    }
+    t
 }
 
 fn count_bytes(counts: &mut [[u32; 256]; 4], b: &[u8]) {
@@ -450,6 +465,7 @@ const MAX_REPEATS: u32 = 16;
 struct Probe {
     counts: [[u32; 256]; 4],
     seen: [u32; SEEN],
+    klogk: Box<KLogK>,
 }
 
 /// Slots of the table of 4-byte strings (a power of two).
@@ -460,6 +476,7 @@ impl Probe {
         Probe {
             counts: [[0; 256]; 4],
             seen: [0; SEEN],
+            klogk: klogk_table(),
         }
     }
 
@@ -483,11 +500,11 @@ fn incompressible(b: &[u8], p: &mut Probe) -> bool {
     p.counts = [[0; 256]; 4];
     let head = b.len().min(16 * 1024);
     count_bytes(&mut p.counts, &b[..head]);
-    if entropy(&p.counts, head) < FLAT_BITS {
+    if entropy(&p.counts, head, &p.klogk) < FLAT_BITS {
         return false;
     }
     count_bytes(&mut p.counts, &b[head..]);
-    if entropy(&p.counts, b.len()) < FLAT_BITS {
+    if entropy(&p.counts, b.len(), &p.klogk) < FLAT_BITS {
         return false;
     }
     repeats(b, &mut p.seen) < MAX_REPEATS
@@ -741,6 +758,34 @@ mod tests {
         }
         v.truncate(len);
         v
+    }
+
+    /// The looked-up entropy is the textbook one, -sum(p log2 p), on
+    /// counts below and above the table: random, text, one byte value.
+    #[test]
+    fn entropy_is_the_textbook_one() {
+        let textbook = |b: &[u8]| {
+            let mut k = [0u64; 256];
+            b.iter().for_each(|&x| k[x as usize] += 1);
+            let n = b.len() as f64;
+            k.iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| -(c as f64 / n) * (c as f64 / n).log2())
+                .sum::<f64>()
+        };
+        let mut p = Probe::new();
+        let text = b"the quick brown fox jumps over the lazy dog\n".repeat(1500);
+        for b in [
+            &random(65536, 7)[..],
+            &text[..65536],
+            &[9u8; 65536],
+            &random(5000, 3),
+        ] {
+            p.counts = [[0; 256]; 4];
+            count_bytes(&mut p.counts, b);
+            let (ours, theirs) = (entropy(&p.counts, b.len(), &p.klogk), textbook(b));
+            assert!((ours - theirs).abs() < 1e-9, "{ours} {theirs}");
+        }
     }
 
     #[test]
