@@ -1255,6 +1255,9 @@ while :; do
   $B usleep 20000
 done"#;
 
+/// A `--precopy-max-delta` no delta of the writer's reaches.
+const ROOMY_DELTA: &str = "1000000000";
+
 /// The pre-copy with a writer busy in the data: berth is killed right
 /// after its backup (the app stopped, nothing renamed yet), so the test
 /// reads the stopped state itself. The backup's final index must equal
@@ -1270,7 +1273,7 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
     // (half the pre-copy) would fall back or not by the writer's luck.
     let r = lw.upgrade_env(
         lw.good(),
-        &["--precopy-max-delta", "1000000000"],
+        &["--precopy-max-delta", ROOMY_DELTA],
         &[("BERTH_TEST_KILL_AT", "backup:done")],
     );
     assert_eq!(r.signal, Some(9), "not killed after the backup: {r}");
@@ -1391,7 +1394,7 @@ async fn precopy_backup_is_the_stopped_state_while_a_writer_runs() {
     // the pre-copy's.
     lw.d().container_start(&lw.app).await.unwrap();
     let writer = start_writer(&lw).await;
-    let r = lw.upgrade(lw.broken(), &["--precopy-max-delta", "1000000000"]);
+    let r = lw.upgrade(lw.broken(), &["--precopy-max-delta", ROOMY_DELTA]);
     assert_eq!(r.code, Some(3), "{r}");
     assert!(
         r.json()["delta"]["entries"].as_u64().is_some_and(|n| n > 0),

@@ -428,11 +428,14 @@ fn entropy(counts: &[[u32; 256]; 4], n: usize, klogk: &KLogK) -> f64 {
     (n as f64).log2() - sum / n as f64
 }
 
-/// k log2 k for k below its length (0 for k = 0).
-type KLogK = [f64; 1024];
+/// Counts whose k log2 k is looked up rather than computed.
+const KLOGK_LEN: usize = 1024;
+
+/// k log2 k for k below [`KLOGK_LEN`] (0 for k = 0).
+type KLogK = [f64; KLOGK_LEN];
 
 fn klogk_table() -> Box<KLogK> {
-    let mut t = Box::new([0.0; 1024]);
+    let mut t = Box::new([0.0; KLOGK_LEN]);
     for (k, v) in t.iter_mut().enumerate().skip(1) {
         *v = k as f64 * (k as f64).log2();
     }
